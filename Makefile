@@ -1,0 +1,53 @@
+# Two commands for a fresh machine:  `make demo`  and  `make test`.
+# Both bootstrap .venv from pyproject.toml themselves (re-installing when it changes).
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+OCTOKIT := .cache/octokit
+WEBHOOK_EXAMPLES_VERSION := 7.6.1
+OPENAPI_VERSION := 23.0.2
+
+.PHONY: demo test lint typecheck unit serve bench clean
+
+demo: $(STAMP)
+	$(BIN)/otto demo
+
+serve: $(STAMP)
+	$(BIN)/otto serve
+
+test: $(STAMP) $(OCTOKIT)/.done lint typecheck
+	$(BIN)/pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check app handlers tests bench
+	$(BIN)/ruff format --check app handlers tests bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+# GitHub's published webhook examples and REST description (npm registry), used by the fidelity tests.
+$(OCTOKIT)/.done:
+	mkdir -p $(OCTOKIT)
+	cd $(OCTOKIT) && npm pack --silent --loglevel=error \
+	    @octokit/webhooks-examples@$(WEBHOOK_EXAMPLES_VERSION) @octokit/openapi@$(OPENAPI_VERSION) >/dev/null
+	tar -xzf $(OCTOKIT)/octokit-webhooks-examples-$(WEBHOOK_EXAMPLES_VERSION).tgz -C $(OCTOKIT) \
+	    package/api.github.com/index.json
+	mv $(OCTOKIT)/package/api.github.com/index.json $(OCTOKIT)/webhooks-examples.json
+	tar -xzf $(OCTOKIT)/octokit-openapi-$(OPENAPI_VERSION).tgz -C $(OCTOKIT) package/generated/api.github.com.json
+	mv $(OCTOKIT)/package/generated/api.github.com.json $(OCTOKIT)/api.github.com.json
+	rm -rf $(OCTOKIT)/package $(OCTOKIT)/*.tgz
+	touch $@
+
+clean:
+	rm -rf $(VENV) .cache .otto
