@@ -28,7 +28,9 @@ class RunningServer:
         self.thread.join(timeout)
 
 
-def serve_in_thread(app: ASGIApp, host: str = "127.0.0.1", port: int = 0, name: str = "server") -> RunningServer:
+def serve_in_thread(
+    app: ASGIApp, host: str = "127.0.0.1", port: int = 0, name: str = "server"
+) -> RunningServer:
     """Bind ``host:port`` (0 picks a free port), start uvicorn in a daemon thread, return once it accepts."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -30,7 +30,7 @@ class Settings(BaseSettings):
     anthropic_base_url: str | None = Field(
         default=None, validation_alias=AliasChoices("OTTO_ANTHROPIC_BASE_URL", "ANTHROPIC_BASE_URL")
     )
-    model: str = "claude-sonnet-4-5"
+    model: str = "claude-sonnet-4-6"
     model_max_retries: int = 4
     model_timeout_s: float = 300.0
 

@@ -1,0 +1,278 @@
+"""Every GitHub write Otto makes, each idempotent: look before you create.
+
+``RepoGitHub`` holds the operations for one repository (installation-scoped client); ``GitHubActivities``
+exposes the ones the workflows call directly as Temporal activities.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from typing import Literal
+
+from githubkit import GitHub, TokenAuthStrategy
+from githubkit.exception import RequestFailed
+from githubkit_schemas.latest.models import FullRepository, Issue
+from pydantic import BaseModel
+from temporalio import activity
+
+from app.domain.redact import redact
+from app.domain.render import refusal_marker, render_refusal, render_status, status_marker
+from app.domain.repo_config import CONFIG_PATH
+from app.domain.run import WRITE_PERMISSIONS, PublishStatus, Refusal, RepoRef
+from app.github_auth import GitHubApp
+
+CHECK_NAME = "otto/verify"
+CHECK_TEXT_LIMIT = 60_000  # GitHub caps check-run output text at 65535 characters
+
+ReactionContent = Literal["+1", "-1", "laugh", "confused", "heart", "hooray", "rocket", "eyes"]
+
+
+def _status(e: RequestFailed) -> int:
+    return e.response.status_code
+
+
+@dataclass
+class PullRef:
+    number: int
+    url: str
+    node_id: str
+    head_sha: str
+
+
+class RepoGitHub:
+    """Installation-scoped operations on one repository."""
+
+    def __init__(self, gh: GitHub[TokenAuthStrategy], repo: RepoRef) -> None:
+        self.gh = gh
+        self.repo = repo
+        self.owner = repo.owner
+        self.name = repo.name
+
+    # --- reads -------------------------------------------------------------------------------------
+    async def permission(self, login: str) -> str:
+        """admin|write|read|none (maintain counts as write, triage as read). Errors fail closed: none."""
+        try:
+            resp = await self.gh.rest.repos.async_get_collaborator_permission_level(
+                self.owner, self.name, login
+            )
+        except RequestFailed:
+            return "none"
+        data = resp.parsed_data
+        role = getattr(data, "role_name", None)
+        if isinstance(role, str) and role in WRITE_PERMISSIONS:
+            return role
+        return data.permission
+
+    async def is_writer(self, login: str) -> bool:
+        return await self.permission(login) in WRITE_PERMISSIONS
+
+    async def repository(self) -> FullRepository:
+        return (await self.gh.rest.repos.async_get(self.owner, self.name)).parsed_data
+
+    async def issue(self, number: int) -> Issue:
+        return (await self.gh.rest.issues.async_get(self.owner, self.name, number)).parsed_data
+
+    async def file_text(self, path: str, ref: str) -> str | None:
+        try:
+            resp = await self.gh.rest.repos.async_get_content(self.owner, self.name, path, ref=ref)
+        except RequestFailed as e:
+            if _status(e) == 404:
+                return None
+            raise
+        data = resp.parsed_data
+        content = getattr(data, "content", None)
+        if not isinstance(content, str):
+            return None
+        return base64.b64decode(content).decode("utf-8", errors="replace")
+
+    async def config_text(self, ref: str) -> str | None:
+        return await self.file_text(CONFIG_PATH, ref)
+
+    # --- comments and reactions -----------------------------------------------------------------------
+    async def react_to_issue(self, number: int, content: ReactionContent) -> None:
+        # GitHub answers 200 with the existing reaction when it is already there: naturally idempotent
+        await self.gh.rest.reactions.async_create_for_issue(self.owner, self.name, number, content=content)
+
+    async def react_to_comment(self, comment_id: int, content: ReactionContent) -> None:
+        await self.gh.rest.reactions.async_create_for_issue_comment(
+            self.owner, self.name, comment_id, content=content
+        )
+
+    async def find_comment(self, number: int, marker: str) -> int | None:
+        paginator = self.gh.rest.paginate(
+            self.gh.rest.issues.async_list_comments,
+            owner=self.owner,
+            repo=self.name,
+            issue_number=number,
+            per_page=100,
+        )
+        async for comment in paginator:
+            if comment.body and marker in comment.body:
+                return comment.id
+        return None
+
+    async def upsert_comment(self, number: int, marker: str, body: str, comment_id: int | None) -> int:
+        """Edit comment ``comment_id`` (or the one carrying ``marker``); create it only if none exists."""
+        if marker not in body:
+            raise ValueError("an Otto comment must carry its marker")
+        if comment_id is None:
+            comment_id = await self.find_comment(number, marker)
+        if comment_id is not None:
+            try:
+                await self.gh.rest.issues.async_update_comment(self.owner, self.name, comment_id, body=body)
+                return comment_id
+            except RequestFailed as e:
+                if _status(e) != 404:  # deleted by a human: post a new one
+                    raise
+        created = await self.gh.rest.issues.async_create_comment(self.owner, self.name, number, body=body)
+        return created.parsed_data.id
+
+    # --- pull requests and checks ---------------------------------------------------------------------
+    async def find_open_pr(self, head_branch: str) -> PullRef | None:
+        resp = await self.gh.rest.pulls.async_list(
+            self.owner, self.name, state="open", head=f"{self.owner}:{head_branch}", per_page=10
+        )
+        for pr in resp.parsed_data:
+            if pr.head.ref == head_branch:
+                return PullRef(pr.number, pr.html_url, pr.node_id, pr.head.sha)
+        return None
+
+    async def upsert_draft_pr(self, *, head: str, base: str, title: str, body: str) -> PullRef:
+        existing = await self.find_open_pr(head)
+        if existing is not None:
+            await self.gh.rest.pulls.async_update(
+                self.owner, self.name, existing.number, title=title, body=body
+            )
+            return existing
+        try:
+            resp = await self.gh.rest.pulls.async_create(
+                self.owner, self.name, title=title, head=head, base=base, body=body, draft=True
+            )
+        except RequestFailed as e:
+            if _status(e) == 422:  # created concurrently by a retried attempt: take that one
+                again = await self.find_open_pr(head)
+                if again is not None:
+                    await self.gh.rest.pulls.async_update(
+                        self.owner, self.name, again.number, title=title, body=body
+                    )
+                    return again
+            raise
+        pr = resp.parsed_data
+        return PullRef(pr.number, pr.html_url, pr.node_id, pr.head.sha)
+
+    async def upsert_check_run(
+        self,
+        *,
+        head_sha: str,
+        conclusion: Literal["success", "failure", "neutral"],
+        title: str,
+        summary: str,
+        text: str,
+        details_url: str | None = None,
+    ) -> int:
+        output = {"title": title, "summary": summary[:60_000], "text": text[-CHECK_TEXT_LIMIT:]}
+        resp = await self.gh.rest.checks.async_list_for_ref(
+            self.owner, self.name, head_sha, check_name=CHECK_NAME, filter_="latest"
+        )
+        for run in resp.parsed_data.check_runs:
+            if run.name == CHECK_NAME:
+                await self.gh.rest.checks.async_update(
+                    self.owner, self.name, run.id, status="completed", conclusion=conclusion, output=output
+                )
+                return run.id
+        created = await self.gh.rest.checks.async_create(
+            self.owner,
+            self.name,
+            name=CHECK_NAME,
+            head_sha=head_sha,
+            status="completed",
+            conclusion=conclusion,
+            output=output,
+        )
+        return created.parsed_data.id
+
+
+class PermissionQuery(BaseModel):
+    repo: RepoRef
+    login: str
+
+
+class ReactInput(BaseModel):
+    repo: RepoRef
+    issue_number: int
+    content: ReactionContent
+
+
+class LoadedIssue(BaseModel):
+    title: str
+    body: str
+    author: str
+    html_url: str
+    state: str
+    default_branch: str
+    clone_url: str
+    config_text: str | None
+
+
+class LoadIssueInput(BaseModel):
+    repo: RepoRef
+    issue_number: int
+    base_branch: str | None = None
+
+
+class GitHubActivities:
+    """The GitHub side effects the workflows call directly."""
+
+    def __init__(self, app: GitHubApp, label: str) -> None:
+        self.app = app
+        self.label = label
+
+    async def repo(self, ref: RepoRef) -> RepoGitHub:
+        return RepoGitHub(await self.app.installation_client(ref.installation_id), ref)
+
+    @activity.defn
+    async def check_permission(self, q: PermissionQuery) -> str:
+        return await (await self.repo(q.repo)).permission(q.login)
+
+    @activity.defn
+    async def react_to_issue(self, r: ReactInput) -> None:
+        await (await self.repo(r.repo)).react_to_issue(r.issue_number, r.content)
+
+    @activity.defn
+    async def publish_status(self, p: PublishStatus) -> int:
+        state = p.state
+        body = redact(
+            render_status(state, self.label), self.app.cached_tokens() + self.app.settings.secret_values()
+        )
+        gh = await self.repo(state.repo)
+        return await gh.upsert_comment(
+            state.issue_number, status_marker(state.run_id), body, state.status_comment_id
+        )
+
+    @activity.defn
+    async def post_refusal(self, r: Refusal) -> int:
+        gh = await self.repo(r.repo)
+        return await gh.upsert_comment(
+            r.issue_number,
+            refusal_marker(r.delivery_id),
+            render_refusal(r.sender, r.what, r.delivery_id),
+            None,
+        )
+
+    @activity.defn
+    async def load_issue(self, q: LoadIssueInput) -> LoadedIssue:
+        gh = await self.repo(q.repo)
+        repo = await gh.repository()
+        issue = await gh.issue(q.issue_number)
+        base = q.base_branch or repo.default_branch
+        return LoadedIssue(
+            title=issue.title,
+            body=issue.body or "",
+            author=issue.user.login if issue.user else "unknown",
+            html_url=issue.html_url,
+            state=issue.state,
+            default_branch=repo.default_branch,
+            clone_url=repo.clone_url,
+            config_text=await gh.config_text(base),
+        )

@@ -1,0 +1,84 @@
+"""``otto serve | web | worker | demo``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import typer
+import uvicorn
+
+from app.settings import Settings
+
+cli = typer.Typer(help="Otto: labeled issues become planned, verified draft PRs.", no_args_is_help=True)
+
+
+def _logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@cli.command()
+def serve(log_level: str = "info") -> None:
+    """Web server and a worker in one process (starts Temporal's dev server when no address is set)."""
+    _logging(log_level)
+    asyncio.run(_serve(Settings(), with_worker=True))
+
+
+@cli.command()
+def web(log_level: str = "info") -> None:
+    """Only the stateless web process (needs OTTO_TEMPORAL_ADDRESS)."""
+    _logging(log_level)
+    settings = Settings()
+    if not settings.temporal_address:
+        raise typer.BadParameter("`otto web` needs OTTO_TEMPORAL_ADDRESS; use `otto serve` for one machine")
+    asyncio.run(_serve(settings, with_worker=False))
+
+
+@cli.command()
+def worker(log_level: str = "info") -> None:
+    """Only a worker (needs OTTO_TEMPORAL_ADDRESS); run as many as you like."""
+    _logging(log_level)
+    settings = Settings()
+    if not settings.temporal_address:
+        raise typer.BadParameter(
+            "`otto worker` needs OTTO_TEMPORAL_ADDRESS; use `otto serve` for one machine"
+        )
+    asyncio.run(_worker(settings))
+
+
+@cli.command()
+def demo(
+    keep: bool = typer.Option(False, help="keep everything running after the run (Ctrl-C to end)"),
+) -> None:
+    """Run Otto end to end against the local GitHub simulator and the scripted model."""
+    from app.demo import run_demo
+
+    _logging("warning")
+    raise typer.Exit(asyncio.run(run_demo(keep=keep)))
+
+
+async def _serve(settings: Settings, with_worker: bool) -> None:
+    from app.engine import temporal_client
+    from app.runtime import Services, running_worker, web_app
+
+    async with temporal_client(settings) as client:
+        server = uvicorn.Server(
+            uvicorn.Config(web_app(settings, client), host=settings.host, port=settings.port)
+        )
+        if not with_worker:
+            await server.serve()
+            return
+        async with running_worker(client, Services.from_settings(settings)):
+            await server.serve()
+
+
+async def _worker(settings: Settings) -> None:
+    from app.engine import temporal_client
+    from app.runtime import Services, worker
+
+    async with temporal_client(settings) as client:
+        await worker(client, Services.from_settings(settings)).run()
+
+
+def main() -> None:
+    cli()

@@ -1,0 +1,117 @@
+"""Markdown Otto posts: the issue's status comment, task PR bodies, refusals. Pure functions of state."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jinja2
+
+from app.domain.plan import PlannedTask
+from app.domain.run import RunPhase, RunState, TaskRecord, TaskStatus
+
+_env = jinja2.Environment(
+    loader=jinja2.PackageLoader("app", "templates"),
+    autoescape=False,  # noqa: S701 -- markdown / plain text for GitHub and the model, not HTML
+    keep_trailing_newline=True,
+    trim_blocks=False,
+    undefined=jinja2.StrictUndefined,
+)
+
+_HEADLINES = {
+    RunPhase.STARTING: "🤖 Otto is starting…",
+    RunPhase.PLANNING: "🤖 Otto: planning…",
+    RunPhase.RUNNING: "🤖 Otto: working on the plan",
+    RunPhase.WAITING_REVIEW: "🤖 Otto: draft PRs ready for review",
+    RunPhase.NEEDS_INFO: "🤖 Otto needs more information (needs_info)",
+    RunPhase.FAILED: "🤖 Otto: run failed",
+    RunPhase.CANCELLED: "🤖 Otto: run cancelled",
+    RunPhase.DONE: "🤖 Otto: done",
+}
+
+_TASK_STATE = {
+    TaskStatus.PENDING: "⏳ pending",
+    TaskStatus.RUNNING: "🔄 running",
+    TaskStatus.PASSED: "✅ verified",
+    TaskStatus.FAILED: "❌ verification failed",
+    TaskStatus.ERROR: "⚠️ error",
+    TaskStatus.SKIPPED: "⏭️ skipped",
+}
+
+
+def _cell(text: str) -> str:
+    """Text safe inside a markdown table cell."""
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+_env.filters["cell"] = _cell
+
+
+def status_marker(run_id: str) -> str:
+    return f"<!-- otto:status run={run_id} -->"
+
+
+def pr_marker(run_id: str, task_id: str) -> str:
+    return f"<!-- otto:task run={run_id} task={task_id} -->"
+
+
+def _check(r: TaskRecord) -> str:
+    return "✔" if r.status == TaskStatus.PASSED else ""
+
+
+def _task_state(r: TaskRecord) -> str:
+    text = _TASK_STATE[r.status]
+    if r.note:
+        text += f" — {r.note}"
+    return _cell(text)
+
+
+def render_status(state: RunState, label: str = "otto") -> str:
+    return _env.get_template("status.md.j2").render(
+        marker=status_marker(state.run_id),
+        headline=_HEADLINES[state.phase],
+        state=state,
+        label=label,
+        check=_check,
+        task_state=_task_state,
+    )
+
+
+def render_pr_body(
+    *,
+    run_id: str,
+    issue_number: int,
+    task: PlannedTask,
+    summary: str,
+    files: Sequence[str],
+    verify_passed: bool,
+    no_checks: bool,
+    failures: int | None,
+    commands: Sequence[str],
+    log_tail: str,
+    attempt: int,
+) -> str:
+    return _env.get_template("pr_body.md.j2").render(
+        marker=pr_marker(run_id, task.id),
+        issue_number=issue_number,
+        task=task,
+        summary=summary,
+        files=list(files),
+        verify_passed=verify_passed,
+        no_checks=no_checks,
+        failures=failures,
+        commands=list(commands),
+        log_tail=log_tail.replace("```", "ˋˋˋ"),
+        attempt=attempt,
+    )
+
+
+def refusal_marker(delivery_id: str) -> str:
+    return f"<!-- otto:refusal delivery={delivery_id} -->"
+
+
+def render_refusal(sender: str, what: str, delivery_id: str) -> str:
+    return (
+        f"{refusal_marker(delivery_id)}\n"
+        f"Sorry @{sender}, only people with write access to this repository can {what}. "
+        "Nothing was started."
+    )

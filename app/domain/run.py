@@ -1,0 +1,202 @@
+"""What a run is: its inputs, its state (the workflow's memory) and the bounded results activities return."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import BaseModel, Field
+
+from app.domain.plan import PlannedTask
+from app.domain.repo_config import RepoConfig
+from app.domain.usage import Usage
+
+WRITE_PERMISSIONS = frozenset({"admin", "maintain", "write"})
+
+
+class RepoRef(BaseModel):
+    installation_id: int
+    owner: str
+    name: str
+    repo_id: int
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.owner}/{self.name}"
+
+
+def run_workflow_id(repo: RepoRef, issue_number: int) -> str:
+    return f"otto/{repo.repo_id}/{issue_number}"
+
+
+class Trigger(BaseModel):
+    delivery_id: str
+    sender: str
+    label: str
+
+
+class RunLimits(BaseModel):
+    """Instance settings a run needs, carried in its input so the workflow stays deterministic."""
+
+    model: str
+    label: str = "otto"
+    max_tasks: int = 8
+    max_parallel_tasks: int = 2
+    task_attempt_timeout_s: float = 3600.0
+    temporal_ui_url: str | None = None
+
+
+class RunInput(BaseModel):
+    repo: RepoRef
+    issue_number: int
+    trigger: Trigger
+    limits: RunLimits
+
+
+class StartRun(BaseModel):
+    """What an ``issues.labeled`` delivery asks for, before authorization."""
+
+    repo: RepoRef
+    issue_number: int
+    trigger: Trigger
+
+
+class IssueContext(BaseModel):
+    """The issue and repository as the planner sees them (text already stripped of hidden content)."""
+
+    title: str
+    body: str
+    author: str
+    html_url: str
+    base_branch: str
+    clone_url: str
+    config: RepoConfig
+    repo_files: list[str] = Field(default_factory=list)
+    repo_files_total: int = 0
+
+
+class Classification(BaseModel):
+    actionable: bool
+    summary: str = ""
+    questions: list[str] = Field(default_factory=list)
+
+
+class ModelOutcome(BaseModel):
+    usage: Usage = Field(default_factory=Usage)
+
+
+class ClassifyResult(ModelOutcome):
+    classification: Classification
+
+
+class PlanResult(ModelOutcome):
+    plan_summary: str
+    tasks: list[PlannedTask]
+
+
+class RunPhase(StrEnum):
+    STARTING = "starting"
+    PLANNING = "planning"
+    RUNNING = "running"
+    WAITING_REVIEW = "waiting_review"
+    NEEDS_INFO = "needs_info"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    DONE = "done"
+
+    @property
+    def final(self) -> bool:
+        return self in {RunPhase.NEEDS_INFO, RunPhase.FAILED, RunPhase.CANCELLED, RunPhase.DONE}
+
+
+class TaskStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    PASSED = "passed"  # pushed, checks green
+    FAILED = "failed"  # pushed, checks red
+    ERROR = "error"  # could not produce a branch (agent made no change, git or model failure)
+    SKIPPED = "skipped"
+
+
+class TaskRecord(BaseModel):
+    task: PlannedTask
+    batch: int
+    branch: str
+    status: TaskStatus = TaskStatus.PENDING
+    attempts: int = 0
+    pr_number: int | None = None
+    pr_url: str | None = None
+    head_sha: str | None = None
+    summary: str = ""
+    note: str = ""
+    failures: int | None = None
+    usage: Usage = Field(default_factory=Usage)
+
+
+class RunState(BaseModel):
+    run_id: str
+    repo: RepoRef
+    issue_number: int
+    phase: RunPhase = RunPhase.STARTING
+    reason: str = ""
+    classification_summary: str = ""
+    questions: list[str] = Field(default_factory=list)
+    plan_summary: str = ""
+    tasks: list[TaskRecord] = Field(default_factory=list)
+    usage: Usage = Field(default_factory=Usage)
+    notices: list[str] = Field(default_factory=list)
+    status_comment_id: int | None = None
+    temporal_ui_url: str | None = None
+
+    def record(self, task_id: str) -> TaskRecord:
+        for r in self.tasks:
+            if r.task.id == task_id:
+                return r
+        raise KeyError(task_id)
+
+    def finish(self, phase: RunPhase, reason: str) -> None:
+        self.phase = phase
+        self.reason = reason
+
+
+class TaskInput(BaseModel):
+    run_id: str
+    repo: RepoRef
+    issue_number: int
+    issue_title: str
+    base_branch: str
+    clone_url: str
+    task: PlannedTask
+    branch: str
+    dependency_branches: list[str] = Field(default_factory=list)
+    attempt: int = 1
+    config: RepoConfig = Field(default_factory=RepoConfig)
+    model: str
+    guidance: str = ""
+    learnings: str = ""
+
+
+class TaskResult(BaseModel):
+    task_id: str
+    status: TaskStatus
+    summary: str = ""
+    error: str = ""
+    verify_passed: bool = False
+    verify_log_tail: str = ""
+    failures: int | None = None
+    head_sha: str | None = None
+    pr_number: int | None = None
+    pr_url: str | None = None
+    files_changed: list[str] = Field(default_factory=list)
+    usage: Usage = Field(default_factory=Usage)
+
+
+class PublishStatus(BaseModel):
+    state: RunState
+
+
+class Refusal(BaseModel):
+    repo: RepoRef
+    issue_number: int
+    sender: str
+    delivery_id: str
+    what: str

@@ -1,0 +1,138 @@
+"""GitHub App authentication: the App JWT (pyjwt, RS256), cached installation tokens, githubkit clients.
+
+The installation token is the only credential that reaches git, and only per command (see workspace.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Generator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import httpx
+import jwt
+from githubkit import GitHub, TokenAuthStrategy
+from githubkit.auth.base import BaseAuthStrategy
+from githubkit.core import GitHubCore
+
+from app.settings import Settings
+
+JWT_BACKDATE_S = 60  # GitHub's advice: iat 60 s in the past against clock drift
+JWT_LIFETIME_S = 9 * 60  # GitHub's limit is 10 minutes after iat; stay below it
+TOKEN_REFRESH_MARGIN_S = 5 * 60  # renew installation tokens this long before they expire
+
+
+def make_app_jwt(app_id: int | str, private_key_pem: str, now: float | None = None) -> str:
+    issued = int(now if now is not None else time.time()) - JWT_BACKDATE_S
+    payload = {"iat": issued, "exp": issued + JWT_LIFETIME_S, "iss": str(app_id)}
+    return jwt.encode(payload, private_key_pem, algorithm="RS256")
+
+
+class _AppJWTAuth(httpx.Auth):
+    def __init__(self, app_id: int, private_key_pem: str) -> None:
+        self._app_id = app_id
+        self._key = private_key_pem
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        request.headers["Authorization"] = f"Bearer {make_app_jwt(self._app_id, self._key)}"
+        yield request
+
+
+@dataclass
+class AppJWTAuthStrategy(BaseAuthStrategy):
+    """Authenticate as the App itself (``/app/...`` endpoints) with a freshly minted JWT per request."""
+
+    app_id: int
+    private_key_pem: str
+
+    def get_auth_flow(self, github: GitHubCore) -> httpx.Auth:
+        return _AppJWTAuth(self.app_id, self.private_key_pem)
+
+
+@dataclass(frozen=True)
+class GitIdentity:
+    name: str
+    email: str
+
+
+@dataclass
+class _CachedToken:
+    token: str
+    expires_at: float
+
+
+class GitHubApp:
+    """One long-lived githubkit configuration for the App, handing out installation clients and tokens."""
+
+    def __init__(self, settings: Settings) -> None:
+        if not settings.has_github_credentials:
+            raise RuntimeError(
+                "GitHub App credentials are missing: set OTTO_GITHUB_APP_ID and OTTO_GITHUB_PRIVATE_KEY "
+                "(or OTTO_GITHUB_PRIVATE_KEY_PATH), or run `otto demo` to use the local simulator"
+            )
+        assert settings.github_app_id is not None and settings.private_key_pem is not None
+        self.settings = settings
+        self.app_id = settings.github_app_id
+        base_url = settings.github_api_url.rstrip("/") + "/"
+        self.app_client: GitHub[AppJWTAuthStrategy] = GitHub(
+            AppJWTAuthStrategy(self.app_id, settings.private_key_pem),
+            base_url=base_url,
+            user_agent="otto-github-app",
+            http_cache=False,
+            timeout=30.0,
+        )
+        self._tokens: dict[int, _CachedToken] = {}
+        self._locks: dict[int, asyncio.Lock] = {}
+        self._identity: GitIdentity | None = None
+        self._slug: str | None = None
+
+    async def installation_token(self, installation_id: int) -> str:
+        cached = self._tokens.get(installation_id)
+        if cached and cached.expires_at - time.time() > TOKEN_REFRESH_MARGIN_S:
+            return cached.token
+        lock = self._locks.setdefault(installation_id, asyncio.Lock())
+        async with lock:
+            cached = self._tokens.get(installation_id)
+            if cached and cached.expires_at - time.time() > TOKEN_REFRESH_MARGIN_S:
+                return cached.token
+            resp = await self.app_client.rest.apps.async_create_installation_access_token(installation_id)
+            data = resp.parsed_data
+            expires = data.expires_at
+            if expires.tzinfo is None:
+                expires = expires.replace(tzinfo=UTC)
+            self._tokens[installation_id] = _CachedToken(data.token, expires.timestamp())
+            return data.token
+
+    def cached_tokens(self) -> list[str]:
+        """Every token this process holds, for redaction."""
+        return [t.token for t in self._tokens.values()]
+
+    async def installation_client(self, installation_id: int) -> GitHub[TokenAuthStrategy]:
+        token = await self.installation_token(installation_id)
+        return self.app_client.with_auth(TokenAuthStrategy(token))
+
+    async def app_slug(self) -> str:
+        if self._slug is None:
+            app = (await self.app_client.rest.apps.async_get_authenticated()).parsed_data
+            if app is None or not app.slug:
+                raise RuntimeError("GET /app returned no slug for this App")
+            self._slug = app.slug
+        return self._slug
+
+    async def bot_login(self) -> str:
+        return f"{await self.app_slug()}[bot]"
+
+    async def bot_identity(self, installation_id: int) -> GitIdentity:
+        """``<slug>[bot] <ID+<slug>[bot]@users.noreply.github.com>``, ID being the bot *user's* id."""
+        if self._identity is None:
+            login = await self.bot_login()
+            gh = await self.installation_client(installation_id)
+            user = (await gh.rest.users.async_get_by_username(login)).parsed_data
+            self._identity = GitIdentity(name=login, email=f"{user.id}+{login}@users.noreply.github.com")
+        return self._identity
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,111 @@
+"""The model layer: the official anthropic client (base URL and model from settings), usage priced per call.
+
+Every system prompt carries an ``otto-role: <role>`` line (and task prompts ``otto-task: <id>``) so logs, the
+scripted model server and humans reading transcripts can tell which step a request belongs to.
+The SDK retries 408/409/429/5xx/529 itself (honouring retry-after); Otto adds no second retry layer there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import anthropic
+from anthropic.types import Message, MessageParam, TextBlockParam, ToolUnionParam
+
+from app.domain.usage import Usage
+from app.settings import Settings
+
+
+class ModelError(RuntimeError):
+    """The model could not be reached or answered unusably; the message is safe to show users."""
+
+
+@dataclass
+class Reply:
+    message: Message
+    usage: Usage
+
+    @property
+    def text(self) -> str:
+        return "".join(block.text for block in self.message.content if block.type == "text")
+
+
+def system_blocks(role: str, text: str, task_id: str | None = None) -> list[TextBlockParam]:
+    """The system prompt as one cached block: stable per role, so the prefix is served from the cache."""
+    header = f"otto-role: {role}" + (f"\notto-task: {task_id}" if task_id else "")
+    return [{"type": "text", "text": f"{header}\n\n{text}", "cache_control": {"type": "ephemeral"}}]
+
+
+class LLM:
+    def __init__(self, settings: Settings) -> None:
+        key = settings.anthropic_api_key.get_secret_value() if settings.anthropic_api_key else None
+        if not key:
+            raise RuntimeError("ANTHROPIC_API_KEY is not set (or run `otto demo` to use the scripted model)")
+        self.default_model = settings.model
+        self.client = anthropic.AsyncAnthropic(
+            api_key=key,
+            base_url=settings.anthropic_base_url,
+            max_retries=settings.model_max_retries,
+            timeout=settings.model_timeout_s,
+        )
+
+    async def create(
+        self,
+        *,
+        role: str,
+        system: str,
+        messages: Sequence[MessageParam],
+        tools: Sequence[ToolUnionParam] | None = None,
+        model: str | None = None,
+        max_tokens: int = 8192,
+        task_id: str | None = None,
+    ) -> Reply:
+        model_name = model or self.default_model
+        kwargs: dict[str, Any] = {}
+        if tools:
+            kwargs["tools"] = list(tools)
+        try:
+            message = await self.client.messages.create(
+                model=model_name,
+                max_tokens=max_tokens,
+                system=system_blocks(role, system, task_id),
+                messages=list(messages),
+                **kwargs,
+            )
+        except anthropic.APIStatusError as e:
+            raise ModelError(
+                f"the model API answered {e.status_code} ({_error_type(e)}) for the {role} step"
+            ) from e
+        except anthropic.APIConnectionError as e:
+            raise ModelError(f"the model API could not be reached for the {role} step: {e}") from e
+        except anthropic.APIResponseValidationError as e:
+            raise ModelError(f"the model API returned an unreadable response for the {role} step") from e
+        except anthropic.APIError as e:
+            raise ModelError(f"the model API failed for the {role} step: {type(e).__name__}") from e
+        except ValueError as e:  # the SDK lets a truncated JSON body through as a bare JSONDecodeError
+            raise ModelError(f"the model API returned an unreadable response for the {role} step") from e
+        if not isinstance(message, Message):  # e.g. an HTML page from a proxy with status 200
+            raise ModelError(f"the model API returned something that is not a message for the {role} step")
+        u = message.usage
+        usage = Usage.of_call(
+            model_name,
+            input_tokens=u.input_tokens,
+            output_tokens=u.output_tokens,
+            cache_creation_input_tokens=u.cache_creation_input_tokens or 0,
+            cache_read_input_tokens=u.cache_read_input_tokens or 0,
+        )
+        return Reply(message=message, usage=usage)
+
+    async def aclose(self) -> None:
+        await self.client.close()
+
+
+def _error_type(e: anthropic.APIStatusError) -> str:
+    body = e.body
+    if isinstance(body, dict):
+        err = body.get("error")
+        if isinstance(err, dict) and isinstance(err.get("type"), str):
+            return str(err["type"])
+    return type(e).__name__
