@@ -98,7 +98,8 @@ class EmbeddedTemporal:
         while True:
             if self.process.poll() is not None:
                 raise RuntimeError(
-                    f"Temporal dev server exited with {self.process.returncode}; see {self.data_dir}/temporal.log"
+                    f"Temporal dev server exited with {self.process.returncode}; "
+                    f"see {self.data_dir}/temporal.log"
                 )
             try:
                 client = await Client.connect(self.address)

@@ -10,6 +10,7 @@ import time
 from collections.abc import Generator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 import jwt
@@ -47,7 +48,7 @@ class AppJWTAuthStrategy(BaseAuthStrategy):
     app_id: int
     private_key_pem: str
 
-    def get_auth_flow(self, github: GitHubCore) -> httpx.Auth:
+    def get_auth_flow(self, github: GitHubCore[Any]) -> httpx.Auth:
         return _AppJWTAuth(self.app_id, self.private_key_pem)
 
 
@@ -99,9 +100,7 @@ class GitHubApp:
                 return cached.token
             resp = await self.app_client.rest.apps.async_create_installation_access_token(installation_id)
             data = resp.parsed_data
-            expires = data.expires_at
-            if expires.tzinfo is None:
-                expires = expires.replace(tzinfo=UTC)
+            expires = datetime.strptime(data.expires_at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
             self._tokens[installation_id] = _CachedToken(data.token, expires.timestamp())
             return data.token
 
@@ -132,7 +131,3 @@ class GitHubApp:
             user = (await gh.rest.users.async_get_by_username(login)).parsed_data
             self._identity = GitIdentity(name=login, email=f"{user.id}+{login}@users.noreply.github.com")
         return self._identity
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)

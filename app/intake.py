@@ -13,10 +13,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from githubkit import webhooks
 from pydantic import ValidationError
 
 from app.domain.run import StartRun
+from app.events import ACTED_ON
 from app.settings import Settings
 
 log = logging.getLogger("otto.intake")
@@ -70,13 +70,20 @@ class Router:
         if handler is None:
             return Outcome(202, f"event {event!r} ignored")
         try:
-            json.loads(body)
+            data = json.loads(body)
         except ValueError:
             return Outcome(400, "body is not JSON")
+        if not isinstance(data, dict):
+            return Outcome(400, "body is not a JSON object")
+        action = data.get("action")
+        model = ACTED_ON.get((event, action if isinstance(action, str) else ""))
+        if model is None:
+            return Outcome(202, f"{event}.{action} ignored")
         try:
-            parsed = webhooks.parse(event, body)
-        except (ValidationError, ValueError, KeyError) as e:
-            log.info("delivery %s: %s payload rejected: %s", delivery_id, event, type(e).__name__)
-            return Outcome(400, f"malformed {event} payload")
+            parsed = model.model_validate(data)
+        except ValidationError as e:
+            fields = ", ".join(sorted({".".join(str(p) for p in err["loc"]) for err in e.errors()})[:5])
+            log.info("delivery %s: %s.%s payload rejected (%s)", delivery_id, event, action, fields)
+            return Outcome(400, f"malformed {event}.{action} payload: {fields}")
         ctx = HandlerContext(self.settings, self.handoff, delivery_id, event)
         return await handler(ctx, parsed)

@@ -36,11 +36,14 @@ def _answer(outcome: Outcome, delivery: str | None) -> JSONResponse:
     return JSONResponse({"status": outcome.message, "delivery": delivery}, status_code=outcome.status)
 
 
-def create_app(settings: Settings, router: Router, ready: object = None) -> FastAPI:
-    app = FastAPI(title="Otto", docs_url=None, redoc_url=None, openapi_url=None)
+def get_router(request: Request) -> Router:
+    router: Router = request.app.state.router
+    return router
 
-    def get_router() -> Router:
-        return router
+
+def create_app(settings: Settings, router: Router) -> FastAPI:
+    app = FastAPI(title="Otto", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.router = router
 
     @app.post("/webhooks")
     async def webhooks(

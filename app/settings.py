@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from functools import cached_property
 from pathlib import Path
 
@@ -10,7 +11,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="OTTO_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="OTTO_", env_file=".env", extra="ignore", populate_by_name=True
+    )
 
     # --- GitHub App -------------------------------------------------------------------------------
     github_app_id: int | None = None
@@ -43,6 +46,9 @@ class Settings(BaseSettings):
     verify_timeout_s: float = 900.0
     verify_log_limit: int = 60_000
     task_attempt_timeout_s: float = 3600.0
+    command_path_prepend: list[str] = Field(
+        default_factory=list, description="directories put first on PATH for agent and verify commands"
+    )
     max_webhook_bytes: int = 25 * 1024 * 1024
 
     # --- Engine -------------------------------------------------------------------------------------
@@ -83,6 +89,13 @@ class Settings(BaseSettings):
     @property
     def worktrees_dir(self) -> Path:
         return self.data_dir / "worktrees"
+
+    def command_env(self) -> dict[str, str]:
+        """Extra environment for the agent's and the checks' commands (PATH only; never secrets)."""
+        if not self.command_path_prepend:
+            return {}
+        path = os.pathsep.join([*self.command_path_prepend, os.environ.get("PATH", "/usr/bin:/bin")])
+        return {"PATH": path}
 
     def secret_values(self) -> list[str]:
         """Every secret Otto holds, for redaction."""

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from githubkit_schemas.latest.models import WebhookIssueCommentCreated
-
+from app.events import IssueCommentCreated
 from app.intake import IGNORED, HandlerContext, Outcome
 from handlers.common import is_bot
 
 
 async def handle(ctx: HandlerContext, event: object) -> Outcome:
-    if not isinstance(event, WebhookIssueCommentCreated):
+    if not isinstance(event, IssueCommentCreated):
         return IGNORED
     if is_bot(event.sender) or is_bot(event.comment.user):
         return Outcome(202, "ignored: comment by a bot")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from app.domain.run import RepoRef
+from app.events import Event
 
 
 def is_bot(sender: Any) -> bool:
@@ -16,10 +17,10 @@ def is_bot(sender: Any) -> bool:
     return kind == "Bot" or login.endswith("[bot]")
 
 
-def repo_ref(event: Any) -> RepoRef | None:
-    installation = getattr(event, "installation", None)
-    repository = getattr(event, "repository", None)
-    if not installation or not repository:
+def repo_ref(event: Event) -> RepoRef | None:
+    if event.installation is None or event.repository is None:
         return None
-    owner = repository.owner.login if repository.owner else repository.full_name.split("/")[0]
-    return RepoRef(installation_id=installation.id, owner=owner, name=repository.name, repo_id=repository.id)
+    repo = event.repository
+    return RepoRef(
+        installation_id=event.installation.id, owner=repo.owner.login, name=repo.name, repo_id=repo.id
+    )

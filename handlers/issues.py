@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from githubkit_schemas.latest.models import WebhookIssuesLabeled
-
 from app.domain.run import StartRun, Trigger
+from app.events import IssuesLabeled
 from app.intake import IGNORED, HandlerContext, Outcome
 from handlers.common import is_bot, repo_ref
 
 
 async def handle(ctx: HandlerContext, event: object) -> Outcome:
-    if not isinstance(event, WebhookIssuesLabeled):
+    if not isinstance(event, IssuesLabeled):
         return IGNORED
     label = event.label.name if event.label else None
     if label != ctx.settings.trigger_label:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from githubkit_schemas.latest.models import WebhookPullRequestReviewSubmitted
-
+from app.events import ReviewSubmitted
 from app.intake import IGNORED, HandlerContext, Outcome
 from handlers.common import is_bot
 
 
 async def handle(ctx: HandlerContext, event: object) -> Outcome:
-    if not isinstance(event, WebhookPullRequestReviewSubmitted):
+    if not isinstance(event, ReviewSubmitted):
         return IGNORED
     if is_bot(event.sender):
         return Outcome(202, "ignored: review by a bot")

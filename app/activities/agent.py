@@ -13,9 +13,15 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from anthropic.types import MessageParam, ToolResultBlockParam, ToolUnionParam
+from anthropic.types import (
+    MessageParam,
+    ToolParam,
+    ToolResultBlockParam,
+    ToolTextEditor20250728Param,
+    ToolUnionParam,
+)
 
 from app.activities.agent_tools import CommandTool, EditorTool, ToolOutcome
 from app.domain.redact import redact
@@ -25,22 +31,21 @@ from app.llm import LLM
 EDITOR_TOOL = "str_replace_based_edit_tool"
 COMMAND_TOOL = "run_command"
 
-TOOLS: list[ToolUnionParam] = [
-    {"type": "text_editor_20250728", "name": EDITOR_TOOL},
-    {
-        "name": COMMAND_TOOL,
-        "description": (
-            "Run a shell command (bash) in the repository root and get its combined output and exit code. "
-            "Each call runs in a fresh shell with a time limit; no credentials are available."
-        ),
-        "input_schema": {
-            "type": "object",
-            "properties": {"command": {"type": "string", "description": "the command line to run"}},
-            "required": ["command"],
-        },
-        "cache_control": {"type": "ephemeral"},
+_EDITOR: ToolTextEditor20250728Param = {"type": "text_editor_20250728", "name": "str_replace_based_edit_tool"}
+_COMMAND: ToolParam = {
+    "name": COMMAND_TOOL,
+    "description": (
+        "Run a shell command (bash) in the repository root and get its combined output and exit code. "
+        "Each call runs in a fresh shell with a time limit; no credentials are available."
+    ),
+    "input_schema": {
+        "type": "object",
+        "properties": {"command": {"type": "string", "description": "the command line to run"}},
+        "required": ["command"],
     },
-]
+    "cache_control": {"type": "ephemeral"},
+}
+TOOLS: list[ToolUnionParam] = [_EDITOR, _COMMAND]
 
 
 @dataclass
@@ -78,11 +83,12 @@ async def run_agent(
     max_steps: int,
     command_timeout_s: float,
     output_limit: int,
+    env: dict[str, str],
     transcript: Transcript,
     on_step: Callable[[int], None] = lambda _step: None,
 ) -> AgentResult:
     editor = EditorTool(root, output_limit=output_limit)
-    shell = CommandTool(root, timeout_s=command_timeout_s, output_limit=output_limit)
+    shell = CommandTool(root, timeout_s=command_timeout_s, output_limit=output_limit, extra_env=env)
     messages: list[MessageParam] = [{"role": "user", "content": prompt}]
     usage = Usage()
     tool_errors = 0
@@ -101,7 +107,7 @@ async def run_agent(
         if reply.message.stop_reason != "tool_use" or not calls:
             summary = reply.text.strip() or "The agent finished without a summary."
             return AgentResult(summary, step, str(reply.message.stop_reason), usage, tool_errors)
-        messages.append({"role": "assistant", "content": content})  # type: ignore[typeddict-item]
+        messages.append(cast(MessageParam, {"role": "assistant", "content": content}))
         results: list[ToolResultBlockParam] = []
         for call in calls:
             outcome = await asyncio.to_thread(_run_tool, editor, shell, call.name, call.input)

@@ -18,7 +18,7 @@ from temporalio.exceptions import ApplicationError
 
 from app import prompts
 from app.activities.agent import Transcript, run_agent
-from app.activities.github import RepoGitHub
+from app.activities.github import CheckConclusion, RepoGitHub
 from app.activities.verify import VerifyPlan, VerifyResult, detect_commands, run_verify
 from app.activities.workspace import Workspace, WorkspaceError
 from app.domain.logs import tail
@@ -27,7 +27,7 @@ from app.domain.render import render_pr_body
 from app.domain.run import RepoRef, TaskInput, TaskResult, TaskStatus
 from app.domain.sanitize import quote_untrusted
 from app.domain.usage import Usage
-from app.github_auth import GitHubApp
+from app.github_auth import GitHubApp, GitIdentity
 from app.llm import LLM, ModelError
 from app.settings import Settings
 
@@ -146,6 +146,7 @@ class TaskActivities:
                 max_steps=s.agent_max_steps,
                 command_timeout_s=s.command_timeout_s,
                 output_limit=s.command_output_limit,
+                env={**s.command_env(), **_git_identity_env(identity)},
                 transcript=Transcript(artifacts / "transcript.jsonl", self.secrets()),
                 on_step=lambda step: progress.update(stage="agent", step=step),
             )
@@ -169,7 +170,7 @@ class TaskActivities:
 
             progress["stage"] = "verify"
             verified: VerifyResult = await asyncio.to_thread(
-                run_verify, root, verify_plan, s.verify_timeout_s, s.verify_log_limit, None
+                run_verify, root, verify_plan, s.verify_timeout_s, s.verify_log_limit, s.command_env()
             )
             log = redact(verified.log, self.secrets())
             (artifacts / "verify.log").write_text(log, encoding="utf-8")
@@ -203,10 +204,8 @@ class TaskActivities:
                 title=f"[Otto #{inp.issue_number}] {inp.task.title}",
                 body=body,
             )
-            conclusion = (
-                "success"
-                if verified.passed and not verified.no_checks
-                else ("neutral" if verified.no_checks else "failure")
+            conclusion: CheckConclusion = (
+                "neutral" if verified.no_checks else ("success" if verified.passed else "failure")
             )
             await gh.upsert_check_run(
                 head_sha=head,
@@ -245,6 +244,16 @@ class TaskActivities:
             attempt=inp.attempt,
             verify_commands=verify_plan.setup + verify_plan.verify,
         )
+
+
+def _git_identity_env(identity: GitIdentity) -> dict[str, str]:
+    """Commits the agent makes itself are the bot's too."""
+    return {
+        "GIT_AUTHOR_NAME": identity.name,
+        "GIT_AUTHOR_EMAIL": identity.email,
+        "GIT_COMMITTER_NAME": identity.name,
+        "GIT_COMMITTER_EMAIL": identity.email,
+    }
 
 
 def artifacts_path(settings: Settings, run_id: str) -> Path:

@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal, cast
 
 from githubkit import GitHub, TokenAuthStrategy
 from githubkit.exception import RequestFailed
-from githubkit_schemas.latest.models import FullRepository, Issue
+from githubkit_schemas.latest.models import FullRepository, Issue, PullRequestSimple
+from githubkit_schemas.latest.types import (
+    ReposOwnerRepoCheckRunsCheckRunIdPatchBodyPropOutputType,
+    ReposOwnerRepoCheckRunsPostBodyPropOutputType,
+)
 from pydantic import BaseModel
 from temporalio import activity
 
@@ -25,6 +29,7 @@ from app.github_auth import GitHubApp
 CHECK_NAME = "otto/verify"
 CHECK_TEXT_LIMIT = 60_000  # GitHub caps check-run output text at 65535 characters
 
+CheckConclusion = Literal["success", "failure", "neutral"]
 ReactionContent = Literal["+1", "-1", "laugh", "confused", "heart", "hooray", "rocket", "eyes"]
 
 
@@ -100,7 +105,7 @@ class RepoGitHub:
         )
 
     async def find_comment(self, number: int, marker: str) -> int | None:
-        paginator = self.gh.rest.paginate(
+        paginator: Any = self.gh.rest.paginate(
             self.gh.rest.issues.async_list_comments,
             owner=self.owner,
             repo=self.name,
@@ -109,7 +114,7 @@ class RepoGitHub:
         )
         async for comment in paginator:
             if comment.body and marker in comment.body:
-                return comment.id
+                return int(comment.id)
         return None
 
     async def upsert_comment(self, number: int, marker: str, body: str, comment_id: int | None) -> int:
@@ -133,7 +138,8 @@ class RepoGitHub:
         resp = await self.gh.rest.pulls.async_list(
             self.owner, self.name, state="open", head=f"{self.owner}:{head_branch}", per_page=10
         )
-        for pr in resp.parsed_data:
+        pulls: list[PullRequestSimple] = list(resp.parsed_data)
+        for pr in pulls:
             if pr.head.ref == head_branch:
                 return PullRef(pr.number, pr.html_url, pr.node_id, pr.head.sha)
         return None
@@ -165,22 +171,31 @@ class RepoGitHub:
         self,
         *,
         head_sha: str,
-        conclusion: Literal["success", "failure", "neutral"],
+        conclusion: CheckConclusion,
         title: str,
         summary: str,
         text: str,
         details_url: str | None = None,
     ) -> int:
-        output = {"title": title, "summary": summary[:60_000], "text": text[-CHECK_TEXT_LIMIT:]}
+        output: ReposOwnerRepoCheckRunsPostBodyPropOutputType = {
+            "title": title,
+            "summary": summary[:CHECK_TEXT_LIMIT],
+            "text": text[-CHECK_TEXT_LIMIT:],
+        }
         resp = await self.gh.rest.checks.async_list_for_ref(
             self.owner, self.name, head_sha, check_name=CHECK_NAME, filter_="latest"
         )
         for run in resp.parsed_data.check_runs:
             if run.name == CHECK_NAME:
                 await self.gh.rest.checks.async_update(
-                    self.owner, self.name, run.id, status="completed", conclusion=conclusion, output=output
+                    self.owner,
+                    self.name,
+                    run.id,
+                    status="completed",
+                    conclusion=conclusion,
+                    output=cast(ReposOwnerRepoCheckRunsCheckRunIdPatchBodyPropOutputType, output),
                 )
-                return run.id
+                return int(run.id)
         created = await self.gh.rest.checks.async_create(
             self.owner,
             self.name,
@@ -190,7 +205,7 @@ class RepoGitHub:
             conclusion=conclusion,
             output=output,
         )
-        return created.parsed_data.id
+        return int(created.parsed_data.id)
 
 
 class PermissionQuery(BaseModel):

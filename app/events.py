@@ -1,0 +1,156 @@
+"""The webhook payloads Otto acts on, typed down to the fields Otto reads.
+
+Why not githubkit's full webhook models: they follow GitHub's newest schema and require fields that older
+payloads lack (label ``archived_at``, comment ``reactions``, installation ``app_slug``, …). Nine of GitHub's
+own published examples (npm ``@octokit/webhooks-examples``) for events Otto handles fail them, and GitHub
+Enterprise Server sends such older shapes. Otto therefore validates exactly what it relies on — people
+as githubkit's ``SimpleUser``, the rest as small models here — and ignores the other fields, so a valid
+delivery is never rejected for a field Otto doesn't read, and one missing a field Otto needs is a 400.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from githubkit_schemas.latest.models import SimpleUser
+from pydantic import BaseModel, ConfigDict
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class Installation(Model):
+    id: int
+
+
+class Repository(Model):
+    id: int
+    name: str
+    full_name: str
+    owner: SimpleUser
+    default_branch: str | None = None
+
+
+class Label(Model):
+    name: str
+
+
+class IssueRef(Model):
+    number: int
+    title: str = ""
+    pull_request: dict[str, object] | None = None
+
+    @property
+    def is_pull_request(self) -> bool:
+        return self.pull_request is not None
+
+
+class Comment(Model):
+    id: int
+    body: str | None = None
+    user: SimpleUser | None = None
+
+
+class Branch(Model):
+    ref: str
+    sha: str
+
+
+class PullRequestRef(Model):
+    number: int
+    head: Branch
+    base: Branch
+    merged: bool | None = None
+    user: SimpleUser | None = None
+
+
+class Review(Model):
+    id: int
+    state: str
+    body: str | None = None
+    commit_id: str | None = None
+    user: SimpleUser | None = None
+
+
+class App(Model):
+    id: int
+    slug: str | None = None
+
+
+class CheckSuite(Model):
+    id: int
+    head_sha: str
+    head_branch: str | None = None
+    conclusion: str | None = None
+    app: App | None = None
+
+
+class CheckRun(Model):
+    id: int
+    name: str
+    head_sha: str
+    conclusion: str | None = None
+    app: App | None = None
+
+
+class Event(Model):
+    action: str
+    sender: SimpleUser
+    installation: Installation | None = None
+    repository: Repository | None = None
+
+
+class IssuesLabeled(Event):
+    action: Literal["labeled"]
+    issue: IssueRef
+    label: Label | None = None
+
+
+class IssueCommentCreated(Event):
+    action: Literal["created"]
+    issue: IssueRef
+    comment: Comment
+
+
+class PullRequestEvent(Event):
+    action: Literal["closed", "synchronize", "reopened", "edited"]
+    pull_request: PullRequestRef
+
+
+class ReviewSubmitted(Event):
+    action: Literal["submitted"]
+    review: Review
+    pull_request: PullRequestRef
+
+
+class CheckSuiteCompleted(Event):
+    action: Literal["completed"]
+    check_suite: CheckSuite
+
+
+class CheckRunCompleted(Event):
+    action: Literal["completed"]
+    check_run: CheckRun
+
+
+class InstallationEvent(Model):
+    action: str
+    sender: SimpleUser
+
+
+# (event, action) → the model Otto parses it into. Anything else is acknowledged and ignored unparsed.
+ACTED_ON: dict[tuple[str, str], type[Model]] = {
+    ("issues", "labeled"): IssuesLabeled,
+    ("issue_comment", "created"): IssueCommentCreated,
+    ("pull_request", "closed"): PullRequestEvent,
+    ("pull_request", "synchronize"): PullRequestEvent,
+    ("pull_request_review", "submitted"): ReviewSubmitted,
+    ("check_suite", "completed"): CheckSuiteCompleted,
+    ("check_run", "completed"): CheckRunCompleted,
+    ("installation", "created"): InstallationEvent,
+    ("installation", "deleted"): InstallationEvent,
+    ("installation", "suspend"): InstallationEvent,
+    ("installation", "unsuspend"): InstallationEvent,
+    ("installation", "new_permissions_accepted"): InstallationEvent,
+}

@@ -1,0 +1,72 @@
+"""Shared fixtures: one Temporal dev server, one local world (GitHub simulator + scripted model) and one
+running Otto (real web server over HTTP + worker) per test session."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import sys
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from app.engine import EmbeddedTemporal, connect, ensure_retention
+from app.local import LocalWorld, running_otto
+from tests.e2e import Otto, Repo
+
+_names = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def temporal_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    server = EmbeddedTemporal(tmp_path_factory.mktemp("temporal"))
+    address = asyncio.run(server.start())
+    yield address
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalWorld]:
+    w = LocalWorld.start(tmp_path_factory.mktemp("world"))
+    yield w
+    w.stop()
+
+
+@pytest.fixture(scope="session")
+async def otto(
+    world: LocalWorld, temporal_address: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Otto]:
+    settings = world.settings(
+        tmp_path_factory.mktemp("otto"),
+        temporal_address,
+        command_path_prepend=[str(Path(sys.executable).parent)],
+        max_parallel_tasks=2,
+        agent_max_steps=12,
+    )
+    client = await connect(temporal_address, settings.temporal_namespace)
+    await ensure_retention(client, settings.temporal_namespace)
+    async with running_otto(world, settings, client) as server:
+        yield Otto(world, settings, client, server)
+
+
+@pytest.fixture
+def repo(otto: Otto) -> Callable[..., Repo]:
+    """A fresh organisation + repository with the App installed, a maintainer and a read-only outsider."""
+
+    def make(files: dict[str, str] | None = None) -> Repo:
+        from app.demo import SAMPLE_REPO
+
+        n = next(_names)
+        r = Repo(owner=f"org{n}", name="greeter", maintainer=f"maint{n}", outsider=f"visitor{n}")
+        sim = otto.sim
+        sim.create_user(r.owner, type="Organization")
+        sim.create_user(r.maintainer)
+        sim.create_user(r.outsider)
+        sim.create_repo(r.owner, r.name, files if files is not None else SAMPLE_REPO)
+        sim.set_permission(r.owner, r.name, r.maintainer, "write")
+        sim.set_permission(r.owner, r.name, r.outsider, "read")
+        sim.install_app(otto.world.app_id, r.owner)
+        return r
+
+    return make

@@ -1,0 +1,102 @@
+"""Helpers for end-to-end tests: scenarios, the run's state, the simulator's side effects."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from temporalio.client import Client
+
+from app.domain.run import RunPhase, RunState
+from app.local import LocalWorld
+from app.serve_thread import RunningServer
+from app.settings import Settings
+
+DEMO_SCENARIO = Path(__file__).parents[1] / "app" / "demo_data" / "scenario.yaml"
+
+
+def demo_scenario() -> dict[str, Any]:
+    return copy.deepcopy(yaml.safe_load(DEMO_SCENARIO.read_text()))
+
+
+async def run_state(client: Client, repo_id: int, number: int) -> RunState:
+    from app.workflows.run import RunWorkflow
+
+    handle = client.get_workflow_handle_for(RunWorkflow.run, f"otto/{repo_id}/{number}")
+    return await handle.query(RunWorkflow.status)
+
+
+async def wait_for_state(
+    client: Client, repo_id: int, number: int, until: Callable[[RunState], bool], within: float = 90.0
+) -> RunState:
+    deadline = time.monotonic() + within
+    state: RunState | None = None
+    error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            state = await run_state(client, repo_id, number)
+            if until(state):
+                return state
+        except Exception as e:  # not started yet
+            error = e
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"run never reached the expected state; last: {state!r} {error!r}")
+
+
+def settled(state: RunState) -> bool:
+    return state.phase == RunPhase.WAITING_REVIEW or state.phase.final
+
+
+@dataclass
+class Otto:
+    world: LocalWorld
+    settings: Settings
+    client: Client
+    server: RunningServer
+
+    @property
+    def sim(self) -> Any:
+        return self.world.sim
+
+
+@dataclass
+class Repo:
+    owner: str
+    name: str
+    maintainer: str
+    outsider: str
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.owner}/{self.name}"
+
+
+async def eventually(check: Callable[[], Any], within: float = 60.0, interval: float = 0.05) -> Any:
+    """Poll ``check`` until it returns something truthy (the run happens in the worker, asynchronously)."""
+    deadline = time.monotonic() + within
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = check()
+            if value:
+                return value
+        except Exception as e:  # e.g. a query before the workflow exists
+            last_error = e
+        await asyncio.sleep(interval)
+    raise AssertionError(f"condition not met within {within}s (last error: {last_error!r})")
+
+
+async def status_comment(otto: Otto, r: Repo, number: int, containing: str) -> Any:
+    """The bot's comment once it says ``containing`` (the final edit lands just after the state changes)."""
+
+    def check() -> Any:
+        mine = [c for c in otto.sim.comments(r.owner, r.name, number) if c.user.login == "otto[bot]"]
+        return next((c for c in mine if containing in c.body), None)
+
+    return await eventually(check)

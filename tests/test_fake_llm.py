@@ -1,0 +1,548 @@
+"""The scripted Anthropic Messages API server, exercised through the real ``anthropic`` SDK."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import urllib.request
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import anthropic
+import pytest
+from anthropic import AsyncAnthropic
+
+from app.fake_llm import FakeLLM, ScenarioError, create_app, identify, load_scenario
+from app.serve_thread import RunningServer, serve_in_thread
+
+KEY = "sk-test-fake-llm"
+MODEL = "claude-sonnet-4-6"  # claude-sonnet-4-5 makes SDK 2.10 warn: deprecated
+
+
+@pytest.fixture(scope="module")
+def fake() -> FakeLLM:
+    return FakeLLM(api_key=KEY)
+
+
+@pytest.fixture(scope="module")
+def server(fake: FakeLLM) -> Iterator[RunningServer]:
+    running = serve_in_thread(create_app(fake), host="127.0.0.1", port=0, name="fake-llm")
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+async def client(server: RunningServer, fake: FakeLLM) -> AsyncIterator[AsyncAnthropic]:
+    fake.load(None)
+    async with AsyncAnthropic(api_key=KEY, base_url=server.url, max_retries=2) as c:
+        yield c
+
+
+def system(role: str, task: str | None = None) -> str:
+    return f"You are Otto.\notto-role: {role}" + (f"\notto-task: {task}" if task else "")
+
+
+async def test_text_answer_and_record(client: AsyncAnthropic, fake: FakeLLM) -> None:
+    fake.load({"classify": [{"text": '{"actionable": true}'}]})
+    msg = await client.messages.create(
+        model=MODEL,
+        max_tokens=100,
+        system=system("classify"),
+        messages=[{"role": "user", "content": "Issue #1: add a greet command"}],
+    )
+    assert msg.type == "message" and msg.role == "assistant" and msg.model == MODEL
+    assert msg.id.startswith("msg_")
+    assert [b.type for b in msg.content] == ["text"]
+    assert msg.content[0].type == "text" and json.loads(msg.content[0].text) == {"actionable": True}
+    assert msg.stop_reason == "end_turn"
+    [rec] = fake.requests_for("classify")
+    assert (rec.role, rec.key, rec.step, rec.status) == ("classify", "*", 0, 200)
+    assert rec.body is not None and rec.body["max_tokens"] == 100
+    assert "authorization" not in rec.headers and "x-api-key" not in rec.headers
+    assert rec.headers["anthropic-version"]
+
+
+async def test_json_and_bare_string_steps(client: AsyncAnthropic, fake: FakeLLM) -> None:
+    fake.load({"plan": ["not json", {"json": {"tasks": [{"id": "t1"}]}}]})
+    msgs: list[Any] = [{"role": "user", "content": "plan it"}]
+    first = await client.messages.create(model=MODEL, max_tokens=50, system=system("plan"), messages=msgs)
+    assert first.content[0].type == "text" and first.content[0].text == "not json"
+    msgs += [{"role": "assistant", "content": first.content}, {"role": "user", "content": "JSON please"}]
+    second = await client.messages.create(model=MODEL, max_tokens=50, system=system("plan"), messages=msgs)
+    assert second.content[0].type == "text"
+    assert json.loads(second.content[0].text) == {"tasks": [{"id": "t1"}]}
+    assert [r.step for r in fake.requests_for("plan")] == [0, 1]
+
+
+async def test_tool_use_then_tool_result(client: AsyncAnthropic, fake: FakeLLM) -> None:
+    fake.load(
+        {
+            "agent": {
+                "t1": [
+                    {
+                        "text": "Creating the file.",
+                        "tool_use": {"name": "str_replace_based_edit_tool", "input": {"command": "create"}},
+                        "tool_uses": [{"name": "run_command", "input": {"command": "pytest -q"}}],
+                    },
+                    {"text": "Added greet.py and its test."},
+                ]
+            }
+        }
+    )
+    tools: list[Any] = [
+        {"type": "text_editor_20250728", "name": "str_replace_based_edit_tool"},
+        {
+            "name": "run_command",
+            "description": "Run a shell command",
+            "input_schema": {"type": "object", "properties": {"command": {"type": "string"}}},
+        },
+    ]
+    messages: list[Any] = [{"role": "user", "content": "Implement it."}]
+    sys_prompt = system("agent", "t1")
+    turn = await client.messages.create(
+        model=MODEL, max_tokens=1000, system=sys_prompt, tools=tools, messages=messages
+    )
+    assert turn.stop_reason == "tool_use"
+    assert [b.type for b in turn.content] == ["text", "tool_use", "tool_use"]
+    uses = [b for b in turn.content if b.type == "tool_use"]
+    assert [u.name for u in uses] == ["str_replace_based_edit_tool", "run_command"]
+    assert uses[1].input == {"command": "pytest -q"}
+    assert all(u.id.startswith("toolu_") for u in uses) and uses[0].id != uses[1].id
+
+    messages.append({"role": "assistant", "content": turn.content})
+    messages.append(
+        {
+            "role": "user",
+            "content": [
+                {"type": "tool_result", "tool_use_id": uses[0].id, "content": "created"},
+                {"type": "tool_result", "tool_use_id": uses[1].id, "content": "1 passed", "is_error": False},
+            ],
+        }
+    )
+    final = await client.messages.create(
+        model=MODEL, max_tokens=1000, system=sys_prompt, tools=tools, messages=messages
+    )
+    assert final.stop_reason == "end_turn"
+    assert final.content[0].type == "text" and final.content[0].text == "Added greet.py and its test."
+    assert [(r.key, r.step) for r in fake.requests_for("agent")] == [("t1", 0), ("t1", 1)]
+
+
+async def test_concurrent_conversations_route_by_key(client: AsyncAnthropic, fake: FakeLLM) -> None:
+    fake.load(
+        {
+            "agent": {
+                "a": [
+                    {"tool_use": {"name": "run_command", "input": {"command": "a"}}, "delay_s": 0.05},
+                    "done a",
+                ],
+                "b": [{"tool_use": {"name": "run_command", "input": {"command": "b"}}}, "done b"],
+                "*": ["fallback"],
+            }
+        }
+    )
+
+    async def converse(task: str, key_in_user: bool) -> list[str]:
+        # the key may come from the system prompt or from the first user message
+        sys_prompt = system("agent") if key_in_user else system("agent", task)
+        messages: list[Any] = [
+            {"role": "user", "content": f"otto-task: {task}\nGo." if key_in_user else "Go."}
+        ]
+        seen: list[str] = []
+        for _ in range(5):
+            msg = await client.messages.create(
+                model=MODEL, max_tokens=100, system=sys_prompt, messages=messages
+            )
+            seen += [b.input["command"] if b.type == "tool_use" else b.text for b in msg.content]  # type: ignore[union-attr,index]
+            if msg.stop_reason != "tool_use":
+                return seen
+            messages.append({"role": "assistant", "content": msg.content})
+            results = [
+                {"type": "tool_result", "tool_use_id": b.id, "content": "ok"}
+                for b in msg.content
+                if b.type == "tool_use"
+            ]
+            messages.append({"role": "user", "content": results})
+        raise AssertionError("conversation did not end")
+
+    a, b, other = await asyncio.gather(converse("a", False), converse("b", True), converse("zzz", False))
+    assert a == ["a", "done a"]
+    assert b == ["b", "done b"]
+    assert other == ["fallback"]
+    assert [r.step for r in fake.requests_for("agent", "a")] == [0, 1]
+    assert [r.step for r in fake.requests_for("agent", "b")] == [0, 1]
+    assert [r.key for r in fake.requests_for("agent") if r.key not in ("a", "b")] == ["zzz"]
+
+
+async def test_overloaded_is_retried_by_the_sdk(client: AsyncAnthropic, fake: FakeLLM) -> None:
+    fake.load({"classify": [{"text": "ok", "errors": [{"status": 529, "retry_after_ms": 1}]}]})
+    msg = await client.messages.create(
+        model=MODEL, max_tokens=10, system=system("classify"), messages=[{"role": "user", "content": "hi"}]
+    )
+    assert msg.content[0].type == "text" and msg.content[0].text == "ok"
+    attempts = fake.requests_for("classify")
+    assert [(r.status, r.error_type) for r in attempts] == [(529, "overloaded_error"), (200, None)]
+    assert attempts[1].headers.get("x-stainless-retry-count") == "1"
+
+
+async def test_rate_limit_retry_after_ms_is_honoured(client: AsyncAnthropic, fake: FakeLLM) -> None:
+    fake.load({"summary": [{"text": "done", "errors": [{"status": 429, "retry_after_ms": 300}]}]})
+    started = time.monotonic()
+    msg = await client.messages.create(
+        model=MODEL, max_tokens=10, system=system("summary"), messages=[{"role": "user", "content": "hi"}]
+    )
+    elapsed = time.monotonic() - started
+    assert msg.content[0].type == "text" and msg.content[0].text == "done"
+    assert 0.3 <= elapsed < 2.0  # the header's 300 ms, not the SDK's default backoff
+    first, second = fake.requests_for("summary")
+    assert first.status == 429 and first.error_type == "rate_limit_error"
+    assert second.at - first.at >= 0.29
+
+
+async def test_errors_without_retries_raise(server: RunningServer, fake: FakeLLM) -> None:
+    fake.load(
+        {
+            "pilot": [
+                {
+                    "text": "finally",
+                    "errors": [
+                        {"status": 529, "message": "Overloaded"},
+                        {"status": 500},
+                        {"type": "rate_limit_error", "retry_after_ms": 1},
+                    ],
+                }
+            ]
+        }
+    )
+    kwargs: Any = {"model": MODEL, "max_tokens": 10, "system": system("pilot")}
+    kwargs["messages"] = [{"role": "user", "content": "hi"}]
+    async with AsyncAnthropic(api_key=KEY, base_url=server.url, max_retries=0) as c:
+        with pytest.raises(anthropic.OverloadedError) as overloaded:
+            await c.messages.create(**kwargs)
+        assert overloaded.value.status_code == 529
+        assert isinstance(overloaded.value, anthropic.APIStatusError)
+        assert overloaded.value.body == {
+            "type": "error",
+            "error": {"type": "overloaded_error", "message": "Overloaded (role=pilot key=* step=0)"},
+        }
+        assert overloaded.value.request_id and overloaded.value.request_id.startswith("req_")
+        with pytest.raises(anthropic.InternalServerError) as internal:
+            await c.messages.create(**kwargs)
+        assert internal.value.status_code == 500
+        with pytest.raises(anthropic.RateLimitError) as limited:
+            await c.messages.create(**kwargs)
+        assert limited.value.response.headers["retry-after-ms"] == "1"
+        assert limited.value.response.headers["retry-after"] == "1"
+        msg = await c.messages.create(**kwargs)  # the errors are used up: the normal answer
+        assert msg.content[0].type == "text" and msg.content[0].text == "finally"
+    assert [r.status for r in fake.requests_for("pilot")] == [529, 500, 429, 200]
+
+
+async def test_malformed_body(server: RunningServer, client: AsyncAnthropic, fake: FakeLLM) -> None:
+    fake.load({"classify": [{"text": "x", "malformed": True}], "plan": [{"text": "x", "malformed": "html"}]})
+    kwargs: Any = {"model": MODEL, "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}
+    # What SDK 2.10 really does with a truncated application/json body: a bare JSONDecodeError (a
+    # ValueError), not an anthropic.APIError, and no retry.
+    with pytest.raises(json.JSONDecodeError):
+        await client.messages.create(system=system("classify"), **kwargs)
+    with pytest.raises(json.JSONDecodeError):
+        async with client.messages.stream(system=system("classify"), **kwargs) as s:
+            await s.get_final_message()
+    assert [(r.status, r.error_type) for r in fake.requests_for("classify")] == [(200, "malformed")] * 2
+
+    # A 200 HTML page (a proxy): the non-strict SDK returns the text instead of a Message ...
+    page = await client.messages.create(system=system("plan"), **kwargs)
+    assert isinstance(page, str) and "Bad Gateway" in page
+    # ... and the strict one raises APIResponseValidationError
+    async with AsyncAnthropic(
+        api_key=KEY, base_url=server.url, max_retries=0, _strict_response_validation=True
+    ) as strict:
+        with pytest.raises(anthropic.APIResponseValidationError) as info:
+            await strict.messages.create(system=system("plan"), **kwargs)
+    assert isinstance(info.value, anthropic.APIError) and info.value.response.status_code == 200
+
+
+async def test_malformed_once_in_errors_then_answer(client: AsyncAnthropic, fake: FakeLLM) -> None:
+    fake.load({"classify": [{"text": "fine", "errors": [{"malformed": True}]}]})
+    kwargs: Any = {"model": MODEL, "max_tokens": 10, "system": system("classify")}
+    kwargs["messages"] = [{"role": "user", "content": "hi"}]
+    with pytest.raises(ValueError):
+        await client.messages.create(**kwargs)
+    msg = await client.messages.create(**kwargs)
+    assert msg.content[0].type == "text" and msg.content[0].text == "fine"
+
+
+async def test_step_past_script_is_a_clear_400(client: AsyncAnthropic, fake: FakeLLM) -> None:
+    fake.load({"agent": {"t1": ["only one step"]}})
+    messages: list[Any] = [
+        {"role": "user", "content": "go"},
+        {"role": "assistant", "content": "only one step"},
+        {"role": "user", "content": "and?"},
+    ]
+    with pytest.raises(anthropic.BadRequestError) as info:
+        await client.messages.create(
+            model=MODEL, max_tokens=10, system=system("agent", "t1"), messages=messages
+        )
+    assert info.value.status_code == 400
+    assert "no step 1 for role=agent key=t1" in info.value.message
+    assert len(fake.requests_for("agent")) == 1  # a 400 is not retried
+
+    with pytest.raises(anthropic.BadRequestError, match="no script for role 'unknown'"):
+        await client.messages.create(
+            model=MODEL, max_tokens=10, system="no role here", messages=[{"role": "user", "content": "x"}]
+        )
+    with pytest.raises(anthropic.BadRequestError, match="key 'other'"):
+        await client.messages.create(
+            model=MODEL,
+            max_tokens=10,
+            system=system("agent", "other"),
+            messages=[{"role": "user", "content": "x"}],
+        )
+
+
+async def test_auth_header_styles(server: RunningServer, fake: FakeLLM) -> None:
+    fake.load({"classify": ["ok"]})
+    kwargs: Any = {"model": MODEL, "max_tokens": 10, "system": system("classify")}
+    kwargs["messages"] = [{"role": "user", "content": "hi"}]
+    # SDK 2.x: Authorization: Bearer
+    async with AsyncAnthropic(api_key=KEY, base_url=server.url, max_retries=0) as c:
+        assert (await c.messages.create(**kwargs)).content[0].type == "text"
+    # older SDKs: x-api-key (Authorization explicitly omitted)
+    async with AsyncAnthropic(
+        api_key=None,
+        base_url=server.url,
+        max_retries=0,
+        default_headers={"x-api-key": KEY, "Authorization": anthropic.omit},
+    ) as c:
+        assert (await c.messages.create(**kwargs)).content[0].type == "text"
+    auth_styles = [r.headers for r in fake.requests_for("classify")]
+    assert all("authorization" not in h and "x-api-key" not in h for h in auth_styles)
+    # a wrong key
+    async with AsyncAnthropic(api_key="sk-wrong", base_url=server.url, max_retries=0) as c:
+        with pytest.raises(anthropic.AuthenticationError) as info:
+            await c.messages.create(**kwargs)
+    assert info.value.status_code == 401
+    assert info.value.body == {
+        "type": "error",
+        "error": {"type": "authentication_error", "message": "invalid x-api-key"},
+    }
+    assert [r.status for r in fake.requests_for("classify")] == [200, 200, 401]
+
+
+async def test_usage_defaults_and_overrides(client: AsyncAnthropic, fake: FakeLLM) -> None:
+    long_text = "word " * 400
+    fake.load({"summary": [{"text": long_text}], "plan": [{"text": "x", "usage": {"output_tokens": 77}}]})
+    msg = await client.messages.create(
+        model=MODEL,
+        max_tokens=10,
+        system=system("summary"),
+        messages=[{"role": "user", "content": "x" * 4000}],
+    )
+    assert 1000 <= msg.usage.input_tokens <= 1100
+    assert msg.usage.output_tokens == len(long_text) // 4
+    assert msg.usage.cache_creation_input_tokens == 0 and msg.usage.cache_read_input_tokens == 0
+    msg = await client.messages.create(
+        model=MODEL, max_tokens=10, system=system("plan"), messages=[{"role": "user", "content": "y"}]
+    )
+    assert msg.usage.output_tokens == 77 and msg.usage.input_tokens >= 1
+
+
+async def test_prompt_cache_simulation(client: AsyncAnthropic, fake: FakeLLM) -> None:
+    fake.load({"agent": {"*": ["one", "two", "three"]}})
+    big_system: Any = [
+        {"type": "text", "text": system("agent", "c1")},
+        {"type": "text", "text": "Rules. " * 800, "cache_control": {"type": "ephemeral"}},
+    ]
+
+    async def ask(messages: list[Any]) -> anthropic.types.Usage:
+        msg = await client.messages.create(model=MODEL, max_tokens=10, system=big_system, messages=messages)
+        return msg.usage
+
+    first = await ask([{"role": "user", "content": "first"}])
+    assert first.cache_creation_input_tokens and first.cache_creation_input_tokens >= 1400
+    assert first.cache_read_input_tokens == 0
+    assert 0 < first.input_tokens < 50  # only the uncached user message
+
+    again = await ask([{"role": "user", "content": "second"}])
+    assert again.cache_read_input_tokens == first.cache_creation_input_tokens
+    assert again.cache_creation_input_tokens == 0
+
+    # moving the breakpoint to the latest message: the system prefix is read, the new part created
+    turn: list[Any] = [
+        {"role": "user", "content": "first"},
+        {"role": "assistant", "content": "one"},
+        {
+            "role": "user",
+            "content": [{"type": "text", "text": "more " * 100, "cache_control": {"type": "ephemeral"}}],
+        },
+    ]
+    grown = await ask(turn)
+    assert grown.cache_read_input_tokens == first.cache_creation_input_tokens
+    assert grown.cache_creation_input_tokens and grown.cache_creation_input_tokens >= 100
+
+    fake.reset()  # forgets the cache
+    assert (await ask([{"role": "user", "content": "first"}])).cache_read_input_tokens == 0
+
+
+async def test_streaming_text_and_tool_use(client: AsyncAnthropic, fake: FakeLLM) -> None:
+    fake.load(
+        {
+            "pilot": [
+                {
+                    "text": "Let me run the tests, they are a bit slow.",
+                    "tool_use": {"name": "run_command", "input": {"command": "pytest -q", "timeout": 60}},
+                },
+                {"text": "All green."},
+            ]
+        }
+    )
+    messages: list[Any] = [{"role": "user", "content": "go"}]
+    async with client.messages.stream(
+        model=MODEL, max_tokens=100, system=system("pilot"), messages=messages
+    ) as s:
+        chunks = [t async for t in s.text_stream]
+        msg = await s.get_final_message()
+    assert len(chunks) > 1 and "".join(chunks) == "Let me run the tests, they are a bit slow."
+    assert msg.stop_reason == "tool_use"
+    tool = msg.content[1]
+    assert tool.type == "tool_use" and tool.name == "run_command"
+    assert tool.input == {"command": "pytest -q", "timeout": 60}
+    assert msg.usage.output_tokens > 1 and msg.usage.input_tokens > 0
+
+    messages += [
+        {"role": "assistant", "content": msg.content},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": tool.id, "content": "ok"}]},
+    ]
+    async with client.messages.stream(
+        model=MODEL, max_tokens=100, system=system("pilot"), messages=messages
+    ) as s:
+        text = await s.get_final_text()
+    assert text == "All green."
+    assert [(r.step, r.stream) for r in fake.requests_for("pilot")] == [(0, True), (1, True)]
+
+
+async def test_stream_error_raises_without_retry(client: AsyncAnthropic, fake: FakeLLM) -> None:
+    fake.load(
+        {
+            "summary": [
+                {
+                    "text": "This summary will be cut off somewhere in the middle.",
+                    "stream_error": {"type": "overloaded_error", "message": "Overloaded"},
+                }
+            ],
+            "plan": [{"text": "second try works", "errors": [{"mid_stream": True, "type": "api_error"}]}],
+        }
+    )
+    received: list[str] = []
+    with pytest.raises(anthropic.APIStatusError) as info:
+        async with client.messages.stream(
+            model=MODEL, max_tokens=100, system=system("summary"), messages=[{"role": "user", "content": "x"}]
+        ) as s:
+            async for t in s.text_stream:
+                received.append(t)
+    assert info.value.status_code == 200
+    assert info.value.body == {
+        "type": "error",
+        "error": {"type": "overloaded_error", "message": "Overloaded (role=summary key=* step=0)"},
+    }
+    assert received and "".join(received) != "This summary will be cut off somewhere in the middle."
+    assert [(r.status, r.error_type) for r in fake.requests_for("summary")] == [(200, "overloaded_error")]
+
+    # the same step without streaming: the matching HTTP error (retried by the SDK, then raised)
+    with pytest.raises(anthropic.OverloadedError):
+        await client.with_options(max_retries=0).messages.create(
+            model=MODEL, max_tokens=10, system=system("summary"), messages=[{"role": "user", "content": "x"}]
+        )
+
+    # a one-off mid-stream error from `errors`, then the normal answer
+    kwargs: Any = {"model": MODEL, "max_tokens": 100, "system": system("plan")}
+    kwargs["messages"] = [{"role": "user", "content": "x"}]
+    with pytest.raises(anthropic.APIStatusError, match="api_error"):
+        async with client.messages.stream(**kwargs) as s:
+            await s.get_final_message()
+    async with client.messages.stream(**kwargs) as s:
+        assert await s.get_final_text() == "second try works"
+
+
+async def test_delay(client: AsyncAnthropic, fake: FakeLLM) -> None:
+    fake.load({"classify": [{"text": "slow", "delay_s": 0.2}]})
+    started = time.monotonic()
+    await client.messages.create(
+        model=MODEL, max_tokens=10, system=system("classify"), messages=[{"role": "user", "content": "x"}]
+    )
+    assert time.monotonic() - started >= 0.2
+
+
+def _http(url: str, method: str = "GET", body: Any = None) -> Any:
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method=method, headers={"content-type": "application/json"})  # noqa: S310
+    with urllib.request.urlopen(req, timeout=5) as resp:  # noqa: S310
+        return json.loads(resp.read())
+
+
+async def test_control_routes(client: AsyncAnthropic, server: RunningServer, fake: FakeLLM) -> None:
+    result = await asyncio.to_thread(_http, server.url + "/_scenario", "PUT", {"classify": ["via http"]})
+    assert result == {"ok": True, "roles": ["classify"]}
+    msg = await client.messages.create(
+        model=MODEL, max_tokens=10, system=system("classify"), messages=[{"role": "user", "content": "x"}]
+    )
+    assert msg.content[0].type == "text" and msg.content[0].text == "via http"
+    records = await asyncio.to_thread(_http, server.url + "/_requests")
+    assert [(r["role"], r["step"], r["status"]) for r in records] == [("classify", 0, 200)]
+    assert records[0]["body"]["model"] == MODEL
+    await asyncio.to_thread(_http, server.url + "/_requests", "DELETE")
+    assert fake.requests == []
+
+
+async def test_missing_version_header_and_fields(client: AsyncAnthropic, fake: FakeLLM) -> None:
+    fake.load({"classify": ["ok"]})
+    with pytest.raises(anthropic.BadRequestError, match="anthropic-version"):
+        await client.messages.create(
+            model=MODEL,
+            max_tokens=10,
+            system=system("classify"),
+            messages=[{"role": "user", "content": "x"}],
+            extra_headers={"anthropic-version": anthropic.omit},
+        )
+    with pytest.raises(anthropic.BadRequestError, match="max_tokens"):
+        await client.post("/v1/messages", body={"model": MODEL, "messages": []}, cast_to=object)
+
+
+def test_identify_contract() -> None:
+    body: dict[str, Any] = {
+        "system": [
+            {"type": "text", "text": "x"},
+            {"type": "text", "text": "otto-role: plan otto-task: T-1.a"},
+        ],
+        "messages": [
+            {"role": "user", "content": "otto-task: ignored"},
+            {"role": "assistant", "content": "a"},
+        ],
+    }
+    assert identify(body) == ("plan", "T-1.a", 1)
+    body = {
+        "system": "nothing",
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "otto-task: u2"}]}],
+    }
+    assert identify(body) == ("unknown", "u2", 0)
+    assert identify({"messages": [{"role": "user", "content": "hi"}]}) == ("unknown", "*", 0)
+
+
+def test_scenario_files_and_validation(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text("classify:\n  - text: hi\nagent:\n  t1:\n    - tool_use: {name: x, input: {a: 1}}\n")
+    assert load_scenario(path) == {
+        "classify": {"*": [{"text": "hi"}]},
+        "agent": {"t1": [{"tool_use": {"name": "x", "input": {"a": 1}}}]},
+    }
+    (tmp_path / "s.json").write_text(json.dumps({"plan": [{"json": {"a": 1}}]}))
+    assert load_scenario(tmp_path / "s.json") == {"plan": {"*": [{"json": {"a": 1}}]}}
+    with pytest.raises(ScenarioError, match="unknown fields"):
+        load_scenario({"plan": [{"txt": "typo"}]})
+    with pytest.raises(ScenarioError, match="name"):
+        load_scenario({"plan": [{"tool_use": {"input": {}}}]})
+    with pytest.raises(ScenarioError, match="errors"):
+        load_scenario({"plan": [{"errors": [{"status": 529, "retry_after": 1}]}]})
+    for example in sorted(Path(__file__).parent.parent.glob("app/scenarios/*.y*ml")):
+        assert load_scenario(example)

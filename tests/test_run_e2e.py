@@ -1,0 +1,279 @@
+"""The walking skeleton end to end: webhook → Temporal → model (scripted) → git → draft PRs (simulator)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from app.domain.run import RunPhase, TaskStatus
+from app.intake import sign
+from tests.e2e import Otto, Repo, demo_scenario, eventually, settled, status_comment, wait_for_state
+
+ISSUE = ("Add a shout mode", "A `shout(name)` function and a `--shout` flag, with tests.")
+
+
+def open_issue(otto: Otto, r: Repo) -> int:
+    number: int = otto.sim.create_issue(r.owner, r.name, *ISSUE, r.maintainer)
+    return number
+
+
+def repo_id(otto: Otto, r: Repo) -> int:
+    rid: int = otto.sim.repo(r.owner, r.name).id
+    return rid
+
+
+async def test_labeled_issue_becomes_plan_branches_and_draft_prs(
+    otto: Otto, repo: Callable[..., Repo]
+) -> None:
+    scenario = demo_scenario()
+    # the agent also tries to read outside its worktree: refused, reported back to it as a tool error
+    scenario["agent"]["t1"].insert(
+        0,
+        {
+            "tool_use": {
+                "name": "str_replace_based_edit_tool",
+                "input": {"command": "view", "path": "../../etc/passwd"},
+            }
+        },
+    )
+    otto.world.model.load(scenario)
+    r = repo()
+    number = open_issue(otto, r)
+
+    delivery = otto.sim.add_label(r.owner, r.name, number, "otto", r.maintainer)
+    assert delivery.status_code == 202
+
+    state = await wait_for_state(otto.client, repo_id(otto, r), number, settled)
+    assert state.phase == RunPhase.WAITING_REVIEW, state.reason
+    assert [t.task.id for t in state.tasks] == ["t1", "t2"]
+    assert all(t.status == TaskStatus.PASSED for t in state.tasks), [t.note for t in state.tasks]
+
+    sim = otto.sim
+    # 👀 on the issue, by the App
+    assert any(x.content == "eyes" for x in sim.reactions(r.owner, r.name, number))
+
+    # two branches whose files contain the agent's edits; t2 was built on t1
+    branches = sim.branches(r.owner, r.name)
+    b1, b2 = state.tasks[0].branch, state.tasks[1].branch
+    assert b1 == f"otto/{number}/t1-add-shout-to-greeter-core" and b1 in branches and b2 in branches
+    assert "def shout(name: str) -> str:" in sim.read_file(r.owner, r.name, b1, "greeter/core.py")
+    assert "test_shout_is_the_greeting_in_capitals" in sim.read_file(
+        r.owner, r.name, b1, "tests/test_shout.py"
+    )
+    assert "--shout" in sim.read_file(r.owner, r.name, b2, "greeter/cli.py")
+    assert "def shout" in sim.read_file(r.owner, r.name, b2, "greeter/core.py")
+    assert sim.read_file(r.owner, r.name, "main", "tests/test_shout.py") is None  # base untouched
+
+    # commits authored by the bot user (its own id, not the App id)
+    bot = sim.user("otto[bot]")
+    head = sim.git_log(r.owner, r.name, b1)[0]
+    assert head.author_name == "otto[bot]"
+    assert head.author_email == f"{bot.id}+otto[bot]@users.noreply.github.com"
+    assert bot.id != otto.world.app_id
+
+    # two draft PRs with the expected bodies
+    pulls = sorted(sim.pulls(r.owner, r.name), key=lambda p: p.number)
+    assert [p.head_ref for p in pulls] == [b1, b2]
+    for pr, rec in zip(pulls, state.tasks, strict=True):
+        assert pr.draft and pr.state == "open" and pr.base_ref == "main"
+        assert f"Part of #{number}" in pr.body
+        assert rec.task.intent in pr.body
+        assert all(a in pr.body for a in rec.task.acceptance)
+        assert "✅ passed" in pr.body and "<details>" in pr.body and "passed" in pr.body.split("<details>")[1]
+    assert "`greeter/core.py`" in pulls[0].body and "`tests/test_shout.py`" in pulls[0].body
+    assert "`greeter/cli.py`" in pulls[1].body
+    # the otto/verify check run is green on each head
+    for pr in pulls:
+        runs = [c for c in sim.check_runs(r.owner, r.name, branches[pr.head_ref]) if c.name == "otto/verify"]
+        assert len(runs) == 1 and runs[0].conclusion == "success"
+
+    # exactly one status comment, edited in place (never re-posted), ending with both PRs and the cost
+    status = await status_comment(otto, r, number, "draft PRs ready for review")
+    assert len([c for c in sim.comments(r.owner, r.name, number) if c.user.login == "otto[bot]"]) == 1
+    assert len(status.edits) >= 4
+    assert any("planning" in e.lower() for e in status.edits)
+    assert f"[#{pulls[0].number}]" in status.body and f"[#{pulls[1].number}]" in status.body
+    assert "draft PRs ready for review" in status.body and "tokens" in status.body and "$" in status.body
+    assert sim.count_calls("POST", f"/repos/{r.owner}/{r.name}/issues/{number}/comments") == 1
+
+    # the path escape reached the model as an error, and nothing outside was read
+    escape_reply = otto.world.model.requests_for("agent", "t1")[1].body
+    assert escape_reply is not None
+    result = escape_reply["messages"][-1]["content"][0]
+    assert result["type"] == "tool_result" and result["is_error"] is True
+    assert "root:" not in str(result["content"])
+
+    # untrusted text reached the model only as quoted data
+    plan_request = otto.world.model.requests_for("plan")[-1].body
+    assert plan_request is not None
+    assert '<untrusted source="issue body">' in plan_request["messages"][0]["content"]
+
+
+async def test_wrong_or_missing_signature_is_401_and_starts_nothing(
+    otto: Otto, repo: Callable[..., Repo]
+) -> None:
+    r = repo()
+    number = open_issue(otto, r)
+    good = otto.sim.add_label(r.owner, r.name, number, "bug", r.maintainer)  # a real, signed payload
+    url = f"{otto.server.url}/webhooks"
+    headers = {k: v for k, v in good.headers.items() if k.lower() != "x-hub-signature-256"}
+    headers["X-GitHub-Event"] = "issues"
+    body = good.body.replace(b'"bug"', b'"otto"')
+    async with httpx.AsyncClient() as http:
+        wrong = await http.post(
+            url, content=body, headers={**headers, "X-Hub-Signature-256": sign("nope", body)}
+        )
+        missing = await http.post(url, content=body, headers=headers)
+        sha1 = await http.post(url, content=body, headers={**headers, "X-Hub-Signature": "sha1=00"})
+    assert (wrong.status_code, missing.status_code, sha1.status_code) == (401, 401, 401)
+    assert otto.sim.comments(r.owner, r.name, number) == []
+    from temporalio.service import RPCError
+
+    with pytest.raises(RPCError):
+        await otto.client.get_workflow_handle(f"delivery/{good.id}").describe()
+
+
+async def test_bad_input_gets_clear_answers(otto: Otto) -> None:
+    url = f"{otto.server.url}/webhooks"
+    secret = otto.settings.webhook_secret.get_secret_value()
+
+    def headers(event: str, body: bytes) -> dict[str, str]:
+        return {
+            "X-GitHub-Event": event,
+            "X-GitHub-Delivery": "d-bad",
+            "X-Hub-Signature-256": sign(secret, body),
+        }
+
+    async with httpx.AsyncClient() as http:
+        not_json = await http.post(url, content=b"{nope", headers=headers("issues", b"{nope"))
+        wrong_shape = b'{"action": "labeled", "issue": 5}'
+        malformed = await http.post(url, content=wrong_shape, headers=headers("issues", wrong_shape))
+        unknown = await http.post(url, content=b"{}", headers=headers("star", b"{}"))
+        big = b"x" * (otto.settings.max_webhook_bytes + 1)
+        too_large = await http.post(url, content=big, headers=headers("issues", big))
+    assert not_json.status_code == 400
+    assert malformed.status_code == 400
+    assert unknown.status_code == 202 and "ignored" in unknown.json()["status"]
+    assert too_large.status_code == 413
+
+
+async def test_redelivery_is_recognised_and_starts_one_run(otto: Otto, repo: Callable[..., Repo]) -> None:
+    otto.world.model.load(demo_scenario())
+    r = repo()
+    number = open_issue(otto, r)
+    first = otto.sim.add_label(r.owner, r.name, number, "otto", r.maintainer)
+    again = otto.sim.redeliver(first.id)
+    assert first.status_code == 202
+    assert again.status_code == 200 and "duplicate" in again.response_body
+    state = await wait_for_state(otto.client, repo_id(otto, r), number, settled)
+    assert state.phase == RunPhase.WAITING_REVIEW
+    assert len(otto.world.model.requests_for("classify")) == 1
+    assert len(otto.sim.pulls(r.owner, r.name)) == 2
+
+
+async def test_labeling_again_while_running_changes_nothing(otto: Otto, repo: Callable[..., Repo]) -> None:
+    otto.world.model.load(demo_scenario())
+    r = repo()
+    number = open_issue(otto, r)
+    otto.sim.add_label(r.owner, r.name, number, "otto", r.maintainer)
+    await wait_for_state(otto.client, repo_id(otto, r), number, settled)
+    # the maintainer removes the label and adds it again (GitHub sends no event for a label already there)
+    otto.sim.remove_label(otto.sim.repo(r.owner, r.name), number, "otto", otto.sim.user(r.maintainer))
+    second = otto.sim.add_label(r.owner, r.name, number, "otto", r.maintainer)
+    assert second.status_code == 202
+
+    def notice() -> Any:
+        bodies = [c.body for c in otto.sim.comments(r.owner, r.name, number) if c.user.login == "otto[bot]"]
+        return len(bodies) == 1 and "already running" in bodies[0]
+
+    await eventually(notice)
+    assert len(otto.sim.pulls(r.owner, r.name)) == 2
+
+
+async def test_non_writer_gets_a_refusal_and_no_run(otto: Otto, repo: Callable[..., Repo]) -> None:
+    otto.world.model.load(demo_scenario())
+    before = len(otto.world.model.requests)
+    r = repo()
+    number = open_issue(otto, r)
+    delivery = otto.sim.add_label(r.owner, r.name, number, "otto", r.outsider)
+    assert delivery.status_code == 202
+
+    def refusal() -> Any:
+        return [
+            c for c in otto.sim.comments(r.owner, r.name, number) if "only people with write access" in c.body
+        ]
+
+    comments = await eventually(refusal)
+    assert len(comments) == 1 and f"@{r.outsider}" in comments[0].body
+    assert otto.sim.reactions(r.owner, r.name, number) == []
+    assert len(otto.world.model.requests) == before
+    assert otto.sim.pulls(r.owner, r.name) == []
+
+
+async def test_bot_labels_start_nothing(otto: Otto, repo: Callable[..., Repo]) -> None:
+    r = repo()
+    number = open_issue(otto, r)
+    delivery = otto.sim.add_label(r.owner, r.name, number, "otto", "otto[bot]")
+    assert delivery.status_code == 202 and "bot" in delivery.response_body
+    assert otto.sim.comments(r.owner, r.name, number) == []
+
+
+async def test_invalid_plan_twice_fails_the_run_with_a_readable_message(
+    otto: Otto, repo: Callable[..., Repo]
+) -> None:
+    scenario = demo_scenario()
+    scenario["plan"] = [
+        {"text": "Here is my plan: do it all at once."},
+        {"json": {"tasks": [{"id": "t1", "title": "x", "intent": "y", "depends_on": ["t9"]}]}},
+    ]
+    otto.world.model.load(scenario)
+    r = repo()
+    number = open_issue(otto, r)
+    otto.sim.add_label(r.owner, r.name, number, "otto", r.maintainer)
+    state = await wait_for_state(otto.client, repo_id(otto, r), number, settled)
+    assert state.phase == RunPhase.FAILED
+    assert "invalid plan twice" in state.reason and "unknown task(s): t9" in state.reason
+    retry = otto.world.model.requests_for("plan")[-1].body
+    assert retry is not None and "That plan is invalid" in str(retry["messages"][-1]["content"])
+    body = (await status_comment(otto, r, number, "run failed")).body
+    assert "invalid plan twice" in body
+    assert otto.sim.pulls(r.owner, r.name) == []
+
+
+async def test_not_actionable_issue_asks_questions(otto: Otto, repo: Callable[..., Repo]) -> None:
+    scenario = demo_scenario()
+    scenario["classify"] = [
+        {
+            "json": {
+                "actionable": False,
+                "summary": "Too vague.",
+                "questions": ["Which command should change?"],
+            }
+        }
+    ]
+    otto.world.model.load(scenario)
+    r = repo()
+    number = open_issue(otto, r)
+    otto.sim.add_label(r.owner, r.name, number, "otto", r.maintainer)
+    state = await wait_for_state(otto.client, repo_id(otto, r), number, settled)
+    assert state.phase == RunPhase.NEEDS_INFO
+    body = (await status_comment(otto, r, number, "needs_info")).body
+    assert "- Which command should change?" in body
+    assert otto.world.model.requests_for("plan") == []
+
+
+async def test_model_outage_ends_visibly(otto: Otto, repo: Callable[..., Repo]) -> None:
+    scenario = demo_scenario()
+    overloaded = {"status": 529, "retry_after_ms": 1}
+    scenario["classify"] = [{"errors": [overloaded] * 20, "json": {"actionable": True}}]
+    otto.world.model.load(scenario)
+    r = repo()
+    number = open_issue(otto, r)
+    otto.sim.add_label(r.owner, r.name, number, "otto", r.maintainer)
+    state = await wait_for_state(otto.client, repo_id(otto, r), number, settled)
+    assert state.phase == RunPhase.FAILED
+    assert "529" in state.reason and "classify" in state.reason
+    assert "529" in (await status_comment(otto, r, number, "run failed")).body
