@@ -103,7 +103,7 @@ async def run_demo(keep: bool = False, root: Path = Path(".otto/demo"), timeout_
             _say(f"  webhook issues.labeled → Otto answered {delivery.status_code}")
 
             state = await _follow(client, world, number, timeout_s)
-            _report(world, number, state, time.monotonic() - started)
+            _report(world, number, state, time.monotonic() - started, settings.artifacts_dir)
             ok = state is not None and state.phase == RunPhase.WAITING_REVIEW
             if keep:
                 _say("Everything keeps running; press Ctrl-C to stop.")
@@ -142,7 +142,7 @@ async def _follow(client: object, world: LocalWorld, number: int, timeout_s: flo
     return state
 
 
-def _report(world: LocalWorld, number: int, state: RunState | None, wall_s: float) -> None:
+def _report(world: LocalWorld, number: int, state: RunState | None, wall_s: float, artifacts: Path) -> None:
     sim = world.sim
     _say("")
     if state is None:
@@ -158,8 +158,15 @@ def _report(world: LocalWorld, number: int, state: RunState | None, wall_s: floa
     comments = sim.comments(OWNER, REPO, number)
     if comments:
         _say("\nThe status comment on the issue now reads:\n")
-        _say(textwrap.indent(comments[0].body, "  | "))
+        _say(textwrap.indent(comments[0].body, "  | ", lambda _line: True))
+    pulls = sorted(sim.pulls(OWNER, REPO), key=lambda p: p.number)
+    if pulls:
+        first = pulls[0]
+        _say(f"\nThe body of draft PR #{first.number} ({first.head_ref} → {first.base_ref}):\n")
+        _say(textwrap.indent(first.body or "", "  | ", lambda _line: True))
+    repo_dir = sim.repo(OWNER, REPO).path
     _say(
-        f"\nWhere to look: branches and PR bodies live in the simulator's git repos under "
-        f"{sim.root_dir}; transcripts and verify logs under .otto/demo/otto/artifacts."
+        f"\nWhere to look: the repository is a real git repo: `git -C {repo_dir} log --all --oneline`, "
+        f"`git -C {repo_dir} diff main {state.tasks[0].branch if state.tasks else 'main'}`; the agent's "
+        f"transcripts, verify logs and summaries are under {artifacts}."
     )
