@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -82,6 +83,7 @@ class World:
     private_key: str
     receiver: Receiver
     tmp: Path
+    http: httpx.Client
 
     @property
     def api(self) -> str:
@@ -170,7 +172,8 @@ def world_fixture(tmp_path: Path, sim_servers: Servers) -> Iterator[World]:
         sim.set_permission(OWNER, REPO, "bob", "write")
         sim.set_permission(OWNER, REPO, "carol", "read")
         installation_id = sim.install_app(APP_ID, OWNER)
-        yield World(sim, sim_servers.simulator.url, installation_id, private, receiver, tmp_path)
+        with httpx.Client(timeout=30) as http:
+            yield World(sim, sim_servers.simulator.url, installation_id, private, receiver, tmp_path, http)
     finally:
         sim.wait_for_deliveries_idle(10)
         sim.close()
