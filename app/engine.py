@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from google.protobuf.duration_pb2 import Duration
 from temporalio.api.namespace.v1 import NamespaceConfig
@@ -24,7 +25,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.worker import Worker
 
-from app.domain.run import StartRun
+from app.domain.run import CommandRequest, StartRun
 from app.settings import Settings
 
 log = logging.getLogger("otto.engine")
@@ -176,11 +177,11 @@ class TemporalHandoff:
         self.client = client
         self.task_queue = task_queue
 
-    async def start_run(self, delivery_id: str, request: StartRun) -> bool:
+    async def submit(self, delivery_id: str, request: StartRun | CommandRequest) -> bool:
         from app.workflows.delivery import DeliveryWorkflow
 
         try:
-            handle: WorkflowHandle[DeliveryWorkflow, str] = await self.client.start_workflow(
+            handle: WorkflowHandle[Any, str] = await self.client.start_workflow(
                 DeliveryWorkflow.run,
                 request,
                 id=delivery_workflow_id(delivery_id),

@@ -47,7 +47,7 @@ def activities(client: Client, services: Services) -> list[object]:
     s = services.settings
     gh = GitHubActivities(services.github, s.trigger_label)
     model = ModelActivities(services.llm)
-    tasks = TaskActivities(s, services.github, services.llm, services.workspace)
+    tasks = TaskActivities(s, services.github, services.llm, services.workspace, client)
     intake = IntakeActivities(client, s)
     return [
         gh.check_permission,
@@ -55,11 +55,17 @@ def activities(client: Client, services: Services) -> list[object]:
         gh.publish_status,
         gh.post_refusal,
         gh.load_issue,
+        gh.react_to_comment,
+        gh.reply,
+        gh.resolve_task_pull,
         model.classify,
         model.plan,
+        model.pilot,
+        model.replan,
         tasks.list_repo_files,
         tasks.execute_task,
         intake.start_or_signal_run,
+        intake.signal_run,
     ]
 
 

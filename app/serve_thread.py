@@ -32,7 +32,7 @@ def serve_in_thread(
     app: ASGIApp, host: str = "127.0.0.1", port: int = 0, name: str = "server"
 ) -> RunningServer:
     """Bind ``host:port`` (0 picks a free port), start uvicorn in a daemon thread, return once it accepts."""
-    # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only then (else Nagle + delayed ACK cost ~40 ms a request)
+    # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only then (else Nagle + delayed ACK: ~40 ms a request)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))

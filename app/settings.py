@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     verify_timeout_s: float = 900.0
     verify_log_limit: int = 60_000
     task_attempt_timeout_s: float = 3600.0
+    heartbeat_timeout_s: float = 60.0
+    max_pilot_retries: int = 1
     command_path_prepend: list[str] = Field(
         default_factory=list, description="directories put first on PATH for agent and verify commands"
     )

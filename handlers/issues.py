@@ -24,6 +24,6 @@ async def handle(ctx: HandlerContext, event: object) -> Outcome:
         issue_number=event.issue.number,
         trigger=Trigger(delivery_id=ctx.delivery_id, sender=event.sender.login, label=label),
     )
-    if await ctx.handoff.start_run(ctx.delivery_id, request):
+    if await ctx.handoff.submit(ctx.delivery_id, request):
         return Outcome(202, "accepted: run requested")
     return Outcome(200, "duplicate delivery: already accepted")

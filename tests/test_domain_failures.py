@@ -25,7 +25,9 @@ def check(raw: dict[str, object], retries: dict[str, int] | None = None) -> Pilo
 def test_a_valid_decision_passes_whole() -> None:
     d = check(
         {
-            "tasks": [{"task_id": "b", "analysis": "import error", "action": "retry", "strategy": "fix import"}],
+            "tasks": [
+                {"task_id": "b", "analysis": "import error", "action": "retry", "strategy": "fix import"}
+            ],
             "route_context": {"c": "b's helper moved"},
             "reorder": ["e", "c", "d"],
             "summary": "retry b",
@@ -37,13 +39,25 @@ def test_a_valid_decision_passes_whole() -> None:
 @pytest.mark.parametrize(
     ("raw", "retries", "problem"),
     [
-        ({"tasks": [{"task_id": "zz", "action": "skip"}, {"task_id": "b", "action": "skip"}]}, {}, "not one of"),
+        (
+            {"tasks": [{"task_id": "zz", "action": "skip"}, {"task_id": "b", "action": "skip"}]},
+            {},
+            "not one of",
+        ),
         ({"tasks": []}, {}, "no decision for failed task(s): b"),
         ({"tasks": [{"task_id": "b", "action": "retry"}]}, {"b": 1}, "already retried 1"),
         ({"tasks": [{"task_id": "b", "action": "skip"}], "reorder": ["d", "c"]}, {}, "before its dependency"),
         ({"tasks": [{"task_id": "b", "action": "skip"}], "reorder": ["a"]}, {}, "not pending"),
-        ({"tasks": [{"task_id": "b", "action": "skip"}], "route_context": {"q": "x"}}, {}, "not a pending task"),
-        ({"tasks": [{"task_id": "b", "action": "skip"}, {"task_id": "b", "action": "retry"}]}, {}, "more than one"),
+        (
+            {"tasks": [{"task_id": "b", "action": "skip"}], "route_context": {"q": "x"}},
+            {},
+            "not a pending task",
+        ),
+        (
+            {"tasks": [{"task_id": "b", "action": "skip"}, {"task_id": "b", "action": "retry"}]},
+            {},
+            "more than one",
+        ),
     ],
 )
 def test_invalid_decisions_are_rejected_with_the_reason(
@@ -80,7 +94,11 @@ def test_progress_is_fewer_failures_or_a_different_failure() -> None:
     [
         ("/otto retry", "retry", ""),
         ("/otto retry use the helper in utils.py", "retry", "use the helper in utils.py"),
-        ("Thanks!\n/otto retry\nuse the helper\nand keep it small", "retry", "use the helper\nand keep it small"),
+        (
+            "Thanks!\n/otto retry\nuse the helper\nand keep it small",
+            "retry",
+            "use the helper\nand keep it small",
+        ),
         ("/otto stop", "stop", ""),
         ("/OTTO Status", "status", ""),
         ("/otto", "help", ""),

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from app.domain.run import StartRun
+from app.domain.run import CommandRequest, StartRun
 from app.intake import Router
 from app.settings import Settings
 from handlers import HANDLERS
@@ -32,9 +32,9 @@ CASES = _examples()
 
 class RecordingHandoff:
     def __init__(self) -> None:
-        self.started: list[tuple[str, StartRun]] = []
+        self.started: list[tuple[str, StartRun | CommandRequest]] = []
 
-    async def start_run(self, delivery_id: str, request: StartRun) -> bool:
+    async def submit(self, delivery_id: str, request: StartRun | CommandRequest) -> bool:
         self.started.append((delivery_id, request))
         return True
 
@@ -73,7 +73,7 @@ async def test_an_example_with_the_trigger_label_asks_for_a_run() -> None:
     outcome = await router.dispatch("issues", "d-1", json.dumps(human).encode())
     assert outcome.status == 202
     [(delivery, request)] = handoff.started
-    assert delivery == "d-1"
+    assert delivery == "d-1" and isinstance(request, StartRun)
     assert request.issue_number == labeled["issue"]["number"]
     assert request.repo.repo_id == labeled["repository"]["id"]
     assert request.repo.installation_id == 77

@@ -72,63 +72,91 @@ class Transcript:
             f.write(line + "\n")
 
 
-async def run_agent(
-    llm: LLM,
-    *,
-    root: Path,
-    system: str,
-    prompt: str,
-    task_id: str,
-    model: str,
-    max_steps: int,
-    command_timeout_s: float,
-    output_limit: int,
-    env: dict[str, str],
-    transcript: Transcript,
-    on_step: Callable[[int], None] = lambda _step: None,
-) -> AgentResult:
-    editor = EditorTool(root, output_limit=output_limit)
-    shell = CommandTool(root, timeout_s=command_timeout_s, output_limit=output_limit, extra_env=env)
-    messages: list[MessageParam] = [{"role": "user", "content": prompt}]
-    usage = Usage()
-    tool_errors = 0
-    transcript.write("prompt", {"system": system, "user": prompt})
-    for step in range(1, max_steps + 1):
-        on_step(step)
-        reply = await llm.create(
-            role="agent", system=system, messages=messages, tools=TOOLS, model=model, task_id=task_id
-        )
-        usage = usage + reply.usage
-        content = [block.model_dump(mode="json", exclude_none=True) for block in reply.message.content]
-        transcript.write(
-            "assistant", {"step": step, "content": content, "stop_reason": reply.message.stop_reason}
-        )
-        calls = [b for b in reply.message.content if b.type == "tool_use"]
-        if reply.message.stop_reason != "tool_use" or not calls:
-            summary = reply.text.strip() or "The agent finished without a summary."
-            return AgentResult(summary, step, str(reply.message.stop_reason), usage, tool_errors)
-        messages.append(cast(MessageParam, {"role": "assistant", "content": content}))
-        results: list[ToolResultBlockParam] = []
-        for call in calls:
-            outcome = await asyncio.to_thread(_run_tool, editor, shell, call.name, call.input)
-            tool_errors += outcome.is_error
-            results.append(
-                {
-                    "type": "tool_result",
-                    "tool_use_id": call.id,
-                    "content": outcome.content,
-                    "is_error": outcome.is_error,
-                }
+class Agent:
+    """One conversation with the coding agent; ``run`` may be called again (a fix round continues it)."""
+
+    def __init__(
+        self,
+        llm: LLM,
+        *,
+        root: Path,
+        system: str,
+        task_id: str,
+        model: str,
+        max_steps: int,
+        command_timeout_s: float,
+        output_limit: int,
+        env: dict[str, str],
+        transcript: Transcript,
+        on_step: Callable[[int], None] = lambda _step: None,
+    ) -> None:
+        self.llm = llm
+        self.system = system
+        self.task_id = task_id
+        self.model = model
+        self.max_steps = max_steps
+        self.transcript = transcript
+        self.on_step = on_step
+        self.editor = EditorTool(root, output_limit=output_limit)
+        self.shell = CommandTool(root, timeout_s=command_timeout_s, output_limit=output_limit, extra_env=env)
+        self.messages: list[MessageParam] = []
+        self.usage = Usage()
+        self.steps = 0
+        self.tool_errors = 0
+        transcript.write("system", {"system": system})
+
+    @property
+    def exhausted(self) -> bool:
+        return self.steps >= self.max_steps
+
+    async def run(self, prompt: str) -> AgentResult:
+        """Send ``prompt``; loop over tool calls until the model answers without any, or the budget ends."""
+        self.messages.append({"role": "user", "content": prompt})
+        self.transcript.write("user", {"content": prompt})
+        while not self.exhausted:
+            self.steps += 1
+            self.on_step(self.steps)
+            reply = await self.llm.create(
+                role="agent",
+                system=self.system,
+                messages=self.messages,
+                tools=TOOLS,
+                model=self.model,
+                task_id=self.task_id,
             )
-        transcript.write("tool_results", {"step": step, "results": results})
-        messages.append({"role": "user", "content": results})
-    return AgentResult(
-        f"The agent stopped after its limit of {max_steps} steps without finishing.",
-        max_steps,
-        "step_limit",
-        usage,
-        tool_errors,
-    )
+            self.usage = self.usage + reply.usage
+            content = [block.model_dump(mode="json", exclude_none=True) for block in reply.message.content]
+            self.transcript.write(
+                "assistant",
+                {"step": self.steps, "content": content, "stop_reason": reply.message.stop_reason},
+            )
+            self.messages.append(
+                cast(MessageParam, {"role": "assistant", "content": content or "(no content)"})
+            )
+            calls = [b for b in reply.message.content if b.type == "tool_use"]
+            if reply.message.stop_reason != "tool_use" or not calls:
+                summary = reply.text.strip() or "The agent finished without a summary."
+                return self._result(summary, str(reply.message.stop_reason))
+            results: list[ToolResultBlockParam] = []
+            for call in calls:
+                outcome = await asyncio.to_thread(_run_tool, self.editor, self.shell, call.name, call.input)
+                self.tool_errors += outcome.is_error
+                results.append(
+                    {
+                        "type": "tool_result",
+                        "tool_use_id": call.id,
+                        "content": outcome.content,
+                        "is_error": outcome.is_error,
+                    }
+                )
+            self.transcript.write("tool_results", {"step": self.steps, "results": results})
+            self.messages.append({"role": "user", "content": results})
+        # the conversation must end on an assistant turn before it can be continued
+        self.messages.append({"role": "assistant", "content": "(step limit reached)"})
+        return self._result(f"The agent stopped after its limit of {self.max_steps} steps.", "step_limit")
+
+    def _result(self, summary: str, stop_reason: str) -> AgentResult:
+        return AgentResult(summary, self.steps, stop_reason, self.usage, self.tool_errors)
 
 
 def _run_tool(editor: EditorTool, shell: CommandTool, name: str, tool_input: object) -> ToolOutcome:

@@ -14,25 +14,27 @@ from pathlib import Path
 
 from pydantic import BaseModel
 from temporalio import activity
+from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
 from app import prompts
-from app.activities.agent import Transcript, run_agent
+from app.activities.agent import Agent, Transcript
 from app.activities.github import CheckConclusion, RepoGitHub
-from app.activities.verify import VerifyPlan, VerifyResult, detect_commands, run_verify
-from app.activities.workspace import Workspace, WorkspaceError
+from app.activities.verify import VerifyPlan, VerifyResult, resolve_plan, run_verify
+from app.activities.workspace import Workspace, WorkspaceError, Worktree
 from app.domain.logs import tail
+from app.domain.progress import Outcome, failure_signature, made_progress
 from app.domain.redact import redact
 from app.domain.render import render_pr_body
 from app.domain.run import RepoRef, TaskInput, TaskResult, TaskStatus
 from app.domain.sanitize import quote_untrusted
-from app.domain.usage import Usage
 from app.github_auth import GitHubApp, GitIdentity
 from app.llm import LLM, ModelError
 from app.settings import Settings
 
 LOG_TAIL_BYTES = 3_000
-HEARTBEAT_EVERY_S = 10.0
+HEARTBEAT_EVERY_S = 1.0  # the SDK throttles what it sends; beating often gets a cancel delivered promptly
+LEARNING_CHARS = 600
 
 
 class ListFilesInput(BaseModel):
@@ -69,7 +71,10 @@ async def heartbeating(progress: dict[str, object]) -> AsyncIterator[None]:
 
 
 class TaskActivities:
-    def __init__(self, settings: Settings, app: GitHubApp, llm: LLM, workspace: Workspace) -> None:
+    def __init__(
+        self, settings: Settings, app: GitHubApp, llm: LLM, workspace: Workspace, client: Client | None = None
+    ) -> None:
+        self.client = client
         self.settings = settings
         self.app = app
         self.llm = llm
@@ -116,6 +121,8 @@ class TaskActivities:
         identity = await self.app.bot_identity(inp.repo.installation_id)
         artifacts = s.artifacts_dir / safe_name(inp.run_id) / inp.task.id / f"attempt-{inp.attempt}"
         artifacts.mkdir(parents=True, exist_ok=True)
+        if inp.learnings:
+            (artifacts.parent.parent / "context.md").write_text(inp.learnings + "\n", encoding="utf-8")
 
         mirror = await asyncio.to_thread(ws.sync_mirror, inp.repo.full_name, inp.clone_url, token)
         remote_sha = await asyncio.to_thread(ws.remote_branch_sha, mirror, inp.branch)
@@ -130,17 +137,12 @@ class TaskActivities:
         )
         try:
             root = worktree.path
-            verify_plan = (
-                VerifyPlan(setup=inp.config.setup, verify=inp.config.verify)
-                if inp.config.verify
-                else detect_commands(root)
-            )
+            verify_plan = resolve_plan(root, inp.config.setup, inp.config.verify)
             progress["stage"] = "agent"
-            result = await run_agent(
+            agent = Agent(
                 self.llm,
                 root=root,
                 system=prompts.render("agent_system", denied=", ".join(inp.config.paths_denied) or "(none)"),
-                prompt=self._prompt(inp, verify_plan),
                 task_id=inp.task.id,
                 model=inp.model,
                 max_steps=s.agent_max_steps,
@@ -148,34 +150,48 @@ class TaskActivities:
                 output_limit=s.command_output_limit,
                 env={**s.command_env(), **_git_identity_env(identity)},
                 transcript=Transcript(artifacts / "transcript.jsonl", self.secrets()),
-                on_step=lambda step: progress.update(stage="agent", step=step),
+                on_step=lambda step: progress.update(step=step),
             )
-            usage: Usage = result.usage
-            (artifacts / "summary.md").write_text(result.summary + "\n", encoding="utf-8")
-
-            progress["stage"] = "commit"
-            message = (
-                f"{inp.task.title}\n\n"
-                f"Part of #{inp.issue_number} (Otto task {inp.task.id}, attempt {inp.attempt})."
-            )
-            new_sha = await asyncio.to_thread(ws.commit_all, worktree, message, identity)
+            result = await agent.run(self._prompt(inp, verify_plan))
+            new_sha = await self._commit(worktree, inp, identity, "")
             if new_sha is None and remote_sha is None:
                 return TaskResult(
                     task_id=inp.task.id,
                     status=TaskStatus.ERROR,
                     summary=result.summary,
                     error="the agent made no changes, so there is nothing to push",
-                    usage=usage,
+                    usage=agent.usage,
+                    learning=_learning(inp, "made no change", result.summary),
                 )
 
             progress["stage"] = "verify"
-            verified: VerifyResult = await asyncio.to_thread(
-                run_verify, root, verify_plan, s.verify_timeout_s, s.verify_log_limit, s.command_env()
-            )
-            log = redact(verified.log, self.secrets())
-            (artifacts / "verify.log").write_text(log, encoding="utf-8")
+            verified = await self._verify(root, verify_plan, artifacts, 0)
+            rounds, stop_note = 0, ""
+            while not verified.passed:
+                if rounds >= inp.config.max_fix_rounds:
+                    stop_note = f"stopped after {rounds} fix round(s): the limit"
+                    break
+                if agent.exhausted:
+                    stop_note = f"stopped after {rounds} fix round(s): the agent's step limit"
+                    break
+                rounds += 1
+                progress.update(stage=f"fix round {rounds}")
+                result = await agent.run(_fix_prompt(verified, rounds, inp.config.max_fix_rounds))
+                await self._commit(worktree, inp, identity, f" (fix round {rounds})")
+                again = await self._verify(root, verify_plan, artifacts, rounds)
+                progressed = made_progress(_outcome(verified), _outcome(again))
+                verified = again
+                if not progressed and not again.passed:
+                    stop_note = f"stopped after {rounds} fix round(s): the last one made no progress"
+                    break
+            log = verified.log
+            (artifacts / "summary.md").write_text(result.summary + "\n", encoding="utf-8")
 
             progress["stage"] = "push"
+            if await self._stop_requested(inp.run_id):
+                raise ApplicationError(
+                    "the run was stopped; nothing was pushed", type="Stopped", non_retryable=True
+                )
             head = await asyncio.to_thread(ws.push, worktree, inp.clone_url, token, inp.branch, remote_sha)
             files = [f.path for f in await asyncio.to_thread(ws.changed_files, worktree, inp.base_branch)]
 
@@ -195,6 +211,7 @@ class TaskActivities:
                     commands=verified.commands,
                     log_tail=log_tail,
                     attempt=inp.attempt,
+                    fix_rounds=rounds,
                 ),
                 self.secrets(),
             )
@@ -212,13 +229,17 @@ class TaskActivities:
                 conclusion=conclusion,
                 title="Checks passed" if verified.passed else "Checks failed",
                 summary=f"`{'`, `'.join(verified.commands) or 'no checks found'}`"
-                + (f" — {verified.failures} failing" if verified.failures else ""),
+                + (f" — {verified.failures} failing" if verified.failures else "")
+                + (f" — {stop_note}" if stop_note else ""),
                 text=f"```\n{log}\n```",
             )
+            status = TaskStatus.PASSED if verified.passed else TaskStatus.FAILED
             return TaskResult(
                 task_id=inp.task.id,
-                status=TaskStatus.PASSED if verified.passed else TaskStatus.FAILED,
+                status=status,
                 summary=result.summary,
+                error=stop_note,
+                fix_rounds=rounds,
                 verify_passed=verified.passed,
                 verify_log_tail=log_tail,
                 failures=verified.failures,
@@ -226,10 +247,45 @@ class TaskActivities:
                 pr_number=pr.number,
                 pr_url=pr.url,
                 files_changed=files,
-                usage=usage,
+                usage=agent.usage,
+                learning=_learning(inp, status.value, result.summary),
             )
         finally:
             await asyncio.to_thread(ws.remove_worktree, worktree)
+
+    async def _commit(
+        self, worktree: Worktree, inp: TaskInput, identity: GitIdentity, suffix: str
+    ) -> str | None:
+        message = (
+            f"{inp.task.title}{suffix}\n\n"
+            f"Part of #{inp.issue_number} (Otto task {inp.task.id}, attempt {inp.attempt})."
+        )
+        return await asyncio.to_thread(self.workspace.commit_all, worktree, message, identity)
+
+    async def _verify(self, root: Path, plan: VerifyPlan, artifacts: Path, round_no: int) -> VerifyResult:
+        s = self.settings
+        result: VerifyResult = await asyncio.to_thread(
+            run_verify, root, plan, s.verify_timeout_s, s.verify_log_limit, s.command_env()
+        )
+        result.log = redact(result.log, self.secrets())
+        (artifacts / "verify.log").write_text(result.log, encoding="utf-8")
+        if round_no:
+            (artifacts / f"verify-round-{round_no}.log").write_text(result.log, encoding="utf-8")
+        return result
+
+    async def _stop_requested(self, run_id: str) -> bool:
+        """Look before you push: a stopped run pushes nothing (its cancel may still be on the way)."""
+        if self.client is None:
+            return False
+        from app.workflows.run import RunWorkflow
+
+        try:
+            state = await self.client.get_workflow_handle_for(RunWorkflow.run, run_id).query(
+                RunWorkflow.status
+            )
+        except Exception:  # the run can't be asked (e.g. a standalone test): don't block the push
+            return False
+        return state.stop_requested_by is not None
 
     def _prompt(self, inp: TaskInput, verify_plan: VerifyPlan) -> str:
         return prompts.render(
@@ -244,6 +300,27 @@ class TaskActivities:
             attempt=inp.attempt,
             verify_commands=verify_plan.setup + verify_plan.verify,
         )
+
+
+def _outcome(v: VerifyResult) -> Outcome:
+    return Outcome(passed=v.passed, failures=v.failures, signature=failure_signature(v.log))
+
+
+def _fix_prompt(v: VerifyResult, round_no: int, limit: int) -> str:
+    failing = f"{v.failures} failing" if v.failures is not None else "failed"
+    return (
+        f"The repository's checks failed after your change ({failing}; fix round {round_no} of {limit}). "
+        "The end of their output:\n\n"
+        + quote_untrusted("verify log", tail(v.log, LOG_TAIL_BYTES * 2))
+        + "\n\nFind the cause, fix it, run the checks again, and answer with a short summary of the fix."
+    )
+
+
+def _learning(inp: TaskInput, outcome: str, summary: str) -> str:
+    text = " ".join(summary.split())
+    if len(text) > LEARNING_CHARS:
+        text = text[:LEARNING_CHARS] + "…"
+    return f"- {inp.task.id} ({inp.task.title}; {outcome}): {text}"
 
 
 def _git_identity_env(identity: GitIdentity) -> dict[str, str]:

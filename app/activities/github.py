@@ -7,6 +7,7 @@ exposes the ones the workflows call directly as Temporal activities.
 from __future__ import annotations
 
 import base64
+import re
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
@@ -236,6 +237,39 @@ class LoadIssueInput(BaseModel):
     base_branch: str | None = None
 
 
+class CommentReaction(BaseModel):
+    repo: RepoRef
+    comment_id: int
+    content: ReactionContent
+
+
+class ReplyInput(BaseModel):
+    repo: RepoRef
+    number: int
+    key: str  # what makes this reply unique (e.g. the comment it answers): posting twice edits instead
+    body: str
+
+
+class TaskPullQuery(BaseModel):
+    repo: RepoRef
+    pr_number: int
+
+
+class TaskPull(BaseModel):
+    run_id: str
+    task_id: str
+    issue_number: int
+
+
+_TASK_MARKER = re.compile(
+    r"<!-- otto:task run=(?P<run>otto/\d+/(?P<issue>\d+)) task=(?P<task>[a-z0-9_-]+) -->"
+)
+
+
+def reply_marker(key: str) -> str:
+    return f"<!-- otto:reply {key} -->"
+
+
 class GitHubActivities:
     """The GitHub side effects the workflows call directly."""
 
@@ -274,6 +308,33 @@ class GitHubActivities:
             render_refusal(r.sender, r.what, r.delivery_id),
             None,
         )
+
+    @activity.defn
+    async def react_to_comment(self, r: CommentReaction) -> None:
+        await (await self.repo(r.repo)).react_to_comment(r.comment_id, r.content)
+
+    @activity.defn
+    async def reply(self, r: ReplyInput) -> int:
+        marker = reply_marker(r.key)
+        body = redact(f"{marker}\n{r.body}", self.app.cached_tokens() + self.app.settings.secret_values())
+        return await (await self.repo(r.repo)).upsert_comment(r.number, marker, body, None)
+
+    @activity.defn
+    async def resolve_task_pull(self, q: TaskPullQuery) -> TaskPull | None:
+        """Which run and task an Otto PR belongs to: its author must be Otto, its body carries the marker."""
+        gh = await self.repo(q.repo)
+        try:
+            pr = (await gh.gh.rest.pulls.async_get(q.repo.owner, q.repo.name, q.pr_number)).parsed_data
+        except RequestFailed as e:
+            if _status(e) == 404:
+                return None
+            raise
+        if pr.user is None or pr.user.login != await self.app.bot_login():
+            return None
+        m = _TASK_MARKER.search(pr.body or "")
+        if m is None:
+            return None
+        return TaskPull(run_id=m.group("run"), task_id=m.group("task"), issue_number=int(m.group("issue")))
 
     @activity.defn
     async def load_issue(self, q: LoadIssueInput) -> LoadedIssue:

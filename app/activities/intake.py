@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from pydantic import BaseModel
 from temporalio import activity
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.service import RPCError
 
 from app.domain.run import RunInput, RunLimits, StartRun, run_workflow_id
 from app.settings import Settings
+
+RUN_SIGNALS = frozenset({"retry", "stop", "refresh"})  # RunWorkflow's signal handlers
+
+
+class SignalInput(BaseModel):
+    run_id: str
+    signal: str
+    payload: dict[str, Any]
 
 
 class IntakeActivities:
@@ -22,6 +34,8 @@ class IntakeActivities:
             max_tasks=s.max_tasks,
             max_parallel_tasks=s.max_parallel_tasks,
             task_attempt_timeout_s=s.task_attempt_timeout_s,
+            heartbeat_timeout_s=s.heartbeat_timeout_s,
+            max_pilot_retries=s.max_pilot_retries,
             temporal_ui_url=s.temporal_ui_url,
         )
 
@@ -45,3 +59,18 @@ class IntakeActivities:
             start_signal_args=[request.trigger],
         )
         return handle.id
+
+    @activity.defn
+    async def signal_run(self, inp: SignalInput) -> bool:
+        """Signal an open run; False when there is none (never started, finished or cancelled)."""
+        handle = self.client.get_workflow_handle(inp.run_id)
+        try:
+            desc = await handle.describe()
+        except RPCError:
+            return False
+        if desc.status != WorkflowExecutionStatus.RUNNING:
+            return False
+        if inp.signal not in RUN_SIGNALS:
+            raise ValueError(f"unknown run signal {inp.signal!r}")
+        await handle.signal(inp.signal, inp.payload)
+        return True

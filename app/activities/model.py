@@ -9,8 +9,18 @@ from temporalio.exceptions import ApplicationError
 
 from app import prompts
 from app.domain.jsonreply import NotJSON, extract_json_object
-from app.domain.plan import Plan
-from app.domain.run import Classification, ClassifyResult, IssueContext, PlanResult, RepoRef
+from app.domain.logs import tail
+from app.domain.pilot import InvalidDecision, PilotDecision, validate_decision
+from app.domain.plan import Plan, PlannedTask
+from app.domain.run import (
+    Classification,
+    ClassifyResult,
+    IssueContext,
+    ModelOutcome,
+    PlanResult,
+    RepoRef,
+    TaskRecord,
+)
 from app.domain.sanitize import quote_untrusted
 from app.domain.usage import Usage
 from app.llm import LLM, ModelError
@@ -24,6 +34,71 @@ class ModelInput(BaseModel):
     context: IssueContext
     model: str
     max_tasks: int
+
+
+class PilotInput(BaseModel):
+    model_input: ModelInput
+    plan_summary: str
+    tasks: list[TaskRecord]
+    failed: list[str]
+    pending: list[str]
+    decisions: list[PilotDecision]
+    learnings: list[str]
+    retries_used: dict[str, int]
+    max_retries: int
+
+
+class PilotResult(ModelOutcome):
+    decision: PilotDecision
+
+
+class ReplanInput(BaseModel):
+    model_input: ModelInput
+    tasks: list[TaskRecord]
+    failed: list[str]
+    replaced: list[str]
+    reason: str
+    learnings: list[str]
+
+
+# bounds on what the pilot and the replanner read
+SUMMARY_CHARS = 800
+LOG_TAIL_CHARS = 2_500
+LEARNINGS_CHARS = 4_000
+DECISIONS_KEPT = 3
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit] + f" […{len(text) - limit} more]"
+
+
+def run_report(tasks: list[TaskRecord], failed: list[str], learnings: list[str]) -> str:
+    """The run's recorded results as bounded text: plan, states, summaries, log tails of failed tasks."""
+    parts = []
+    for r in tasks:
+        t = r.task
+        lines = [
+            f"## {t.id}: {t.title}",
+            f"status: {r.status.value}; attempts: {r.attempts}; fix rounds: {r.fix_rounds}"
+            + (f"; failing tests: {r.failures}" if r.failures is not None else "")
+            + (f"; depends on: {', '.join(t.depends_on)}" if t.depends_on else ""),
+            f"intent: {_clip(t.intent, SUMMARY_CHARS)}",
+        ]
+        if t.acceptance:
+            lines.append("acceptance: " + "; ".join(t.acceptance))
+        if r.note:
+            lines.append(f"note: {_clip(r.note, SUMMARY_CHARS)}")
+        if r.summary:
+            lines.append(quote_untrusted(f"summary of {t.id}", _clip(r.summary, SUMMARY_CHARS)))
+        if t.id in failed and r.verify_log_tail:
+            lines.append(
+                quote_untrusted(f"verify log tail of {t.id}", tail(r.verify_log_tail, LOG_TAIL_CHARS))
+            )
+        parts.append("\n".join(lines))
+    learned = "\n".join(learnings)
+    if learned:
+        parts.append("## Learnings so far\n" + quote_untrusted("learnings", tail(learned, LEARNINGS_CHARS)))
+    return "\n\n".join(parts)
 
 
 def issue_message(inp: ModelInput) -> str:
@@ -112,6 +187,90 @@ class ModelActivities:
             type="InvalidPlan",
             non_retryable=True,
         )
+
+    @activity.defn
+    async def pilot(self, inp: PilotInput) -> PilotResult:
+        """One call, no tools, bounded context; the decision is validated whole or the call fails."""
+        try:
+            reply = await self.llm.create(
+                role="pilot",
+                system=prompts.render("pilot_system", max_retries=inp.max_retries),
+                messages=[{"role": "user", "content": _pilot_message(inp)}],
+                model=inp.model_input.model,
+                max_tokens=4096,
+            )
+        except ModelError as e:
+            raise _fail(f"The gate pilot's model call failed: {e}", PILOT_FAILED) from e
+        try:
+            decision = PilotDecision.model_validate(extract_json_object(reply.text))
+            validate_decision(
+                decision,
+                failed=inp.failed,
+                pending=inp.pending,
+                depends_on={r.task.id: r.task.depends_on for r in inp.tasks},
+                retries_used=inp.retries_used,
+                max_retries=inp.max_retries,
+            )
+        except (NotJSON, ValidationError, InvalidDecision) as e:
+            raise ApplicationError(
+                f"The gate pilot's decision was unusable ({_short(e)})",
+                reply.usage.model_dump(mode="json"),
+                type=PILOT_FAILED,
+                non_retryable=True,
+            ) from e
+        return PilotResult(decision=decision, usage=reply.usage)
+
+    @activity.defn
+    async def replan(self, inp: ReplanInput) -> PlanResult:
+        """New tasks for the remaining work; ids must not clash, dependencies must resolve, no cycles."""
+        kept = [r.task for r in inp.tasks if r.task.id not in inp.replaced]
+        existing = ", ".join(r.task.id for r in inp.tasks)
+        mi = inp.model_input
+        system = prompts.render("replan_system", max_tasks=mi.max_tasks, existing=existing)
+        message = (
+            issue_message(mi)
+            + f"\n\nWhy replan: {inp.reason}\n"
+            + f"Tasks to replace: {', '.join(inp.replaced)}\n\n"
+            + run_report(inp.tasks, inp.failed, inp.learnings)
+        )
+        try:
+            reply = await self.llm.create(
+                role="replan", system=system, messages=[{"role": "user", "content": message}], model=mi.model
+            )
+        except ModelError as e:
+            raise _fail(f"Replanning failed: {e}.", "ModelError") from e
+        try:
+            data = extract_json_object(reply.text)
+            new = [PlannedTask.model_validate(t) for t in data.get("tasks") or []]
+            clash = sorted({t.id for t in new} & {r.task.id for r in inp.tasks})
+            if clash:
+                raise ValueError(f"new task ids repeat existing ones: {', '.join(clash)}")
+            if len(new) > mi.max_tasks:
+                raise ValueError(f"{len(new)} new tasks; at most {mi.max_tasks} are allowed")
+            if new:
+                Plan(tasks=[*kept, *new])  # dependencies resolve, no cycles
+        except (NotJSON, ValidationError, ValueError) as e:
+            raise ApplicationError(
+                f"The new plan was invalid ({_short(e)})",
+                reply.usage.model_dump(mode="json"),
+                type="InvalidPlan",
+                non_retryable=True,
+            ) from e
+        return PlanResult(plan_summary=str(data.get("summary") or ""), tasks=new, usage=reply.usage)
+
+
+PILOT_FAILED = "PilotFailed"
+
+
+def _pilot_message(inp: PilotInput) -> str:
+    earlier = [d.model_dump_json() for d in inp.decisions[-DECISIONS_KEPT:]]
+    return (
+        f"Plan: {inp.plan_summary}\n\n{run_report(inp.tasks, inp.failed, inp.learnings)}\n\n"
+        f"Failed tasks to decide on: {', '.join(inp.failed)}\n"
+        f"Pending tasks: {', '.join(inp.pending) or 'none'}\n"
+        f"Pilot retries used: {inp.retries_used or 'none'} (at most {inp.max_retries} per task)\n"
+        + ("Earlier decisions in this run:\n" + "\n".join(earlier) if earlier else "")
+    )
 
 
 def _short(e: Exception, limit: int = 600) -> str:

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import jinja2
 
+from app.domain.pilot import TaskDecision
 from app.domain.plan import PlannedTask
 from app.domain.run import RunPhase, RunState, TaskRecord, TaskStatus
 
@@ -89,6 +90,7 @@ def render_pr_body(
     commands: Sequence[str],
     log_tail: str,
     attempt: int,
+    fix_rounds: int = 0,
 ) -> str:
     return _env.get_template("pr_body.md.j2").render(
         marker=pr_marker(run_id, task.id),
@@ -102,6 +104,7 @@ def render_pr_body(
         commands=list(commands),
         log_tail=log_tail.replace("```", "ˋˋˋ"),
         attempt=attempt,
+        fix_rounds=fix_rounds,
     )
 
 
@@ -115,3 +118,28 @@ def render_refusal(sender: str, what: str, delivery_id: str) -> str:
         f"Sorry @{sender}, only people with write access to this repository can {what}. "
         "Nothing was started."
     )
+
+
+_ACTIONS = {
+    "retry": "🔁 retry this task with a new strategy",
+    "skip": "⏭️ skip this task",
+    "replan": "🗺️ replan the remaining work",
+}
+
+
+def render_pilot_analysis(decision: TaskDecision, attempt: int) -> str:
+    """The gate pilot's analysis of a failed task, posted on that task's PR."""
+    lines = [
+        f"### 🧭 Gate pilot: task `{decision.task_id}` after attempt {attempt}",
+        "",
+        f"**Root cause.** {decision.analysis or 'not stated'}",
+        "",
+        f"**Decision.** {_ACTIONS[decision.action]}",
+    ]
+    if decision.strategy:
+        lines += ["", f"**Strategy.** {decision.strategy}"]
+    lines += [
+        "",
+        "<sub>Comment `/otto retry <guidance>` to run this task again with your own guidance.</sub>",
+    ]
+    return "\n".join(lines)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from app.domain.commands import Command
+from app.domain.pilot import PilotDecision
 from app.domain.plan import PlannedTask
 from app.domain.repo_config import RepoConfig
 from app.domain.usage import Usage
@@ -42,6 +45,8 @@ class RunLimits(BaseModel):
     max_tasks: int = 8
     max_parallel_tasks: int = 2
     task_attempt_timeout_s: float = 3600.0
+    heartbeat_timeout_s: float = 60.0
+    max_pilot_retries: int = 1
     temporal_ui_url: str | None = None
 
 
@@ -55,9 +60,37 @@ class RunInput(BaseModel):
 class StartRun(BaseModel):
     """What an ``issues.labeled`` delivery asks for, before authorization."""
 
+    kind: Literal["start"] = "start"
     repo: RepoRef
     issue_number: int
     trigger: Trigger
+
+
+class CommandRequest(BaseModel):
+    """A `/otto` command in a comment, before authorization."""
+
+    kind: Literal["command"] = "command"
+    repo: RepoRef
+    number: int  # the issue or pull request the comment is on
+    is_pull_request: bool
+    sender: str
+    comment_id: int
+    delivery_id: str
+    command: Command
+
+
+class RetryRequest(BaseModel):
+    task_id: str
+    guidance: str = ""
+    sender: str
+    comment_id: int | None = None
+    pr_number: int | None = None
+
+
+class StopRequest(BaseModel):
+    sender: str
+    comment_id: int | None = None
+    number: int | None = None
 
 
 class IssueContext(BaseModel):
@@ -129,6 +162,8 @@ class TaskRecord(BaseModel):
     summary: str = ""
     note: str = ""
     failures: int | None = None
+    fix_rounds: int = 0
+    verify_log_tail: str = ""
     usage: Usage = Field(default_factory=Usage)
 
 
@@ -146,6 +181,13 @@ class RunState(BaseModel):
     notices: list[str] = Field(default_factory=list)
     status_comment_id: int | None = None
     temporal_ui_url: str | None = None
+    stop_requested_by: str | None = None
+    learnings: list[str] = Field(default_factory=list)
+    decisions: list[PilotDecision] = Field(default_factory=list)
+    retries_used: dict[str, int] = Field(default_factory=dict)
+    route_context: dict[str, str] = Field(default_factory=dict)
+    preferred_order: list[str] = Field(default_factory=list)
+    batches_run: int = 0
 
     def record(self, task_id: str) -> TaskRecord:
         for r in self.tasks:
@@ -173,6 +215,7 @@ class TaskInput(BaseModel):
     model: str
     guidance: str = ""
     learnings: str = ""
+    route_context: str = ""
 
 
 class TaskResult(BaseModel):
@@ -180,6 +223,8 @@ class TaskResult(BaseModel):
     status: TaskStatus
     summary: str = ""
     error: str = ""
+    fix_rounds: int = 0
+    learning: str = ""
     verify_passed: bool = False
     verify_log_tail: str = ""
     failures: int | None = None

@@ -6,9 +6,16 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, TimeoutError
 
-NON_RETRYABLE = ["InvalidPlan", "InvalidModelOutput", "ModelError", "WorkspaceError", "TaskFailed"]
+NON_RETRYABLE = [
+    "InvalidPlan",
+    "InvalidModelOutput",
+    "ModelError",
+    "WorkspaceError",
+    "PilotFailed",
+    "Stopped",
+]
 
 GITHUB: dict[str, Any] = {
     "start_to_close_timeout": timedelta(seconds=60),
@@ -31,14 +38,6 @@ GIT: dict[str, Any] = {
 }
 
 
-def task_options(timeout_s: float) -> dict[str, Any]:
-    return {
-        "start_to_close_timeout": timedelta(seconds=timeout_s),
-        "heartbeat_timeout": timedelta(minutes=2),
-        "retry_policy": RetryPolicy(maximum_attempts=2, non_retryable_error_types=NON_RETRYABLE),
-    }
-
-
 def explain(error: BaseException) -> str:
     """A failure in plain words for the status comment."""
     cause: BaseException | None = error
@@ -46,6 +45,8 @@ def explain(error: BaseException) -> str:
         cause = cause.cause
     if isinstance(cause, ApplicationError):
         return cause.message
+    if isinstance(cause, CancelledError):
+        return "stopped before it finished; nothing was pushed"
     if isinstance(cause, TimeoutError):
         return "A step took longer than its time limit and was stopped."
     if cause is None:
