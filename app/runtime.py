@@ -46,7 +46,7 @@ class Services:
 def activities(client: Client, services: Services) -> list[object]:
     s = services.settings
     gh = GitHubActivities(services.github, s.trigger_label)
-    model = ModelActivities(services.llm)
+    model = ModelActivities(services.llm, s.artifacts_dir)
     tasks = TaskActivities(s, services.github, services.llm, services.workspace, client)
     intake = IntakeActivities(client, s)
     return [

@@ -43,6 +43,7 @@ async def otto(
         command_path_prepend=[str(Path(sys.executable).parent)],
         max_parallel_tasks=2,
         agent_max_steps=12,
+        heartbeat_timeout_s=2.0,
     )
     client = await connect(temporal_address, settings.temporal_namespace)
     await ensure_retention(client, settings.temporal_namespace)

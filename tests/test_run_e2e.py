@@ -106,6 +106,9 @@ async def test_labeled_issue_becomes_plan_branches_and_draft_prs(
     assert result["type"] == "tool_result" and result["is_error"] is True
     assert "root:" not in str(result["content"])
 
+    # no task failed, so the gate pilot was never called
+    assert otto.world.model.requests_for("pilot") == []
+
     # untrusted text reached the model only as quoted data
     plan_request = otto.world.model.requests_for("plan")[-1].body
     assert plan_request is not None

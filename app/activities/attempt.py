@@ -102,7 +102,9 @@ class TaskActivities:
         progress: dict[str, object] = {"task": inp.task.id, "attempt": inp.attempt, "stage": "workspace"}
         async with heartbeating(progress):
             try:
-                return await self._execute(inp, progress)
+                result = await self._execute(inp, progress)
+                self._write_context(inp, result)
+                return result
             except WorkspaceError as e:
                 raise ApplicationError(
                     f"git failed for task {inp.task.id}: {redact(str(e), self.secrets())}",
@@ -121,8 +123,6 @@ class TaskActivities:
         identity = await self.app.bot_identity(inp.repo.installation_id)
         artifacts = s.artifacts_dir / safe_name(inp.run_id) / inp.task.id / f"attempt-{inp.attempt}"
         artifacts.mkdir(parents=True, exist_ok=True)
-        if inp.learnings:
-            (artifacts.parent.parent / "context.md").write_text(inp.learnings + "\n", encoding="utf-8")
 
         mirror = await asyncio.to_thread(ws.sync_mirror, inp.repo.full_name, inp.clone_url, token)
         remote_sha = await asyncio.to_thread(ws.remote_branch_sha, mirror, inp.branch)
@@ -143,7 +143,8 @@ class TaskActivities:
                 self.llm,
                 root=root,
                 system=prompts.render("agent_system", denied=", ".join(inp.config.paths_denied) or "(none)"),
-                task_id=inp.task.id,
+                # a later attempt is a new conversation, told apart in logs and scripted scenarios
+                task_id=inp.task.id if inp.attempt == 1 else f"{inp.task.id}.{inp.attempt}",
                 model=inp.model,
                 max_steps=s.agent_max_steps,
                 command_timeout_s=s.command_timeout_s,
@@ -253,6 +254,15 @@ class TaskActivities:
         finally:
             await asyncio.to_thread(ws.remove_worktree, worktree)
 
+    def _write_context(self, inp: TaskInput, result: TaskResult) -> None:
+        """The run's learnings as they accrue, one line per finished attempt: ``context.md``."""
+        if not result.learning:
+            return
+        path = self.settings.artifacts_dir / safe_name(inp.run_id) / "context.md"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a", encoding="utf-8") as f:
+            f.write(result.learning + "\n")
+
     async def _commit(
         self, worktree: Worktree, inp: TaskInput, identity: GitIdentity, suffix: str
     ) -> str | None:
@@ -296,7 +306,8 @@ class TaskActivities:
             issue_title=quote_untrusted("issue title", inp.issue_title, limit=500),
             dependencies=inp.task.depends_on,
             learnings=inp.learnings,
-            guidance=quote_untrusted("maintainer guidance", inp.guidance) if inp.guidance else "",
+            guidance=quote_untrusted("guidance", inp.guidance) if inp.guidance else "",
+            route_context=quote_untrusted("pilot note", inp.route_context) if inp.route_context else "",
             attempt=inp.attempt,
             verify_commands=verify_plan.setup + verify_plan.verify,
         )

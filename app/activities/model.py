@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 from anthropic.types import MessageParam
 from pydantic import BaseModel, ValidationError
 from temporalio import activity
@@ -123,8 +126,17 @@ def _fail(message: str, kind: str) -> ApplicationError:
 
 
 class ModelActivities:
-    def __init__(self, llm: LLM) -> None:
+    def __init__(self, llm: LLM, artifacts_dir: Path | None = None) -> None:
         self.llm = llm
+        self.artifacts_dir = artifacts_dir
+
+    def _record(self, name: str, data: PlanResult) -> None:
+        """Keep the plan with the run's artifacts (``plan.json``, ``replan-N.json``)."""
+        if self.artifacts_dir is None:
+            return
+        run_dir = self.artifacts_dir / re.sub(r"[^A-Za-z0-9._-]+", "-", activity.info().workflow_id or "run")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / name).write_text(data.model_dump_json(indent=2), encoding="utf-8")
 
     @activity.defn
     async def classify(self, inp: ModelInput) -> ClassifyResult:
@@ -168,7 +180,9 @@ class ModelActivities:
                     raise ValueError(
                         f"the plan has {len(plan.tasks)} tasks; at most {inp.max_tasks} are allowed"
                     )
-                return PlanResult(plan_summary=plan.summary, tasks=plan.tasks, usage=usage)
+                result = PlanResult(plan_summary=plan.summary, tasks=plan.tasks, usage=usage)
+                self._record("plan.json", result)
+                return result
             except (NotJSON, ValidationError, ValueError) as e:
                 problem = _short(e)
             if attempt == 1:
@@ -256,7 +270,9 @@ class ModelActivities:
                 type="InvalidPlan",
                 non_retryable=True,
             ) from e
-        return PlanResult(plan_summary=str(data.get("summary") or ""), tasks=new, usage=reply.usage)
+        result = PlanResult(plan_summary=str(data.get("summary") or ""), tasks=new, usage=reply.usage)
+        self._record(f"replan-{activity.info().attempt}-{len(inp.tasks)}.json", result)
+        return result
 
 
 PILOT_FAILED = "PilotFailed"

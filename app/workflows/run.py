@@ -228,7 +228,11 @@ class RunWorkflow:
 
     # --- scheduling ---------------------------------------------------------------------------------
     def _add_tasks(self, tasks: list[PlannedTask], first_batch: int) -> None:
-        levels = batches(Plan(tasks=tasks)) if tasks else []
+        new_ids = {t.id for t in tasks}
+        among_new = [
+            t.model_copy(update={"depends_on": [d for d in t.depends_on if d in new_ids]}) for t in tasks
+        ]
+        levels = batches(Plan(tasks=among_new)) if tasks else []  # dependencies on earlier tasks are met
         level_of = {tid: i for i, level in enumerate(levels) for tid in level}
         for t in tasks:
             self.state.tasks.append(

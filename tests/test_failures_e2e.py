@@ -1,0 +1,330 @@
+"""When tasks fail: fix rounds, the gate pilot at batch boundaries, pilot analyses on PRs, /otto commands."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from app.demo import SAMPLE_REPO
+from app.domain.run import RunPhase, TaskStatus
+from tests.e2e import Otto, Repo, eventually, settled, status_comment, wait_for_state
+
+EDIT = "str_replace_based_edit_tool"
+FAILING_TEST = "def test_b():\n    assert 'b' == 'B', 'b is not ready yet'\n"
+PASSING_TEST = "def test_b():\n    assert 'b'.upper() == 'B'\n"
+
+
+def create(path: str, text: str) -> dict[str, Any]:
+    return {"tool_use": {"name": EDIT, "input": {"command": "create", "path": path, "file_text": text}}}
+
+
+def task(tid: str, title: str, *deps: str) -> dict[str, Any]:
+    return {
+        "id": tid,
+        "title": title,
+        "intent": f"{title}.",
+        "acceptance": ["tests pass"],
+        "depends_on": list(deps),
+    }
+
+
+def scenario(
+    plan_tasks: list[dict[str, Any]], agent: dict[str, list[dict[str, Any]]], **more: Any
+) -> dict[str, Any]:
+    return {
+        "classify": [{"json": {"actionable": True, "summary": "Do A, B and C."}}],
+        "plan": [{"json": {"summary": "A and B, then C on top of B.", "tasks": plan_tasks}}],
+        "agent": agent,
+        **more,
+    }
+
+
+# t2 writes a failing test and never fixes it: its fix round changes nothing, so rounds stop there
+FAILING_PLAN = [task("t1", "Add module a"), task("t2", "Add module b"), task("t3", "Use b in c", "t2")]
+FAILING_AGENTS: dict[str, list[dict[str, Any]]] = {
+    "t1": [create("a.py", "A = 1\n"), {"text": "Added a.py."}],
+    "t2": [
+        create("tests/test_b.py", FAILING_TEST),
+        {"text": "Added b's test."},
+        {"text": "I could not fix it."},
+    ],
+    "t3": [create("c.py", "C = 3\n"), {"text": "Added c.py."}],
+}
+
+
+async def start(otto: Otto, r: Repo, title: str = "Add a, b and c") -> tuple[int, int]:
+    number: int = otto.sim.create_issue(r.owner, r.name, title, "Please add them.", r.maintainer)
+    otto.sim.add_label(r.owner, r.name, number, "otto", r.maintainer)
+    rid: int = otto.sim.repo(r.owner, r.name).id
+    return number, rid
+
+
+def pr_of(otto: Otto, r: Repo, branch: str) -> Any:
+    return next(p for p in otto.sim.pulls(r.owner, r.name) if p.head_ref == branch)
+
+
+def head(otto: Otto, r: Repo, branch: str) -> str:
+    sha: str = otto.sim.branches(r.owner, r.name)[branch]
+    return sha
+
+
+def verify_run(otto: Otto, r: Repo, sha: str) -> Any:
+    runs = [c for c in otto.sim.check_runs(r.owner, r.name, sha) if c.name == "otto/verify"]
+    assert len(runs) == 1
+    return runs[0]
+
+
+async def test_failing_task_gets_a_no_progress_fix_round_then_the_pilot_skips_it_and_its_dependent(
+    otto: Otto, repo: Callable[..., Repo]
+) -> None:
+    decision = {
+        "tasks": [
+            {
+                "task_id": "t2",
+                "analysis": "test_b asserts an unimplemented behaviour.",
+                "action": "skip",
+                "strategy": "",
+            }
+        ],
+        "summary": "t2 can't pass yet; skip it and t3.",
+    }
+    otto.world.model.load(scenario(FAILING_PLAN, FAILING_AGENTS, pilot=[{"json": decision}]))
+    r = repo()
+    number, rid = await start(otto, r)
+    state = await wait_for_state(otto.client, rid, number, settled)
+
+    assert state.phase == RunPhase.WAITING_REVIEW, state.reason
+    t1, t2, t3 = (state.record(t) for t in ("t1", "t2", "t3"))
+    assert t1.status == TaskStatus.PASSED
+    assert t2.status == TaskStatus.SKIPPED and t2.fix_rounds == 1
+    assert t3.status == TaskStatus.SKIPPED and "t2" in t3.note and t3.pr_number is None
+
+    # one fix round was fed the failure; it made no progress, so no second round
+    fix_prompts = [q for q in otto.world.model.requests_for("agent", "t2") if q.step == 2]
+    assert len(fix_prompts) == 1
+    assert "fix round 1 of 3" in json.dumps(fix_prompts[0].body)
+    assert len(otto.world.model.requests_for("agent", "t2")) == 3
+
+    # exactly one pilot call, with t2's verify-log tail and the plan in it
+    [pilot] = otto.world.model.requests_for("pilot")
+    prompt = json.dumps(pilot.body)
+    assert "b is not ready yet" in prompt and "1 failed" in prompt
+    assert "Use b in c" in prompt and "depends on: t2" in prompt and "Pending tasks: t3" in prompt
+    assert "tools" not in (pilot.body or {})
+
+    # t2's PR is still pushed, marked failed, with a failing check run carrying the log
+    pr2 = pr_of(otto, r, t2.branch)
+    assert pr2.draft and "❌ failed" in pr2.body
+    check = verify_run(otto, r, head(otto, r, t2.branch))
+    assert check.conclusion == "failure" and "b is not ready yet" in json.dumps(check.output)
+
+    # the analysis is a comment on t2's PR; the issue's status comment got the one-line summary
+    analyses = [c for c in otto.sim.comments(r.owner, r.name, pr2.number) if "Gate pilot" in c.body]
+    assert len(analyses) == 1
+    assert "test_b asserts an unimplemented behaviour." in analyses[0].body and "skip" in analyses[0].body
+    body = (await status_comment(otto, r, number, "draft PRs ready for review")).body
+    assert "Gate pilot: t2 can't pass yet; skip it and t3." in body
+
+    # artifacts: plan, transcripts, verify logs, summaries, learnings
+    run_dir = otto.settings.artifacts_dir / state.run_id.replace("/", "-")
+    assert [t["id"] for t in json.loads((run_dir / "plan.json").read_text())["tasks"]] == ["t1", "t2", "t3"]
+    assert "- t1 " in (run_dir / "context.md").read_text()
+    assert (run_dir / "t2" / "attempt-1" / "transcript.jsonl").exists()
+    assert "b is not ready yet" in (run_dir / "t2" / "attempt-1" / "verify-round-1.log").read_text()
+    assert (run_dir / "t1" / "attempt-1" / "summary.md").read_text().startswith("Added a.py.")
+    assert any(line.startswith("- t1 ") for line in state.learnings)
+
+
+async def test_pilot_retry_with_a_strategy_succeeds_and_the_dependent_runs(
+    otto: Otto, repo: Callable[..., Repo]
+) -> None:
+    decision = {
+        "tasks": [
+            {
+                "task_id": "t2",
+                "analysis": "The test expects upper case.",
+                "action": "retry",
+                "strategy": "Make test_b compare upper-cased text.",
+            }
+        ],
+        "route_context": {"t3": "b's test compares upper-cased text"},
+        "summary": "retry t2 with an upper-case fix",
+    }
+    agents = dict(FAILING_AGENTS)
+    agents["t2.2"] = [create("tests/test_b.py", PASSING_TEST), {"text": "Fixed test_b."}]
+    otto.world.model.load(scenario(FAILING_PLAN, agents, pilot=[{"json": decision}]))
+    r = repo()
+    number, rid = await start(otto, r)
+    state = await wait_for_state(otto.client, rid, number, settled)
+
+    assert state.phase == RunPhase.WAITING_REVIEW, state.reason
+    assert [state.record(t).status for t in ("t1", "t2", "t3")] == [TaskStatus.PASSED] * 3
+    assert state.record("t2").attempts == 2
+    retry_prompt = json.dumps(otto.world.model.requests_for("agent", "t2.2")[0].body)
+    assert "Make test_b compare upper-cased text." in retry_prompt and "attempt 2" in retry_prompt
+    t3_prompt = json.dumps(otto.world.model.requests_for("agent", "t3")[0].body)
+    assert "b's test compares upper-cased text" in t3_prompt  # the pilot's route_context reached t3
+    assert verify_run(otto, r, head(otto, r, state.record("t2").branch)).conclusion == "success"
+    assert len(otto.world.model.requests_for("pilot")) == 1
+
+
+async def test_pilot_invalid_json_falls_back_to_replanning_and_says_so(
+    otto: Otto, repo: Callable[..., Repo]
+) -> None:
+    new_plan = {"summary": "Do c without b.", "tasks": [task("t4", "Add c without b", "t1")]}
+    agents = dict(FAILING_AGENTS)
+    agents["t4"] = [create("c.py", "C = 4\n"), {"text": "Added c.py without b."}]
+    otto.world.model.load(
+        scenario(
+            FAILING_PLAN,
+            agents,
+            pilot=[{"text": "I think we should retry, maybe?"}],
+            replan=[{"json": new_plan}],
+        )
+    )
+    r = repo()
+    number, rid = await start(otto, r)
+    state = await wait_for_state(otto.client, rid, number, settled)
+
+    assert state.phase == RunPhase.WAITING_REVIEW, state.reason
+    assert state.record("t4").status == TaskStatus.PASSED
+    assert state.record("t2").status == TaskStatus.SKIPPED and state.record("t3").status == TaskStatus.SKIPPED
+    assert state.record("t3").note == "replaced by a new plan"
+    body = (await status_comment(otto, r, number, "draft PRs ready for review")).body
+    assert "replanning instead" in body and "Replanned" in body and "t4 Add c without b" in body
+    [replan] = otto.world.model.requests_for("replan")
+    assert "b is not ready yet" in json.dumps(replan.body)
+
+
+async def test_no_failure_means_no_pilot_call(otto: Otto, repo: Callable[..., Repo]) -> None:
+    agents = {k: v for k, v in FAILING_AGENTS.items() if k != "t2"}
+    agents["t2"] = [create("b.py", "B = 2\n"), {"text": "Added b.py."}]
+    otto.world.model.load(scenario(FAILING_PLAN, agents))
+    r = repo()
+    number, rid = await start(otto, r)
+    state = await wait_for_state(otto.client, rid, number, settled)
+    assert state.phase == RunPhase.WAITING_REVIEW
+    assert otto.world.model.requests_for("pilot") == []
+    assert otto.world.model.requests_for("replan") == []
+
+
+SINGLE = [task("t1", "Add module b")]
+SINGLE_AGENTS: dict[str, list[dict[str, Any]]] = {
+    "t1": [create("tests/test_b.py", FAILING_TEST), {"text": "Added b's test."}],
+    "t1.2": [create("tests/test_b.py", PASSING_TEST), {"text": "Used the helper; test_b passes."}],
+}
+NO_FIX_ROUNDS = {**SAMPLE_REPO, ".github/otto.yml": "verify: python -m pytest -q\nmax_fix_rounds: 0\n"}
+
+
+async def test_human_retry_with_guidance_adds_a_commit_and_turns_the_check_green(
+    otto: Otto, repo: Callable[..., Repo]
+) -> None:
+    otto.world.model.load(scenario(SINGLE, SINGLE_AGENTS))
+    r = repo(NO_FIX_ROUNDS)
+    number, rid = await start(otto, r)
+    state = await wait_for_state(otto.client, rid, number, settled)
+    rec = state.record("t1")
+    assert rec.status == TaskStatus.FAILED and rec.fix_rounds == 0
+    assert otto.world.model.requests_for("pilot") == []  # nothing remains after the last batch
+    first_head = head(otto, r, rec.branch)
+    assert verify_run(otto, r, first_head).conclusion == "failure"
+    pr = pr_of(otto, r, rec.branch)
+
+    delivery = otto.sim.comment(
+        r.owner, r.name, pr.number, "/otto retry use the helper in utils.py", r.maintainer
+    )
+    assert delivery.status_code == 202
+    comment_id = delivery.payload["comment"]["id"]
+
+    def thumbs_up() -> bool:
+        reactions = otto.sim.reactions(r.owner, r.name, comment_id=comment_id)
+        return {x.content for x in reactions} >= {"eyes", "+1"}
+
+    await eventually(thumbs_up)
+    state = await wait_for_state(
+        otto.client, rid, number, lambda s: s.record("t1").status == TaskStatus.PASSED
+    )
+    assert state.record("t1").attempts == 2
+    prompt = json.dumps(otto.world.model.requests_for("agent", "t1.2")[0].body)
+    assert "use the helper in utils.py" in prompt and "@" + r.maintainer in prompt
+    new_head = head(otto, r, rec.branch)
+    log = otto.sim.git_log(r.owner, r.name, rec.branch)
+    assert new_head != first_head and first_head in [c.sha for c in log[1:]]  # new commits on top
+    assert verify_run(otto, r, new_head).conclusion == "success"
+    assert "✅ passed" in pr_of(otto, r, rec.branch).body
+    assert len(otto.sim.pulls(r.owner, r.name)) == 1
+    await status_comment(otto, r, number, "✅ verified")
+
+
+async def test_retry_by_a_non_writer_is_refused_and_runs_nothing(
+    otto: Otto, repo: Callable[..., Repo]
+) -> None:
+    otto.world.model.load(scenario(SINGLE, SINGLE_AGENTS))
+    r = repo(NO_FIX_ROUNDS)
+    number, rid = await start(otto, r)
+    state = await wait_for_state(otto.client, rid, number, settled)
+    pr = pr_of(otto, r, state.record("t1").branch)
+    before = len(otto.world.model.requests)
+    otto.sim.comment(r.owner, r.name, pr.number, "/otto retry please", r.outsider)
+
+    def refusal() -> Any:
+        return [
+            c
+            for c in otto.sim.comments(r.owner, r.name, pr.number)
+            if "only people with write access" in c.body
+        ]
+
+    await eventually(refusal)
+    assert len(otto.world.model.requests) == before
+    assert (await wait_for_state(otto.client, rid, number, settled)).record("t1").attempts == 1
+
+
+async def test_help_status_and_unknown_commands(otto: Otto, repo: Callable[..., Repo]) -> None:
+    otto.world.model.load(scenario(SINGLE, SINGLE_AGENTS))
+    r = repo(NO_FIX_ROUNDS)
+    number, rid = await start(otto, r)
+    await wait_for_state(otto.client, rid, number, settled)
+    otto.sim.comment(r.owner, r.name, number, "/otto help", r.maintainer)
+    otto.sim.comment(r.owner, r.name, number, "/otto dance", r.maintainer)
+    status_delivery = otto.sim.comment(r.owner, r.name, number, "/otto status", r.maintainer)
+
+    def replies() -> Any:
+        bodies = [c.body for c in otto.sim.comments(r.owner, r.name, number)]
+        helps = [b for b in bodies if "`/otto retry [guidance]`" in b]
+        return len(helps) == 2 and any("isn't a command Otto knows" in b for b in helps)
+
+    await eventually(replies)
+    eyes = lambda: any(  # noqa: E731
+        x.content == "eyes"
+        for x in otto.sim.reactions(r.owner, r.name, comment_id=status_delivery.payload["comment"]["id"])
+    )
+    await eventually(eyes)
+
+
+async def test_stop_mid_run_ends_agents_and_pushes_nothing(otto: Otto, repo: Callable[..., Repo]) -> None:
+    slow = {"delay_s": 0.5}
+    agents = {
+        "t1": [{**create("a.py", "A = 1\n"), **slow}]
+        + [{"tool_use": {"name": "run_command", "input": {"command": "true"}}, **slow}] * 8
+        + [{"text": "done"}],
+        "t2": [create("b.py", "B = 2\n"), {"text": "done"}],
+    }
+    otto.world.model.load(scenario([task("t1", "Slow a"), task("t2", "Then b", "t1")], agents))
+    r = repo()
+    number, rid = await start(otto, r)
+    await wait_for_state(
+        otto.client, rid, number, lambda s: s.tasks and s.tasks[0].status == TaskStatus.RUNNING
+    )
+    await eventually(lambda: len(otto.world.model.requests_for("agent", "t1")) >= 2)
+    delivery = otto.sim.comment(r.owner, r.name, number, "/otto stop", r.maintainer)
+    assert delivery.status_code == 202
+
+    state = await wait_for_state(otto.client, rid, number, lambda s: s.phase.final)
+    assert state.phase == RunPhase.CANCELLED and r.maintainer in state.reason
+    assert state.record("t1").status == TaskStatus.ERROR and "nothing was pushed" in state.record("t1").note
+    assert state.record("t2").status == TaskStatus.PENDING
+    assert len(otto.world.model.requests_for("agent", "t1")) < 10  # the agent ended early
+    assert [p for p in otto.sim.pushes if p.repo == r.name and p.owner == r.owner] == []
+    assert otto.sim.pulls(r.owner, r.name) == []
+    await status_comment(otto, r, number, "run cancelled")
