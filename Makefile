@@ -7,6 +7,7 @@ STAMP   := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 OCTOKIT := .cache/octokit
 WEBHOOK_EXAMPLES_VERSION := 7.6.1
 OPENAPI_VERSION := 23.0.2
+SOURCES := app handlers tests $(wildcard bench)
 
 .PHONY: demo test lint typecheck unit serve bench clean
 
@@ -20,8 +21,8 @@ test: $(STAMP) $(OCTOKIT)/.done lint typecheck
 	$(BIN)/pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check app handlers tests bench
-	$(BIN)/ruff format --check app handlers tests bench
+	$(BIN)/ruff check $(SOURCES)
+	$(BIN)/ruff format --check $(SOURCES)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
