@@ -25,7 +25,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.worker import Worker
 
-from app.domain.run import CommandRequest, StartRun
+from app.domain.run import DeliveryRequest
 from app.settings import Settings
 
 log = logging.getLogger("otto.engine")
@@ -177,7 +177,7 @@ class TemporalHandoff:
         self.client = client
         self.task_queue = task_queue
 
-    async def submit(self, delivery_id: str, request: StartRun | CommandRequest) -> bool:
+    async def submit(self, delivery_id: str, request: DeliveryRequest) -> bool:
         from app.workflows.delivery import DeliveryWorkflow
 
         try:

@@ -78,12 +78,17 @@ class App(Model):
     slug: str | None = None
 
 
+class PullNumber(Model):
+    number: int
+
+
 class CheckSuite(Model):
     id: int
     head_sha: str
     head_branch: str | None = None
     conclusion: str | None = None
     app: App | None = None
+    pull_requests: list[PullNumber] = []
 
 
 class CheckRun(Model):
@@ -92,6 +97,7 @@ class CheckRun(Model):
     head_sha: str
     conclusion: str | None = None
     app: App | None = None
+    pull_requests: list[PullNumber] = []
 
 
 class Event(Model):

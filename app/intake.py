@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
-from app.domain.run import CommandRequest, StartRun
+from app.domain.run import DeliveryRequest
 from app.events import ACTED_ON
 from app.settings import Settings
 
@@ -45,7 +45,7 @@ IGNORED = Outcome(202, "ignored")
 class Handoff(Protocol):
     """Durable hand-off to the engine. Returns False when this delivery was already accepted."""
 
-    async def submit(self, delivery_id: str, request: StartRun | CommandRequest) -> bool: ...
+    async def submit(self, delivery_id: str, request: DeliveryRequest) -> bool: ...
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,7 @@ class Settings(BaseSettings):
     task_attempt_timeout_s: float = 3600.0
     heartbeat_timeout_s: float = 60.0
     max_pilot_retries: int = 1
+    delete_merged_branches: bool = True
     command_path_prepend: list[str] = Field(
         default_factory=list, description="directories put first on PATH for agent and verify commands"
     )

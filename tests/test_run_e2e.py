@@ -77,8 +77,11 @@ async def test_labeled_issue_becomes_plan_branches_and_draft_prs(
     # two draft PRs with the expected bodies
     pulls = sorted(sim.pulls(r.owner, r.name), key=lambda p: p.number)
     assert [p.head_ref for p in pulls] == [b1, b2]
+    # t2 depends on t1 alone: its PR is stacked on t1's branch, so its diff is only its own change
+    assert [p.base_ref for p in pulls] == ["main", b1]
+    assert "`greeter/core.py`" not in pulls[1].body
     for pr, rec in zip(pulls, state.tasks, strict=True):
-        assert pr.draft and pr.state == "open" and pr.base_ref == "main"
+        assert pr.draft and pr.state == "open"
         assert f"Part of #{number}" in pr.body
         assert rec.task.intent in pr.body
         assert all(a in pr.body for a in rec.task.acceptance)

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from app.domain.run import CommandRequest, StartRun
+from app.domain.run import DeliveryRequest, StartRun
 from app.intake import Router
 from app.settings import Settings
 from handlers import HANDLERS
@@ -32,9 +32,9 @@ CASES = _examples()
 
 class RecordingHandoff:
     def __init__(self) -> None:
-        self.started: list[tuple[str, StartRun | CommandRequest]] = []
+        self.started: list[tuple[str, DeliveryRequest]] = []
 
-    async def submit(self, delivery_id: str, request: StartRun | CommandRequest) -> bool:
+    async def submit(self, delivery_id: str, request: DeliveryRequest) -> bool:
         self.started.append((delivery_id, request))
         return True
 
@@ -50,7 +50,10 @@ async def test_example_parses_and_routes(event: str, index: int, payload: dict[s
     router = Router(Settings(_env_file=None, trigger_label="otto"), handoff, HANDLERS)
     outcome = await router.dispatch(event, f"example-{index}", json.dumps(payload).encode())
     assert outcome.status in (200, 202), outcome.message
-    assert handoff.started == []  # none of GitHub's examples carries the `otto` label
+    if event == "issues":
+        assert handoff.started == []  # none of GitHub's examples carries the `otto` label
+    for _, request in handoff.started:  # what reaches the engine is typed and complete
+        assert request.repo.installation_id > 0 and request.delivery_id == f"example-{index}"
 
 
 async def test_a_labeled_example_without_installation_starts_nothing() -> None:

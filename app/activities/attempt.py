@@ -21,7 +21,7 @@ from app import prompts
 from app.activities.agent import Agent, Transcript
 from app.activities.github import CheckConclusion, RepoGitHub
 from app.activities.verify import VerifyPlan, VerifyResult, resolve_plan, run_verify
-from app.activities.workspace import Workspace, WorkspaceError, Worktree
+from app.activities.workspace import MergeConflict, Workspace, WorkspaceError, Worktree
 from app.domain.logs import tail
 from app.domain.progress import Outcome, failure_signature, made_progress
 from app.domain.redact import redact
@@ -41,6 +41,16 @@ class ListFilesInput(BaseModel):
     repo: RepoRef
     clone_url: str
     branch: str
+
+
+class RebaseInput(BaseModel):
+    run_id: str
+    repo: RepoRef
+    clone_url: str
+    branch: str
+    upstream_sha: str  # the merged dependency's head: commits after it are this task's own
+    onto: str  # the base branch
+    expected_sha: str | None  # the branch's head as Otto knows it: never force over anyone else's commits
 
 
 class RepoFiles(BaseModel):
@@ -96,6 +106,37 @@ class TaskActivities:
                 f"Could not read the repository: {redact(str(e), self.secrets())}", type="WorkspaceError"
             ) from e
         return RepoFiles(files=files[:2000], total=len(files))
+
+    @activity.defn
+    async def rebase_branch(self, inp: RebaseInput) -> str | None:
+        """Rebase a dependent's branch onto the base branch after its dependency was squash/rebase-merged and
+        push it with a lease. Returns the new head, or None when the rebase conflicts (nothing is pushed)."""
+        ws = self.workspace
+        token = await self.app.installation_token(inp.repo.installation_id)
+        identity = await self.app.bot_identity(inp.repo.installation_id)
+        try:
+            mirror = await asyncio.to_thread(ws.sync_mirror, inp.repo.full_name, inp.clone_url, token)
+            remote = await asyncio.to_thread(ws.remote_branch_sha, mirror, inp.branch)
+            if remote is None:
+                return None
+            name = f"{safe_name(inp.run_id)}-rebase-{safe_name(inp.branch)}"
+            worktree = await asyncio.to_thread(
+                ws.create_worktree, mirror, name, inp.onto, [], inp.branch, identity
+            )
+            try:
+                try:
+                    await asyncio.to_thread(ws.rebase_onto, worktree, inp.onto, inp.upstream_sha, identity)
+                except MergeConflict:
+                    return None
+                return await asyncio.to_thread(
+                    ws.push, worktree, inp.clone_url, token, inp.branch, inp.expected_sha or remote
+                )
+            finally:
+                await asyncio.to_thread(ws.remove_worktree, worktree)
+        except WorkspaceError as e:
+            raise ApplicationError(
+                f"Rebasing {inp.branch} failed: {redact(str(e), self.secrets())}", type="WorkspaceError"
+            ) from e
 
     @activity.defn
     async def execute_task(self, inp: TaskInput) -> TaskResult:
@@ -194,7 +235,8 @@ class TaskActivities:
                     "the run was stopped; nothing was pushed", type="Stopped", non_retryable=True
                 )
             head = await asyncio.to_thread(ws.push, worktree, inp.clone_url, token, inp.branch, remote_sha)
-            files = [f.path for f in await asyncio.to_thread(ws.changed_files, worktree, inp.base_branch)]
+            pr_base = inp.pr_base or inp.base_branch
+            files = [f.path for f in await asyncio.to_thread(ws.changed_files, worktree, pr_base)]
 
             progress["stage"] = "pull request"
             gh = RepoGitHub(await self.app.installation_client(inp.repo.installation_id), inp.repo)
@@ -218,7 +260,7 @@ class TaskActivities:
             )
             pr = await gh.upsert_draft_pr(
                 head=inp.branch,
-                base=inp.base_branch,
+                base=pr_base,
                 title=f"[Otto #{inp.issue_number}] {inp.task.title}",
                 body=body,
             )

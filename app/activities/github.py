@@ -13,7 +13,7 @@ from typing import Any, Literal, cast
 
 from githubkit import GitHub, TokenAuthStrategy
 from githubkit.exception import RequestFailed
-from githubkit_schemas.latest.models import FullRepository, Issue, PullRequestSimple
+from githubkit_schemas.latest.models import FullRepository, Issue, PullRequestSimple, ReviewComment
 from githubkit_schemas.latest.types import (
     ReposOwnerRepoCheckRunsCheckRunIdPatchBodyPropOutputType,
     ReposOwnerRepoCheckRunsPostBodyPropOutputType,
@@ -36,6 +36,14 @@ ReactionContent = Literal["+1", "-1", "laugh", "confused", "heart", "hooray", "r
 
 def _status(e: RequestFailed) -> int:
     return e.response.status_code
+
+
+def _error_message(e: RequestFailed) -> str:
+    try:
+        data = e.response.json()
+    except ValueError:
+        return f"GitHub answered {_status(e)}"
+    return str(data.get("message") if isinstance(data, dict) else data) or f"GitHub answered {_status(e)}"
 
 
 @dataclass
@@ -270,6 +278,59 @@ def reply_marker(key: str) -> str:
     return f"<!-- otto:reply {key} -->"
 
 
+class MergeInput(BaseModel):
+    repo: RepoRef
+    pr_number: int
+    approved_sha: str
+    method: Literal["merge", "squash", "rebase"]
+    title: str
+
+
+class MergeOutcome(BaseModel):
+    result: Literal["merged", "already_merged", "head_moved", "not_mergeable", "closed"]
+    merge_sha: str | None = None
+    head_sha: str | None = None
+    message: str = ""
+
+
+class RetargetInput(BaseModel):
+    repo: RepoRef
+    pr_number: int
+    base: str
+
+
+class BranchInput(BaseModel):
+    repo: RepoRef
+    branch: str
+
+
+class ReviewQuery(BaseModel):
+    repo: RepoRef
+    pr_number: int
+    review_id: int
+    body: str
+    reviewer: str
+
+
+class CiQuery(BaseModel):
+    repo: RepoRef
+    head_sha: str
+
+
+class CloseIssueInput(BaseModel):
+    repo: RepoRef
+    issue_number: int
+
+
+class StillComputing(Exception):
+    """GitHub hasn't computed mergeability yet; the activity is retried after a backoff."""
+
+
+READY_FOR_REVIEW = """
+mutation($id: ID!) { markPullRequestReadyForReview(input: {pullRequestId: $id}) { pullRequest { isDraft } } }
+"""
+
+
 class GitHubActivities:
     """The GitHub side effects the workflows call directly."""
 
@@ -335,6 +396,103 @@ class GitHubActivities:
         if m is None:
             return None
         return TaskPull(run_id=m.group("run"), task_id=m.group("task"), issue_number=int(m.group("issue")))
+
+    @activity.defn
+    async def merge_task_pull(self, m: MergeInput) -> MergeOutcome:
+        """Merge exactly the approved commit, after a fresh read of the PR. Safe to run twice."""
+        gh = await self.repo(m.repo)
+        pr = (await gh.gh.rest.pulls.async_get(m.repo.owner, m.repo.name, m.pr_number)).parsed_data
+        if pr.merged:
+            return MergeOutcome(result="already_merged", head_sha=pr.head.sha)
+        if pr.state != "open":
+            return MergeOutcome(result="closed", head_sha=pr.head.sha, message="the pull request is closed")
+        if pr.head.sha != m.approved_sha:
+            return MergeOutcome(result="head_moved", head_sha=pr.head.sha)
+        if pr.mergeable is None:
+            raise StillComputing(f"GitHub is still computing whether #{m.pr_number} can be merged")
+        if not pr.mergeable:
+            return MergeOutcome(
+                result="not_mergeable",
+                head_sha=pr.head.sha,
+                message=f"GitHub says it can't be merged ({pr.mergeable_state})",
+            )
+        if pr.draft:
+            await gh.gh.async_graphql(READY_FOR_REVIEW, {"id": pr.node_id})
+        try:
+            resp = await gh.gh.rest.pulls.async_merge(
+                m.repo.owner,
+                m.repo.name,
+                m.pr_number,
+                sha=m.approved_sha,
+                merge_method=m.method,
+                commit_title=f"{m.title} (#{m.pr_number})",
+            )
+        except RequestFailed as e:
+            message = _error_message(e)
+            if _status(e) == 409:
+                return MergeOutcome(result="head_moved", head_sha=None, message=message)
+            if _status(e) in (405, 422):
+                return MergeOutcome(result="not_mergeable", head_sha=pr.head.sha, message=message)
+            raise
+        return MergeOutcome(result="merged", merge_sha=resp.parsed_data.sha, head_sha=m.approved_sha)
+
+    @activity.defn
+    async def close_issue(self, c: CloseIssueInput) -> None:
+        gh = await self.repo(c.repo)
+        await gh.gh.rest.issues.async_update(
+            c.repo.owner, c.repo.name, c.issue_number, state="closed", state_reason="completed"
+        )
+
+    @activity.defn
+    async def retarget_pull(self, r: RetargetInput) -> None:
+        gh = await self.repo(r.repo)
+        await gh.gh.rest.pulls.async_update(r.repo.owner, r.repo.name, r.pr_number, base=r.base)
+
+    @activity.defn
+    async def delete_branch(self, b: BranchInput) -> None:
+        gh = await self.repo(b.repo)
+        try:
+            await gh.gh.rest.git.async_delete_ref(b.repo.owner, b.repo.name, f"heads/{b.branch}")
+        except RequestFailed as e:
+            if _status(e) not in (404, 422):  # already gone
+                raise
+
+    @activity.defn
+    async def review_guidance(self, q: ReviewQuery) -> str:
+        """A change request as guidance for the agent: the review's text and each inline comment."""
+        gh = await self.repo(q.repo)
+        resp = await gh.gh.rest.pulls.async_list_comments_for_review(
+            q.repo.owner, q.repo.name, q.pr_number, q.review_id, per_page=100
+        )
+        lines = [f"@{q.reviewer} requested changes:"]
+        if q.body.strip():
+            lines.append(q.body.strip())
+        comments: list[ReviewComment] = list(resp.parsed_data)
+        for c in comments:
+            line = c.line if isinstance(c.line, int) else c.original_line
+            lines.append(f"- {c.path}" + (f", line {line}" if isinstance(line, int) else "") + f": {c.body}")
+        return "\n".join(lines)
+
+    @activity.defn
+    async def ci_report(self, q: CiQuery) -> str:
+        """The failing checks of other apps on a commit: names, summaries, output and annotations."""
+        gh = await self.repo(q.repo)
+        resp = await gh.gh.rest.checks.async_list_for_ref(q.repo.owner, q.repo.name, q.head_sha, per_page=50)
+        parts = []
+        for run in resp.parsed_data.check_runs:
+            if run.name == CHECK_NAME or run.conclusion not in ("failure", "timed_out"):
+                continue
+            out = run.output
+            part = [f"## {run.name}: {run.conclusion}"]
+            for text in (out.title, out.summary, out.text):
+                if text:
+                    part.append(str(text)[-4000:])
+            if out.annotations_count:
+                notes = await gh.gh.rest.checks.async_list_annotations(q.repo.owner, q.repo.name, run.id)
+                for a in notes.parsed_data[:30]:
+                    part.append(f"- {a.path}:{a.start_line}: {a.annotation_level}: {a.message}")
+            parts.append("\n".join(part))
+        return "\n\n".join(parts) or "The failing checks reported no details."
 
     @activity.defn
     async def load_issue(self, q: LoadIssueInput) -> LoadedIssue:

@@ -12,7 +12,9 @@ from temporalio.service import RPCError
 from app.domain.run import RunInput, RunLimits, StartRun, run_workflow_id
 from app.settings import Settings
 
-RUN_SIGNALS = frozenset({"retry", "stop", "refresh"})  # RunWorkflow's signal handlers
+RUN_SIGNALS = frozenset(
+    {"retry", "stop", "refresh", "review", "pull_changed", "ci_failed"}
+)  # RunWorkflow's signal handlers
 
 
 class SignalInput(BaseModel):
@@ -36,6 +38,7 @@ class IntakeActivities:
             task_attempt_timeout_s=s.task_attempt_timeout_s,
             heartbeat_timeout_s=s.heartbeat_timeout_s,
             max_pilot_retries=s.max_pilot_retries,
+            delete_merged_branches=s.delete_merged_branches,
             temporal_ui_url=s.temporal_ui_url,
         )
 

@@ -525,6 +525,26 @@ class Workspace:
 
     # -- push ---------------------------------------------------------------------------------------------
 
+    def rebase_onto(self, worktree: Worktree, onto_branch: str, upstream_sha: str, author: Identity) -> str:
+        """``git rebase --onto origin/<onto_branch> <upstream_sha>``.
+
+        Replays the commits after ``upstream_sha`` (e.g. a dependency's head before it was squash-merged) onto
+        the base branch. Returns the new HEAD; a conflict aborts the rebase and raises :class:`MergeConflict`.
+        """
+        _check_branch(onto_branch)
+        onto = REMOTE_REFS + onto_branch
+        env = _identity_env(author)
+        proc = _git.run(
+            ["rebase", "--no-autosquash", "--onto", onto, upstream_sha],
+            cwd=worktree.path,
+            env=env,
+            check=False,
+        )
+        if proc.returncode != 0:
+            _git.run(["rebase", "--abort"], cwd=worktree.path, check=False)
+            raise MergeConflict(onto_branch, [])
+        return self.head_sha(worktree)
+
     def push(
         self,
         worktree: Worktree,

@@ -36,6 +36,8 @@ _TASK_STATE = {
     TaskStatus.FAILED: "❌ verification failed",
     TaskStatus.ERROR: "⚠️ error",
     TaskStatus.SKIPPED: "⏭️ skipped",
+    TaskStatus.MERGED: "🟣 merged",
+    TaskStatus.ABANDONED: "🚫 PR closed",
 }
 
 
@@ -56,7 +58,7 @@ def pr_marker(run_id: str, task_id: str) -> str:
 
 
 def _check(r: TaskRecord) -> str:
-    return "✔" if r.status == TaskStatus.PASSED else ""
+    return "✔" if r.status in (TaskStatus.PASSED, TaskStatus.MERGED) else ""
 
 
 def _task_state(r: TaskRecord) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
@@ -47,6 +47,7 @@ class RunLimits(BaseModel):
     task_attempt_timeout_s: float = 3600.0
     heartbeat_timeout_s: float = 60.0
     max_pilot_retries: int = 1
+    delete_merged_branches: bool = True
     temporal_ui_url: str | None = None
 
 
@@ -65,6 +66,10 @@ class StartRun(BaseModel):
     issue_number: int
     trigger: Trigger
 
+    @property
+    def delivery_id(self) -> str:
+        return self.trigger.delivery_id
+
 
 class CommandRequest(BaseModel):
     """A `/otto` command in a comment, before authorization."""
@@ -79,12 +84,82 @@ class CommandRequest(BaseModel):
     command: Command
 
 
+class ReviewRequest(BaseModel):
+    """A submitted review on a pull request, before authorization."""
+
+    kind: Literal["review"] = "review"
+    repo: RepoRef
+    pr_number: int
+    reviewer: str
+    state: Literal["approved", "changes_requested"]
+    commit_id: str | None
+    review_id: int
+    body: str = ""
+    delivery_id: str
+
+
+class PullChange(BaseModel):
+    """A pull request closed, merged, or pushed to by someone other than Otto."""
+
+    kind: Literal["pull"] = "pull"
+    repo: RepoRef
+    pr_number: int
+    action: Literal["closed", "synchronize"]
+    merged: bool = False
+    head_sha: str
+    sender: str
+    delivery_id: str
+
+
+class CiFailure(BaseModel):
+    """Another app's checks failed on a commit."""
+
+    kind: Literal["ci"] = "ci"
+    repo: RepoRef
+    head_sha: str
+    pr_numbers: list[int]
+    app_name: str
+    delivery_id: str
+
+
+DeliveryRequest = Annotated[
+    StartRun | CommandRequest | ReviewRequest | PullChange | CiFailure, Field(discriminator="kind")
+]
+
+
+class ReviewSignal(BaseModel):
+    task_id: str
+    pr_number: int
+    state: Literal["approved", "changes_requested"]
+    commit_id: str | None
+    reviewer: str
+    review_id: int
+    guidance: str = ""
+
+
+class PullSignal(BaseModel):
+    task_id: str
+    pr_number: int
+    action: Literal["closed", "synchronize"]
+    merged: bool
+    head_sha: str
+    sender: str
+
+
+class CiSignal(BaseModel):
+    task_id: str
+    pr_number: int
+    head_sha: str
+    app_name: str
+
+
 class RetryRequest(BaseModel):
     task_id: str
     guidance: str = ""
     sender: str
     comment_id: int | None = None
     pr_number: int | None = None
+    reason: Literal["command", "review", "ci"] = "command"
 
 
 class StopRequest(BaseModel):
@@ -148,6 +223,8 @@ class TaskStatus(StrEnum):
     FAILED = "failed"  # pushed, checks red
     ERROR = "error"  # could not produce a branch (agent made no change, git or model failure)
     SKIPPED = "skipped"
+    MERGED = "merged"
+    ABANDONED = "abandoned"  # its PR was closed without merging
 
 
 class TaskRecord(BaseModel):
@@ -165,6 +242,12 @@ class TaskRecord(BaseModel):
     fix_rounds: int = 0
     verify_log_tail: str = ""
     usage: Usage = Field(default_factory=Usage)
+    pr_base: str | None = None  # the branch its PR targets: the base branch, or its one unmerged dependency's
+    approved_sha: str | None = None
+    approved_by: str | None = None
+    merged_sha: str | None = None
+    ci_fix_rounds: int = 0
+    waiting_on: list[str] = Field(default_factory=list)  # dependencies an approval is waiting for
 
 
 class RunState(BaseModel):
@@ -216,6 +299,7 @@ class TaskInput(BaseModel):
     guidance: str = ""
     learnings: str = ""
     route_context: str = ""
+    pr_base: str | None = None  # defaults to base_branch
 
 
 class TaskResult(BaseModel):

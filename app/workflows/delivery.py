@@ -14,15 +14,25 @@ with workflow.unsafe.imports_passed_through():
         GitHubActivities,
         PermissionQuery,
         ReplyInput,
+        ReviewQuery,
+        TaskPull,
         TaskPullQuery,
     )
     from app.activities.intake import IntakeActivities, SignalInput
     from app.domain.commands import HELP
     from app.domain.run import (
         WRITE_PERMISSIONS,
+        CiFailure,
+        CiSignal,
         CommandRequest,
+        DeliveryRequest,
+        PullChange,
+        PullSignal,
         Refusal,
+        RepoRef,
         RetryRequest,
+        ReviewRequest,
+        ReviewSignal,
         StartRun,
         StopRequest,
     )
@@ -32,16 +42,102 @@ with workflow.unsafe.imports_passed_through():
 @workflow.defn
 class DeliveryWorkflow:
     @workflow.run
-    async def run(self, request: StartRun | CommandRequest) -> str:
+    async def run(self, request: DeliveryRequest) -> str:
         if isinstance(request, StartRun):
             return await self._start(request)
-        return await self._command(request)
+        if isinstance(request, CommandRequest):
+            return await self._command(request)
+        if isinstance(request, ReviewRequest):
+            return await self._review(request)
+        if isinstance(request, PullChange):
+            return await self._pull_change(request)
+        return await self._ci(request)
 
-    async def _is_writer(self, request: StartRun | CommandRequest, login: str) -> bool:
+    async def _is_writer(self, request: DeliveryRequest, login: str) -> bool:
         permission = await workflow.execute_activity_method(
             GitHubActivities.check_permission, PermissionQuery(repo=request.repo, login=login), **GITHUB
         )
         return permission in WRITE_PERMISSIONS
+
+    async def _task_pull(self, repo: RepoRef, pr_number: int) -> TaskPull | None:
+        return await workflow.execute_activity_method(
+            GitHubActivities.resolve_task_pull, TaskPullQuery(repo=repo, pr_number=pr_number), **GITHUB
+        )
+
+    async def _signal(self, run_id: str, signal: str, payload: dict[str, object]) -> bool:
+        return await workflow.execute_activity_method(
+            IntakeActivities.signal_run, SignalInput(run_id=run_id, signal=signal, payload=payload), **GITHUB
+        )
+
+    async def _review(self, request: ReviewRequest) -> str:
+        pull = await self._task_pull(request.repo, request.pr_number)
+        if pull is None:
+            return "not an Otto PR"
+        if not await self._is_writer(request, request.reviewer):
+            if request.state == "approved":
+                await workflow.execute_activity_method(
+                    GitHubActivities.reply,
+                    ReplyInput(
+                        repo=request.repo,
+                        number=request.pr_number,
+                        key=f"review={request.review_id}",
+                        body=f"Thanks @{request.reviewer}. Only an approval by someone with write access to "
+                        "the repository merges this pull request, so nothing was merged.",
+                    ),
+                    **GITHUB,
+                )
+            return "review by a non-writer"
+        guidance = ""
+        if request.state == "changes_requested":
+            guidance = await workflow.execute_activity_method(
+                GitHubActivities.review_guidance,
+                ReviewQuery(
+                    repo=request.repo,
+                    pr_number=request.pr_number,
+                    review_id=request.review_id,
+                    body=request.body,
+                    reviewer=request.reviewer,
+                ),
+                **GITHUB,
+            )
+        signal = ReviewSignal(
+            task_id=pull.task_id,
+            pr_number=request.pr_number,
+            state=request.state,
+            commit_id=request.commit_id,
+            reviewer=request.reviewer,
+            review_id=request.review_id,
+            guidance=guidance,
+        )
+        delivered = await self._signal(pull.run_id, "review", signal.model_dump(mode="json"))
+        return "signalled review" if delivered else "no run"
+
+    async def _pull_change(self, request: PullChange) -> str:
+        pull = await self._task_pull(request.repo, request.pr_number)
+        if pull is None:
+            return "not an Otto PR"
+        signal = PullSignal(
+            task_id=pull.task_id,
+            pr_number=request.pr_number,
+            action=request.action,
+            merged=request.merged,
+            head_sha=request.head_sha,
+            sender=request.sender,
+        )
+        delivered = await self._signal(pull.run_id, "pull_changed", signal.model_dump(mode="json"))
+        return "signalled pull change" if delivered else "no run"
+
+    async def _ci(self, request: CiFailure) -> str:
+        signalled = 0
+        for number in request.pr_numbers:
+            pull = await self._task_pull(request.repo, number)
+            if pull is None:
+                continue
+            signal = CiSignal(
+                task_id=pull.task_id, pr_number=number, head_sha=request.head_sha, app_name=request.app_name
+            )
+            signalled += await self._signal(pull.run_id, "ci_failed", signal.model_dump(mode="json"))
+        return f"signalled {signalled} run(s)"
 
     async def _start(self, request: StartRun) -> str:
         if not await self._is_writer(request, request.trigger.sender):
@@ -123,9 +219,7 @@ class DeliveryWorkflow:
         else:
             payload = {"sender": request.sender}
         signal = {"retry": "retry", "stop": "stop", "status": "refresh"}[command.name]
-        delivered = await workflow.execute_activity_method(
-            IntakeActivities.signal_run, SignalInput(run_id=run_id, signal=signal, payload=payload), **GITHUB
-        )
+        delivered = await self._signal(run_id, signal, payload)
         if not delivered:
             where = "pull request" if request.is_pull_request else "issue"
             await self._reply(

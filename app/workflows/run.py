@@ -17,13 +17,18 @@ from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
-    from app.activities.attempt import ListFilesInput, TaskActivities
+    from app.activities.attempt import ListFilesInput, RebaseInput, TaskActivities
     from app.activities.github import (
+        BranchInput,
+        CiQuery,
+        CloseIssueInput,
         CommentReaction,
         GitHubActivities,
         LoadIssueInput,
+        MergeInput,
         ReactInput,
         ReplyInput,
+        RetargetInput,
     )
     from app.activities.model import ModelActivities, ModelInput, PilotInput, ReplanInput
     from app.domain.pilot import PilotDecision, dependents_of
@@ -31,9 +36,12 @@ with workflow.unsafe.imports_passed_through():
     from app.domain.render import render_pilot_analysis
     from app.domain.repo_config import RepoConfig, RepoConfigError, parse_repo_config
     from app.domain.run import (
+        CiSignal,
         IssueContext,
         PublishStatus,
+        PullSignal,
         RetryRequest,
+        ReviewSignal,
         RunInput,
         RunPhase,
         RunState,
@@ -48,7 +56,8 @@ with workflow.unsafe.imports_passed_through():
     from app.workflows.options import GIT, GITHUB, MODEL, NON_RETRYABLE, explain
 
 LEARNINGS_KEPT = 12
-DONE_WITH_BRANCH = (TaskStatus.PASSED, TaskStatus.FAILED)
+DONE_WITH_BRANCH = (TaskStatus.PASSED, TaskStatus.FAILED, TaskStatus.MERGED)
+RESOLVED = (TaskStatus.MERGED, TaskStatus.ABANDONED, TaskStatus.SKIPPED)
 NEEDS_DECISION = (TaskStatus.FAILED, TaskStatus.ERROR)
 
 
@@ -77,7 +86,8 @@ class RunWorkflow:
         self.context: IssueContext | None = None
         self.model_input: ModelInput | None = None
         self.running: dict[str, asyncio.Task[None]] = {}
-        self.retry_queue: list[RetryRequest] = []
+        self.inbox: list[RetryRequest | ReviewSignal | PullSignal | CiSignal] = []
+        self._merge_lock = asyncio.Lock()
         self.commands_in_flight = 0
         self._command_tasks: set[asyncio.Task[None]] = set()
 
@@ -94,7 +104,19 @@ class RunWorkflow:
 
     @workflow.signal
     def retry(self, request: RetryRequest) -> None:
-        self.retry_queue.append(request)
+        self.inbox.append(request)
+
+    @workflow.signal
+    def review(self, signal: ReviewSignal) -> None:
+        self.inbox.append(signal)
+
+    @workflow.signal
+    def pull_changed(self, signal: PullSignal) -> None:
+        self.inbox.append(signal)
+
+    @workflow.signal
+    def ci_failed(self, signal: CiSignal) -> None:
+        self.inbox.append(signal)
 
     @workflow.signal
     def stop(self, request: StopRequest) -> None:
@@ -220,7 +242,10 @@ class RunWorkflow:
                 "comment `/otto retry <guidance>` on a PR to run its task again."
             )
             await self.publish()
-            await workflow.wait_condition(self._stopped)
+            await workflow.wait_condition(lambda: self._stopped() or self._all_resolved())
+            if not self._stopped():
+                await self._conclude()
+                return
         await workflow.wait_condition(lambda: not self.running)
         self.state.finish(
             RunPhase.CANCELLED, f"Stopped by @{self.state.stop_requested_by}; nothing more is pushed."
@@ -315,7 +340,9 @@ class RunWorkflow:
             guidance=guidance,
             learnings="\n".join(self.state.learnings),
             route_context=self.state.route_context.get(task_id, ""),
+            pr_base=self._pr_base(rec),
         )
+        rec.pr_base = task_input.pr_base
         call = asyncio.create_task(self._execute(task_input))
         self.running[task_id] = call
         try:
@@ -493,16 +520,23 @@ class RunWorkflow:
     # --- human commands -----------------------------------------------------------------------------
     async def _command_loop(self) -> None:
         while True:
-            await workflow.wait_condition(lambda: bool(self.retry_queue))
-            request = self.retry_queue.pop(0)
+            await workflow.wait_condition(lambda: bool(self.inbox))
+            event = self.inbox.pop(0)
             self.commands_in_flight += 1
-            task = asyncio.create_task(self._human_retry(request))
+            task = asyncio.create_task(self._handle(event))
             self._command_tasks.add(task)
             task.add_done_callback(self._command_tasks.discard)
 
-    async def _human_retry(self, request: RetryRequest) -> None:
+    async def _handle(self, event: RetryRequest | ReviewSignal | PullSignal | CiSignal) -> None:
         try:
-            await self._human_retry_inner(request)
+            if isinstance(event, RetryRequest):
+                await self._human_retry_inner(event)
+            elif isinstance(event, ReviewSignal):
+                await self._on_review(event)
+            elif isinstance(event, PullSignal):
+                await self._on_pull_changed(event)
+            else:
+                await self._on_ci_failed(event)
         finally:
             self.commands_in_flight -= 1
 
@@ -518,11 +552,11 @@ class RunWorkflow:
                     **GITHUB,
                 )
 
+        key = f"{request.reason} comment={request.comment_id} n={len(self.state.notices)}"
+
         async def reply(body: str) -> None:
             await workflow.execute_activity_method(
-                GitHubActivities.reply,
-                ReplyInput(repo=repo, number=number, key=f"retry comment={request.comment_id}", body=body),
-                **GITHUB,
+                GitHubActivities.reply, ReplyInput(repo=repo, number=number, key=key, body=body), **GITHUB
             )
 
         try:
@@ -564,6 +598,252 @@ class RunWorkflow:
                 f"Retried `{rec.task.id}` (attempt {rec.attempts}): {rec.status.value}. "
                 + (rec.note or "See the `otto/verify` check run for the log.")
             )
+
+    # --- reviews, merges, CI ---------------------------------------------------------------------------
+    def _pr_base(self, rec: TaskRecord) -> str:
+        """Stacked on its dependency's branch while it has exactly one unmerged dependency."""
+        assert self.context is not None
+        unmerged = [d for d in rec.task.depends_on if self.state.record(d).status != TaskStatus.MERGED]
+        if len(unmerged) == 1:
+            return self.state.record(unmerged[0]).branch
+        return self.context.base_branch
+
+    def _all_resolved(self) -> bool:
+        recs = self.state.tasks
+        merged = any(r.status == TaskStatus.MERGED for r in recs)
+        open_ = [
+            r
+            for r in recs
+            if r.status not in RESOLVED and not (r.status == TaskStatus.ERROR and not r.pr_number)
+        ]
+        return merged and not open_ and not self.running and self.commands_in_flight == 0
+
+    async def _say(self, number: int, key: str, body: str) -> None:
+        await workflow.execute_activity_method(
+            GitHubActivities.reply,
+            ReplyInput(repo=self.inp.repo, number=number, key=key, body=body),
+            **GITHUB,
+        )
+
+    async def _on_review(self, s: ReviewSignal) -> None:
+        try:
+            rec = self.state.record(s.task_id)
+        except KeyError:
+            return
+        if s.state == "changes_requested":
+            if not self.config.review_feedback:
+                return
+            await self._human_retry_inner(
+                RetryRequest(
+                    task_id=s.task_id,
+                    guidance=s.guidance,
+                    sender=s.reviewer,
+                    pr_number=s.pr_number,
+                    reason="review",
+                )
+            )
+            return
+        if rec.status == TaskStatus.MERGED:
+            return
+        rec.approved_sha, rec.approved_by = s.commit_id, s.reviewer
+        if s.commit_id != rec.head_sha:
+            await self._say(
+                s.pr_number,
+                f"review={s.review_id}",
+                f"@{s.reviewer} approved {(s.commit_id or '?')[:7]}, but the head of this pull request is "
+                f"now {(rec.head_sha or '?')[:7]}. Nothing was merged: please approve the current head.",
+            )
+            return
+        await self._try_merge(rec)
+
+    async def _try_merge(self, rec: TaskRecord) -> None:
+        follow_ups: list[TaskRecord] = []
+        async with self._merge_lock:
+            if rec.status in RESOLVED or rec.status == TaskStatus.RUNNING or rec.pr_number is None:
+                return
+            if rec.approved_sha is None or rec.approved_sha != rec.head_sha:
+                return
+            unmerged = [d for d in rec.task.depends_on if self.state.record(d).status != TaskStatus.MERGED]
+            if unmerged:
+                rec.waiting_on = unmerged
+                prs = ", ".join(f"#{self.state.record(d).pr_number or d}" for d in unmerged)
+                await self._say(
+                    rec.pr_number,
+                    f"waiting sha={rec.approved_sha}",
+                    f"Approved. This will merge after {prs}.",
+                )
+                await self.publish()
+                return
+            outcome = await workflow.execute_activity_method(
+                GitHubActivities.merge_task_pull,
+                MergeInput(
+                    repo=self.inp.repo,
+                    pr_number=rec.pr_number,
+                    approved_sha=rec.approved_sha,
+                    method=self.config.merge_method,
+                    title=rec.task.title,
+                ),
+                **GITHUB,
+            )
+            if outcome.result in ("merged", "already_merged"):
+                follow_ups = await self._merged(rec, outcome.merge_sha)
+            elif outcome.result == "head_moved":
+                moved_from = rec.approved_sha
+                rec.approved_sha = None
+                await self._say(
+                    rec.pr_number,
+                    f"moved sha={moved_from}",
+                    f"The head of this pull request moved after it was approved ({moved_from[:7]}), so "
+                    "nothing was merged. Please review and approve the current head.",
+                )
+            elif outcome.result == "not_mergeable":
+                await self._say(
+                    rec.pr_number,
+                    f"unmergeable sha={rec.approved_sha}",
+                    f"Approved, but it can't be merged: {outcome.message}. Resolve that and approve again.",
+                )
+        for dependent in follow_ups:
+            await self._try_merge(dependent)
+
+    async def _merged(self, rec: TaskRecord, merge_sha: str | None) -> list[TaskRecord]:
+        """Record a merge; retarget (and for squash/rebase: rebase) dependents; delete the branch."""
+        assert self.context is not None
+        old_head = rec.head_sha
+        rec.status = TaskStatus.MERGED
+        rec.merged_sha = merge_sha
+        rec.waiting_on = []
+        rec.note = f"merged by @{rec.approved_by}" if rec.approved_by else "merged"
+        base = self.context.base_branch
+        ready: list[TaskRecord] = []
+        for dep in self.state.tasks:
+            if rec.task.id not in dep.task.depends_on or dep.pr_number is None or dep.status in RESOLVED:
+                continue
+            if dep.pr_base == rec.branch:
+                new_base = self._pr_base(dep)
+                await workflow.execute_activity_method(
+                    GitHubActivities.retarget_pull,
+                    RetargetInput(repo=self.inp.repo, pr_number=dep.pr_number, base=new_base),
+                    **GITHUB,
+                )
+                dep.pr_base = new_base
+            if self.config.merge_method != "merge" and old_head and dep.status != TaskStatus.RUNNING:
+                new_head = await workflow.execute_activity_method(
+                    TaskActivities.rebase_branch,
+                    RebaseInput(
+                        run_id=self.state.run_id,
+                        repo=self.inp.repo,
+                        clone_url=self.context.clone_url,
+                        branch=dep.branch,
+                        upstream_sha=old_head,
+                        onto=base,
+                        expected_sha=dep.head_sha,
+                    ),
+                    **GIT,
+                )
+                if new_head is None:
+                    dep.note = (
+                        f"rebasing onto {base} after #{rec.pr_number} conflicted; needs a human or a retry"
+                    )
+                    continue
+                if new_head != dep.head_sha:
+                    dep.head_sha = new_head
+                    if dep.approved_sha:
+                        await self._say(
+                            dep.pr_number,
+                            f"rebased sha={new_head}",
+                            f"Rebased onto `{base}` after #{rec.pr_number} was "
+                            f"{self.config.merge_method}-merged. The approval was for the old head; "
+                            f"approve {new_head[:7]} to merge.",
+                        )
+            if dep.approved_sha and dep.approved_sha == dep.head_sha and dep.waiting_on:
+                ready.append(dep)
+        if self.inp.limits.delete_merged_branches:
+            await workflow.execute_activity_method(
+                GitHubActivities.delete_branch, BranchInput(repo=self.inp.repo, branch=rec.branch), **GITHUB
+            )
+        await self.publish()
+        return ready
+
+    async def _on_pull_changed(self, s: PullSignal) -> None:
+        try:
+            rec = self.state.record(s.task_id)
+        except KeyError:
+            return
+        if s.action == "synchronize":
+            if s.head_sha != rec.head_sha:
+                rec.head_sha = s.head_sha
+                rec.note = f"@{s.sender} pushed {s.head_sha[:7]}; approve the new head to merge"
+                await self.publish()
+            return
+        if rec.status in RESOLVED:
+            return
+        if s.merged:  # merged by a human on GitHub
+            rec.approved_by = s.sender
+            follow_ups = await self._merged(rec, None)
+            for dependent in follow_ups:
+                await self._try_merge(dependent)
+            return
+        rec.status = TaskStatus.ABANDONED
+        rec.note = f"PR closed without merging by @{s.sender}"
+        for dep in self.state.tasks:
+            if s.task_id in dep.task.depends_on and dep.status not in RESOLVED:
+                if dep.status == TaskStatus.PENDING:
+                    dep.status = TaskStatus.SKIPPED
+                dep.note = f"blocked: depends on {s.task_id}, whose PR was closed"
+        await self.publish()
+
+    async def _on_ci_failed(self, s: CiSignal) -> None:
+        try:
+            rec = self.state.record(s.task_id)
+        except KeyError:
+            return
+        if s.head_sha != rec.head_sha or rec.status in RESOLVED or rec.status == TaskStatus.RUNNING:
+            return  # an old commit, or already being worked on
+        if rec.ci_fix_rounds >= self.config.max_ci_fix_rounds:
+            await self._say(
+                s.pr_number,
+                f"ci budget sha={s.head_sha}",
+                f"CI ({s.app_name}) still fails on {s.head_sha[:7]}. The CI fix budget "
+                f"({self.config.max_ci_fix_rounds} round(s)) is spent, so Otto stops here: over to you.",
+            )
+            return
+        rec.ci_fix_rounds += 1
+        report = await workflow.execute_activity_method(
+            GitHubActivities.ci_report, CiQuery(repo=self.inp.repo, head_sha=s.head_sha), **GITHUB
+        )
+        await self._human_retry_inner(
+            RetryRequest(
+                task_id=s.task_id,
+                guidance=f"CI ({s.app_name}) failed on {s.head_sha[:7]} (CI fix round {rec.ci_fix_rounds} of "
+                f"{self.config.max_ci_fix_rounds}):\n{report}",
+                sender=s.app_name,
+                pr_number=s.pr_number,
+                reason="ci",
+            )
+        )
+
+    async def _conclude(self) -> None:
+        merged = [r for r in self.state.tasks if r.status == TaskStatus.MERGED]
+        others = [r for r in self.state.tasks if r.status != TaskStatus.MERGED]
+        lines = [f"🤖 Otto's run for this issue is done: {len(merged)} task(s) merged."]
+        lines += [f"- {r.task.id} {r.task.title}: #{r.pr_number} merged" for r in merged]
+        lines += [f"- {r.task.id} {r.task.title}: {r.status.value} {r.note}".rstrip() for r in others]
+        u = self.state.usage
+        lines.append(f"\n{u.calls} model calls, {u.total_tokens} tokens, ${u.cost_usd:.4f}.")
+        await self._say(self.inp.issue_number, f"summary run={self.state.run_id}", "\n".join(lines))
+        all_merged = not others
+        if all_merged:
+            await workflow.execute_activity_method(
+                GitHubActivities.close_issue,
+                CloseIssueInput(repo=self.inp.repo, issue_number=self.inp.issue_number),
+                **GITHUB,
+            )
+        self.state.finish(
+            RunPhase.DONE,
+            "Every task is merged; the issue is closed."
+            if all_merged
+            else "No task is left open; the tasks that were not merged are listed above.",
+        )
 
     # --- bookkeeping --------------------------------------------------------------------------------
     def _spend(self, usage: Usage) -> None:
