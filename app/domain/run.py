@@ -247,6 +247,7 @@ class TaskRecord(BaseModel):
     approved_by: str | None = None
     merged_sha: str | None = None
     ci_fix_rounds: int = 0
+    ci_failed_shas: list[str] = Field(default_factory=list)  # heads whose CI failure was already acted on
     waiting_on: list[str] = Field(default_factory=list)  # dependencies an approval is waiting for
 
 

@@ -585,17 +585,19 @@ class RunWorkflow:
             )
             if part
         )
-        self.state.notices.append(f"🔁 @{request.sender} asked to retry {rec.task.id}.")
+        why = {"command": "asked to retry", "review": "requested changes on", "ci": "CI failed on"}[
+            request.reason
+        ]
+        self.state.notices.append(f"🔁 @{request.sender} {why} {rec.task.id}.")
         rec = await self._attempt(rec.task.id, guidance=guidance)
+        head = (rec.head_sha or "")[:7]
         if rec.status == TaskStatus.PASSED:
             await react("+1")
-            await reply(
-                f"Retried `{rec.task.id}` (attempt {rec.attempts}): checks pass on {rec.head_sha or 'the'}."
-            )
+            await reply(f"Pushed {head} for `{rec.task.id}` (attempt {rec.attempts}); Otto's checks pass.")
         else:
             await react("-1")
             await reply(
-                f"Retried `{rec.task.id}` (attempt {rec.attempts}): {rec.status.value}. "
+                f"Attempt {rec.attempts} of `{rec.task.id}`: {rec.status.value}. "
                 + (rec.note or "See the `otto/verify` check run for the log.")
             )
 
@@ -799,6 +801,9 @@ class RunWorkflow:
             return
         if s.head_sha != rec.head_sha or rec.status in RESOLVED or rec.status == TaskStatus.RUNNING:
             return  # an old commit, or already being worked on
+        if s.head_sha in rec.ci_failed_shas:
+            return  # several failing checks (check runs and their suite) on one head: one answer
+        rec.ci_failed_shas.append(s.head_sha)
         if rec.ci_fix_rounds >= self.config.max_ci_fix_rounds:
             await self._say(
                 s.pr_number,
