@@ -328,3 +328,49 @@ async def test_stop_mid_run_ends_agents_and_pushes_nothing(otto: Otto, repo: Cal
     assert [p for p in otto.sim.pushes if p.repo == r.name and p.owner == r.owner] == []
     assert otto.sim.pulls(r.owner, r.name) == []
     await status_comment(otto, r, number, "run cancelled")
+
+
+async def test_pilot_off_goes_straight_to_replanning(otto: Otto, repo: Callable[..., Repo]) -> None:
+    new_plan = {"summary": "Do c without b.", "tasks": [task("t4", "Add c without b", "t1")]}
+    agents = dict(FAILING_AGENTS)
+    agents["t4"] = [create("c.py", "C = 4\n"), {"text": "Added c.py without b."}]
+    otto.world.model.load(scenario(FAILING_PLAN, agents, replan=[{"json": new_plan}]))
+    files = {
+        **SAMPLE_REPO,
+        ".github/otto.yml": "verify: python -m pytest -q\npilot: false\nmax_fix_rounds: 0\n",
+    }
+    r = repo(files)
+    number, rid = await start(otto, r)
+    state = await wait_for_state(otto.client, rid, number, settled)
+    assert state.phase == RunPhase.WAITING_REVIEW, state.reason
+    assert otto.world.model.requests_for("pilot") == []
+    [replan] = otto.world.model.requests_for("replan")
+    assert "pilot is off" in json.dumps(replan.body)
+    assert state.record("t4").status == TaskStatus.PASSED and state.record("t2").fix_rounds == 0
+
+
+async def test_retry_of_a_task_that_is_running_starts_nothing(otto: Otto, repo: Callable[..., Repo]) -> None:
+    slow = {"delay_s": 0.4}
+    agents = {
+        "t1": [{**create("a.py", "A = 1\n"), **slow}, {"text": "done", **slow}],
+        "t1.2": [{"text": "should not run"}],
+    }
+    otto.world.model.load(scenario([task("t1", "Slow a")], agents))
+    r = repo()
+    number, rid = await start(otto, r)
+    # the PR doesn't exist yet while t1 runs; a retry names the task through its PR, so use a second run:
+    state = await wait_for_state(otto.client, rid, number, settled)
+    pr = pr_of(otto, r, state.record("t1").branch)
+    agents["t1.2"] = [{**create("b.py", "B = 1\n"), "delay_s": 1.0}, {"text": "second attempt"}]
+    otto.world.model.load(scenario([task("t1", "Slow a")], agents))
+    otto.sim.comment(r.owner, r.name, pr.number, "/otto retry", r.maintainer)
+    await wait_for_state(otto.client, rid, number, lambda s: s.record("t1").status == TaskStatus.RUNNING)
+    otto.sim.comment(r.owner, r.name, pr.number, "/otto retry again", r.maintainer)
+    await eventually(
+        lambda: [c for c in otto.sim.comments(r.owner, r.name, pr.number) if "already running" in c.body]
+    )
+    state = await wait_for_state(
+        otto.client, rid, number, lambda s: s.record("t1").status == TaskStatus.PASSED
+    )
+    assert state.record("t1").attempts == 2
+    assert otto.world.model.requests_for("agent", "t1.3") == []

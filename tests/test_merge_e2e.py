@@ -61,9 +61,13 @@ async def test_approval_merges_the_approved_head_and_the_run_concludes(
     number, rid, state = await run_to_review(otto, r, scenario)
     t1 = state.record("t1")
     pr = pr_of(otto, r, t1.branch)
-    approval = otto.sim.submit_review(r.owner, r.name, pr.number, r.maintainer, "APPROVED")
-    assert approval.status_code == 202
-    await merged(otto, r, pr.number)
+    otto.sim.lazy_mergeability = True  # GitHub answers `mergeable: null` while it computes: Otto reads again
+    try:
+        approval = otto.sim.submit_review(r.owner, r.name, pr.number, r.maintainer, "APPROVED")
+        assert approval.status_code == 202
+        await merged(otto, r, pr.number)
+    finally:
+        otto.sim.lazy_mergeability = False
 
     assert "def shout" in otto.sim.read_file(r.owner, r.name, "main", "greeter/core.py")
     assert not otto.sim.pull(r.owner, r.name, pr.number).draft  # marked ready for review first
@@ -272,3 +276,38 @@ async def test_closing_a_pr_abandons_the_task_and_blocks_dependents(
     assert "blocked" in state.record("t2").note
     body = (await status_comment(otto, r, number, "🚫 PR closed")).body
     assert "blocked: depends on t1" in body
+
+
+async def test_review_feedback_off_ignores_change_requests(otto: Otto, repo: Callable[..., Repo]) -> None:
+    scenario = demo_scenario()
+    scenario["plan"][0]["json"]["tasks"] = scenario["plan"][0]["json"]["tasks"][:1]
+    r = repo(config(review_feedback="false"))
+    _, rid, state = await run_to_review(otto, r, scenario)
+    pr = pr_of(otto, r, state.record("t1").branch)
+    calls = len(otto.world.model.requests)
+    delivery = otto.sim.submit_review(
+        r.owner, r.name, pr.number, r.maintainer, "CHANGES_REQUESTED", body="No."
+    )
+    assert delivery.status_code == 202
+    # the delivery reached the run (so the run saw it and chose to ignore it)
+    assert await otto.client.get_workflow_handle(f"delivery/{delivery.id}").result() == "signalled review"
+    state = await wait_for_state(otto.client, rid, state.issue_number, settled)
+    assert state.record("t1").attempts == 1 and len(otto.world.model.requests) == calls
+
+
+async def test_a_human_push_is_recorded_and_needs_a_fresh_approval(
+    otto: Otto, repo: Callable[..., Repo]
+) -> None:
+    scenario = demo_scenario()
+    scenario["plan"][0]["json"]["tasks"] = scenario["plan"][0]["json"]["tasks"][:1]
+    r = repo()
+    number, rid, state = await run_to_review(otto, r, scenario)
+    rec = state.record("t1")
+    pr = pr_of(otto, r, rec.branch)
+    new = otto.sim.push_commit(r.owner, r.name, rec.branch, {"NOTES.md": "x\n"}, "notes", r.maintainer)
+    state = await wait_for_state(otto.client, rid, number, lambda s: s.record("t1").head_sha == new)
+    otto.sim.submit_review(r.owner, r.name, pr.number, r.maintainer, "APPROVED", commit_id=rec.head_sha)
+    await eventually(lambda: replies(otto, r, pr.number, "please approve the current head"))
+    otto.sim.submit_review(r.owner, r.name, pr.number, r.maintainer, "APPROVED")
+    await merged(otto, r, pr.number)
+    assert otto.sim.read_file(r.owner, r.name, "main", "NOTES.md") == "x\n"

@@ -347,7 +347,7 @@ class TaskActivities:
             repo=inp.repo.full_name,
             issue_title=quote_untrusted("issue title", inp.issue_title, limit=500),
             dependencies=inp.task.depends_on,
-            learnings=inp.learnings,
+            learnings=quote_untrusted("learnings", inp.learnings) if inp.learnings else "",
             guidance=quote_untrusted("guidance", inp.guidance) if inp.guidance else "",
             route_context=quote_untrusted("pilot note", inp.route_context) if inp.route_context else "",
             attempt=inp.attempt,

@@ -272,6 +272,7 @@ class RunState(BaseModel):
     route_context: dict[str, str] = Field(default_factory=dict)
     preferred_order: list[str] = Field(default_factory=list)
     batches_run: int = 0
+    events_handled: int = 0  # human commands, reviews, PR changes and CI results processed so far
 
     def record(self, task_id: str) -> TaskRecord:
         for r in self.tasks:

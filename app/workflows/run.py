@@ -539,6 +539,7 @@ class RunWorkflow:
                 await self._on_ci_failed(event)
         finally:
             self.commands_in_flight -= 1
+            self.state.events_handled += 1
 
     async def _human_retry_inner(self, request: RetryRequest) -> None:
         repo = self.inp.repo

@@ -1,0 +1,38 @@
+"""``python -m bench <intake|orchestration|concurrency|tokens|all> [--quick]``."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import time
+
+NAMES = ["intake", "orchestration", "concurrency", "tokens"]
+USAGE = f"usage: python -m bench <{'|'.join([*NAMES, 'all'])}> [--quick]"
+
+
+def main(argv: list[str]) -> int:
+    args = [a for a in argv if not a.startswith("-")]
+    flags = [a for a in argv if a.startswith("-")]
+    if "-h" in flags or "--help" in flags:
+        print(USAGE)
+        return 0
+    unknown = [f for f in flags if f != "--quick"]
+    if unknown or len(args) > 1 or (args and args[0] not in [*NAMES, "all"]):
+        print(USAGE, file=sys.stderr)
+        return 2
+    names = NAMES if not args or args[0] == "all" else [args[0]]
+    worst = 0
+    for name in names:
+        started = time.monotonic()
+        print(f"\n=== bench {name}{' (quick)' if flags else ''} ===", flush=True)
+        module = importlib.import_module(f"bench.{name}")
+        code: int = module.main(flags)
+        print(f"=== bench {name}: {time.monotonic() - started:.0f}s, exit {code} ===", flush=True)
+        worst = max(worst, code)
+        if code == 130:  # interrupted: don't go on with the others
+            break
+    return worst
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
