@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,6 +14,7 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from pydantic import SecretStr
+from starlette.types import ASGIApp
 from temporalio.client import Client
 
 from app.fake_llm import FakeLLM
@@ -55,14 +56,28 @@ class LocalWorld:
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def start(cls, root: Path, scenario: Mapping[str, Any] | Path | None = None) -> LocalWorld:
+    def start(
+        cls,
+        root: Path,
+        scenario: Mapping[str, Any] | Path | None = None,
+        wrap_model: Callable[[ASGIApp], ASGIApp] | None = None,
+    ) -> LocalWorld:
+        """``wrap_model`` may wrap the scripted model's ASGI app (e.g. a benchmark timing its answers)."""
         root.mkdir(parents=True, exist_ok=True)
         sim = Simulator(root / "github")
         sim_server = serve_in_thread(create_simulator_app(sim), name="github-simulator")
         sim.base_url = sim_server.url
         api_key = "sk-local-" + secrets.token_hex(8)
         model = FakeLLM(scenario, api_key=api_key)
-        model_server = serve_in_thread(create_fake_llm_app(model), name="scripted-model")
+        model_app: ASGIApp = create_fake_llm_app(model)
+        try:
+            model_server = serve_in_thread(
+                wrap_model(model_app) if wrap_model else model_app, name="scripted-model"
+            )
+        except BaseException:
+            sim.close()
+            sim_server.stop()
+            raise
         private_pem, public_pem = new_private_key()
         webhook_secret = secrets.token_hex(16)
         sim.register_app(APP_ID, APP_SLUG, public_pem, webhook_url=None, webhook_secret=webhook_secret)

@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import json
 import os
-import secrets
 import shutil
 import signal
 import socket
@@ -368,31 +367,16 @@ class TimedModel:
 
 def start_world(root: Path, scenario: Mapping[str, Any] | Path | None) -> tuple[Any, TimedModel]:
     """``LocalWorld.start`` with the scripted model wrapped in :class:`TimedModel`."""
-    from app.fake_llm import FakeLLM
-    from app.fake_llm import create_app as create_fake_llm_app
-    from app.local import APP_ID, APP_SLUG, LocalWorld, new_private_key
-    from app.serve_thread import serve_in_thread
-    from app.simulator import Simulator
-    from app.simulator import create_app as create_simulator_app
+    from app.local import LocalWorld
 
-    root.mkdir(parents=True, exist_ok=True)
-    sim = Simulator(root / "github")
-    sim_server = serve_in_thread(create_simulator_app(sim), name="github-simulator")
-    sim.base_url = sim_server.url
-    api_key = "sk-local-" + secrets.token_hex(8)
-    model = FakeLLM(scenario, api_key=api_key)
-    timed = TimedModel(create_fake_llm_app(model))
-    try:
-        model_server = serve_in_thread(timed, name="scripted-model")
-    except BaseException:
-        sim.close()
-        sim_server.stop()
-        raise
-    private_pem, public_pem = new_private_key()
-    webhook_secret = secrets.token_hex(16)
-    sim.register_app(APP_ID, APP_SLUG, public_pem, webhook_url=None, webhook_secret=webhook_secret)
-    world = LocalWorld(sim, sim_server, model, model_server, private_pem, webhook_secret, api_key)
-    return world, timed
+    timed: list[TimedModel] = []
+
+    def wrap(app: ASGIApp) -> ASGIApp:
+        timed.append(TimedModel(app))
+        return timed[0]
+
+    world = LocalWorld.start(root, scenario, wrap_model=wrap)
+    return world, timed[0]
 
 
 def otto_env(

@@ -15,8 +15,6 @@ from typing import Any
 
 import httpx
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import FastAPI
 from githubkit import AppAuthStrategy, GitHub, TokenAuthStrategy
 from starlette.applications import Starlette
@@ -24,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
+from app.local import new_private_key
 from app.serve_thread import RunningServer, serve_in_thread
 from app.simulator import Simulator, create_app
 
@@ -37,16 +36,7 @@ OCTOKIT = Path(__file__).resolve().parent.parent / ".cache" / "octokit"
 
 @functools.cache
 def rsa_pair() -> tuple[str, str]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
-    public = (
-        key.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
-    return private, public
+    return new_private_key()
 
 
 @dataclass
