@@ -13,22 +13,33 @@ from app.settings import Settings
 cli = typer.Typer(help="Otto: labeled issues become planned, verified draft PRs.", no_args_is_help=True)
 
 
-def _logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+log = logging.getLogger("otto.cli")
+
+
+def _logging(level: str, settings: Settings | None = None) -> None:
+    """JSON lines (``OTTO_LOG_JSON``, default on) for the services; plain text for the demo (no settings).
+    Either way every line is redacted of the settings' secrets and anything shaped like a token."""
+    from app.observability import configure_logging
+
+    if settings is None:
+        configure_logging(level, json=False)
+    else:
+        configure_logging(level, json=settings.log_json, secrets=settings.secret_values())
 
 
 @cli.command()
 def serve(log_level: str = "info") -> None:
     """Web server and a worker in one process (starts Temporal's dev server when no address is set)."""
-    _logging(log_level)
-    asyncio.run(_serve(Settings(), with_worker=True))
+    settings = Settings()
+    _logging(log_level, settings)
+    asyncio.run(_serve(settings, with_worker=True))
 
 
 @cli.command()
 def web(log_level: str = "info") -> None:
     """Only the stateless web process (needs OTTO_TEMPORAL_ADDRESS)."""
-    _logging(log_level)
     settings = Settings()
+    _logging(log_level, settings)
     if not settings.temporal_address:
         raise typer.BadParameter("`otto web` needs OTTO_TEMPORAL_ADDRESS; use `otto serve` for one machine")
     asyncio.run(_serve(settings, with_worker=False))
@@ -37,8 +48,8 @@ def web(log_level: str = "info") -> None:
 @cli.command()
 def worker(log_level: str = "info") -> None:
     """Only a worker (needs OTTO_TEMPORAL_ADDRESS); run as many as you like."""
-    _logging(log_level)
     settings = Settings()
+    _logging(log_level, settings)
     if not settings.temporal_address:
         raise typer.BadParameter(
             "`otto worker` needs OTTO_TEMPORAL_ADDRESS; use `otto serve` for one machine"
@@ -63,7 +74,8 @@ async def _serve(settings: Settings, with_worker: bool) -> None:
 
     async with temporal_client(settings) as client:
         server = uvicorn.Server(
-            uvicorn.Config(web_app(settings, client), host=settings.host, port=settings.port)
+            # log_config=None: uvicorn's loggers propagate to Otto's (JSON, redacting) root handler
+            uvicorn.Config(web_app(settings, client), host=settings.host, port=settings.port, log_config=None)
         )
         if not with_worker:
             await server.serve()
@@ -76,6 +88,11 @@ async def _worker(settings: Settings) -> None:
     from app.engine import temporal_client
     from app.runtime import Services, worker
 
+    if settings.metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(settings.metrics_port, addr=settings.host)
+        log.info("metrics on http://%s:%d/metrics", settings.host, settings.metrics_port)
     async with temporal_client(settings) as client:
         await worker(client, Services.from_settings(settings)).run()
 

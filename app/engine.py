@@ -195,6 +195,7 @@ class TemporalHandoff:
 
 
 def build_worker(client: Client, settings: Settings, activities: list[object]) -> Worker:
+    from app.observability import ObservabilityInterceptor
     from app.workflows.delivery import DeliveryWorkflow
     from app.workflows.run import RunWorkflow
 
@@ -204,4 +205,5 @@ def build_worker(client: Client, settings: Settings, activities: list[object]) -
         workflows=[RunWorkflow, DeliveryWorkflow],
         activities=activities,  # type: ignore[arg-type]
         max_concurrent_activities=max(4, settings.max_parallel_tasks * 2 + 2),
+        interceptors=[ObservabilityInterceptor()],
     )

@@ -18,6 +18,7 @@ from githubkit import GitHub, TokenAuthStrategy
 from githubkit.auth.base import BaseAuthStrategy
 from githubkit.core import GitHubCore
 
+from app.github_retry import GitHubRetry
 from app.settings import Settings
 
 JWT_BACKDATE_S = 60  # GitHub's advice: iat 60 s in the past against clock drift
@@ -83,6 +84,8 @@ class GitHubApp:
             user_agent="otto-github-app",
             http_cache=False,
             timeout=30.0,
+            # 5xx and short rate-limit waits in process; long waits raise RateLimited (durable timers)
+            auto_retry=GitHubRetry(max_inline_wait_s=settings.github_max_inline_wait_s),
         )
         self._tokens: dict[int, _CachedToken] = {}
         self._locks: dict[int, asyncio.Lock] = {}
@@ -109,6 +112,7 @@ class GitHubApp:
         return [t.token for t in self._tokens.values()]
 
     async def installation_client(self, installation_id: int) -> GitHub[TokenAuthStrategy]:
+        """Shares the App client's configuration, the retry policy included."""
         token = await self.installation_token(installation_id)
         return self.app_client.with_auth(TokenAuthStrategy(token))
 

@@ -7,6 +7,7 @@ The SDK retries 408/409/429/5xx/529 itself (honouring retry-after); Otto adds no
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -14,7 +15,8 @@ from typing import Any
 import anthropic
 from anthropic.types import Message, MessageParam, TextBlockParam, ToolUnionParam
 
-from app.domain.usage import Usage
+from app import observability
+from app.domain.usage import BudgetExhausted, Usage, worst_case_cost
 from app.settings import Settings
 
 
@@ -61,11 +63,23 @@ class LLM:
         model: str | None = None,
         max_tokens: int = 8192,
         task_id: str | None = None,
+        budget_left_usd: float | None = None,
     ) -> Reply:
+        """One Messages API call. With ``budget_left_usd``, a call whose worst case could exceed it is not
+        made: :class:`BudgetExhausted` is raised instead (the budget fails closed)."""
         model_name = model or self.default_model
         kwargs: dict[str, Any] = {}
         if tools:
             kwargs["tools"] = list(tools)
+        if budget_left_usd is not None:
+            prompt = json.dumps(list(messages), default=str) + json.dumps(kwargs)
+            prompt_chars = len(system) + len(prompt)
+            worst = worst_case_cost(model_name, prompt_chars, max_tokens)
+            if worst > budget_left_usd:
+                raise BudgetExhausted(
+                    f"the next {role} call could cost up to ${worst:.4f}; ${max(budget_left_usd, 0):.4f} "
+                    "of the run's budget is left"
+                )
         try:
             message = await self.client.messages.create(
                 model=model_name,
@@ -96,6 +110,7 @@ class LLM:
             cache_creation_input_tokens=u.cache_creation_input_tokens or 0,
             cache_read_input_tokens=u.cache_read_input_tokens or 0,
         )
+        observability.model_call(role, model_name, usage)
         return Reply(message=message, usage=usage)
 
     async def aclose(self) -> None:

@@ -6,8 +6,9 @@ import logging
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, Header, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
+from app import observability
 from app.intake import Outcome, Router, verify_signature
 from app.settings import Settings
 
@@ -44,6 +45,7 @@ def get_router(request: Request) -> Router:
 def create_app(settings: Settings, router: Router) -> FastAPI:
     app = FastAPI(title="Otto", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.router = router
+    app.add_middleware(observability.LogContextMiddleware)
 
     @app.post("/webhooks")
     async def webhooks(
@@ -53,20 +55,30 @@ def create_app(settings: Settings, router: Router) -> FastAPI:
         x_github_delivery: Annotated[str | None, Header()] = None,
         x_hub_signature_256: Annotated[str | None, Header()] = None,
     ) -> JSONResponse:
+        def answer(outcome: Outcome, verified: bool = True) -> JSONResponse:
+            observability.webhook_answered(x_github_event, outcome.status, verified, router.handlers)
+            return _answer(outcome, x_github_delivery)
+
         try:
             body = await read_body(request, settings.max_webhook_bytes)
         except BodyTooLarge:
-            return _answer(Outcome(413, "payload too large"), x_github_delivery)
+            return answer(Outcome(413, "payload too large"), verified=False)
         if not verify_signature(settings.webhook_secret.get_secret_value(), body, x_hub_signature_256):
             log.warning("delivery %s: bad or missing X-Hub-Signature-256", x_github_delivery)
-            return _answer(Outcome(401, "bad signature"), x_github_delivery)
+            observability.signature_failed(x_hub_signature_256)
+            return answer(Outcome(401, "bad signature"), verified=False)
         if not x_github_event or not x_github_delivery:
-            return _answer(Outcome(400, "missing X-GitHub-Event or X-GitHub-Delivery"), x_github_delivery)
+            return answer(Outcome(400, "missing X-GitHub-Event or X-GitHub-Delivery"))
         outcome = await router.dispatch(x_github_event, x_github_delivery, body)
         log.info(
             "delivery %s (%s): %s %s", x_github_delivery, x_github_event, outcome.status, outcome.message
         )
-        return _answer(outcome, x_github_delivery)
+        return answer(outcome)
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        body, content_type = observability.metrics_exposition()
+        return Response(body, media_type=content_type)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

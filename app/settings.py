@@ -25,6 +25,11 @@ class Settings(BaseSettings):
     github_api_url: str = "https://api.github.com"
     github_graphql_url: str | None = None  # defaults to <api>/graphql
     trigger_label: str = "otto"
+    github_max_inline_wait_s: float = Field(
+        default=10.0,
+        ge=0,
+        description="longest rate-limit wait slept inside a worker; longer waits become durable timers",
+    )
 
     # --- Model ------------------------------------------------------------------------------------
     anthropic_api_key: SecretStr | None = Field(
@@ -38,6 +43,8 @@ class Settings(BaseSettings):
     model_timeout_s: float = 300.0
 
     # --- Budgets and bounds -------------------------------------------------------------------------
+    budget_usd_default: float = Field(default=5.0, gt=0, description="per run, when otto.yml sets none")
+    budget_usd_max: float = Field(default=50.0, gt=0, description="no repository may set more per run")
     max_parallel_tasks: int = 2
     max_tasks: int = 8
     agent_max_steps: int = 40
@@ -60,6 +67,10 @@ class Settings(BaseSettings):
     task_queue: str = "otto"
     data_dir: Path = Path(".otto")
     temporal_ui_url: str | None = None
+
+    # --- Observability ------------------------------------------------------------------------------
+    log_json: bool = True  # `otto serve|web|worker` log one JSON object per line; false: plain text
+    metrics_port: int | None = None  # `otto worker`: serve Prometheus /metrics on this port (on `host`)
 
     # --- Web ----------------------------------------------------------------------------------------
     host: str = "127.0.0.1"

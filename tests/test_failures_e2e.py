@@ -374,3 +374,60 @@ async def test_retry_of_a_task_that_is_running_starts_nothing(otto: Otto, repo: 
     )
     assert state.record("t1").attempts == 2
     assert otto.world.model.requests_for("agent", "t1.3") == []
+
+
+async def test_budget_fails_closed_then_a_raised_budget_and_retry_continue(
+    otto: Otto, repo: Callable[..., Repo]
+) -> None:
+    pricey = {"usage": {"input_tokens": 1000, "output_tokens": 30_000}}  # $0.453 a call at Sonnet prices
+    agents: dict[str, list[dict[str, Any]]] = {
+        "t1": [
+            {**create("a.py", "A = 1\n"), **pricey},
+            {
+                **create("tests/test_a.py", "from a import A\n\n\ndef test_a():\n    assert A == 1\n"),
+                **pricey,
+            },
+            {"text": "never reached: the budget stops the agent first"},
+        ],
+        "t1.2": [{"text": "Finished a.py and its test."}],
+        "t2": [{"text": "never reached"}],
+    }
+    otto.world.model.load(scenario([task("t1", "Add a"), task("t2", "Use a", "t1")], agents))
+    r = repo({**SAMPLE_REPO, ".github/otto.yml": "verify: python -m pytest -q\nbudget_usd: 1\n"})
+    number, rid = await start(otto, r)
+    state = await wait_for_state(otto.client, rid, number, settled)
+
+    assert state.phase == RunPhase.WAITING_REVIEW, state.reason
+    assert "budget of $1.00 is spent" in state.reason and "raise `budget_usd`" in state.reason
+    assert state.usage.cost_usd <= 1.0
+    assert len(otto.world.model.requests_for("agent", "t1")) == 2  # the third call was never made
+    t1, t2 = state.record("t1"), state.record("t2")
+    assert "budget is spent" in t1.note and t1.pr_number is not None
+    assert t2.status == TaskStatus.SKIPPED and "budget" in t2.note
+    assert otto.sim.read_file(r.owner, r.name, t1.branch, "tests/test_a.py")  # work so far is pushed
+    assert "budget is spent" in json.dumps(verify_run(otto, r, head(otto, r, t1.branch)).output)
+    await status_comment(otto, r, number, "of $1.00")
+
+    # a retry while the budget is still spent is refused with the way forward
+    pr = pr_of(otto, r, t1.branch)
+    otto.sim.comment(r.owner, r.name, pr.number, "/otto retry", r.maintainer)
+    await eventually(lambda: [c for c in otto.sim.comments(r.owner, r.name, pr.number) if "budget" in c.body])
+    assert otto.world.model.requests_for("agent", "t1.2") == []
+
+    # raising the budget in the repository and retrying continues the task
+    otto.sim.push_commit(
+        r.owner,
+        r.name,
+        "main",
+        {".github/otto.yml": "verify: python -m pytest -q\nbudget_usd: 5\n"},
+        "raise Otto's budget",
+        r.maintainer,
+    )
+    otto.sim.comment(r.owner, r.name, pr.number, "/otto retry", r.maintainer)
+    state = await wait_for_state(
+        otto.client,
+        rid,
+        number,
+        lambda s: s.record("t1").attempts == 2 and s.record("t1").status != TaskStatus.RUNNING,
+    )
+    assert state.budget_usd == 5.0 and len(otto.world.model.requests_for("agent", "t1.2")) == 1

@@ -89,8 +89,10 @@ class Agent:
         env: dict[str, str],
         transcript: Transcript,
         on_step: Callable[[int], None] = lambda _step: None,
+        budget_usd: float | None = None,
     ) -> None:
         self.llm = llm
+        self.budget_usd = budget_usd
         self.system = system
         self.task_id = task_id
         self.model = model
@@ -114,8 +116,7 @@ class Agent:
         self.messages.append({"role": "user", "content": prompt})
         self.transcript.write("user", {"content": prompt})
         while not self.exhausted:
-            self.steps += 1
-            self.on_step(self.steps)
+            self.on_step(self.steps + 1)
             reply = await self.llm.create(
                 role="agent",
                 system=self.system,
@@ -123,7 +124,9 @@ class Agent:
                 tools=TOOLS,
                 model=self.model,
                 task_id=self.task_id,
+                budget_left_usd=None if self.budget_usd is None else self.budget_usd - self.usage.cost_usd,
             )
+            self.steps += 1
             self.usage = self.usage + reply.usage
             content = [block.model_dump(mode="json", exclude_none=True) for block in reply.message.content]
             self.transcript.write(

@@ -18,7 +18,7 @@ from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
 from app import prompts
-from app.activities.agent import Agent, Transcript
+from app.activities.agent import Agent, AgentResult, Transcript
 from app.activities.github import CheckConclusion, RepoGitHub
 from app.activities.verify import VerifyPlan, VerifyResult, resolve_plan, run_verify
 from app.activities.workspace import MergeConflict, Workspace, WorkspaceError, Worktree
@@ -28,6 +28,7 @@ from app.domain.redact import redact
 from app.domain.render import render_pr_body
 from app.domain.run import RepoRef, TaskInput, TaskResult, TaskStatus
 from app.domain.sanitize import quote_untrusted
+from app.domain.usage import BudgetExhausted
 from app.github_auth import GitHubApp, GitIdentity
 from app.llm import LLM, ModelError
 from app.settings import Settings
@@ -193,15 +194,27 @@ class TaskActivities:
                 env={**s.command_env(), **_git_identity_env(identity)},
                 transcript=Transcript(artifacts / "transcript.jsonl", self.secrets()),
                 on_step=lambda step: progress.update(step=step),
+                budget_usd=inp.budget_left_usd,
             )
-            result = await agent.run(self._prompt(inp, verify_plan))
+            budget_note = ""
+            try:
+                result = await agent.run(self._prompt(inp, verify_plan))
+            except BudgetExhausted as e:
+                budget_note = f"stopped: the run's budget is spent ({e})"
+                result = AgentResult(
+                    "The agent was stopped because the run's budget is spent.",
+                    agent.steps,
+                    "budget",
+                    agent.usage,
+                )
             new_sha = await self._commit(worktree, inp, identity, "")
             if new_sha is None and remote_sha is None:
                 return TaskResult(
                     task_id=inp.task.id,
                     status=TaskStatus.ERROR,
                     summary=result.summary,
-                    error="the agent made no changes, so there is nothing to push",
+                    budget_exhausted=bool(budget_note),
+                    error=budget_note or "the agent made no changes, so there is nothing to push",
                     usage=agent.usage,
                     learning=_learning(inp, "made no change", result.summary),
                 )
@@ -209,7 +222,7 @@ class TaskActivities:
             progress["stage"] = "verify"
             verified = await self._verify(root, verify_plan, artifacts, 0)
             rounds, stop_note = 0, ""
-            while not verified.passed:
+            while not verified.passed and not budget_note:
                 if rounds >= inp.config.max_fix_rounds:
                     stop_note = f"stopped after {rounds} fix round(s): the limit"
                     break
@@ -218,7 +231,11 @@ class TaskActivities:
                     break
                 rounds += 1
                 progress.update(stage=f"fix round {rounds}")
-                result = await agent.run(_fix_prompt(verified, rounds, inp.config.max_fix_rounds))
+                try:
+                    result = await agent.run(_fix_prompt(verified, rounds, inp.config.max_fix_rounds))
+                except BudgetExhausted as e:
+                    budget_note = f"stopped in fix round {rounds}: the run's budget is spent ({e})"
+                    break
                 await self._commit(worktree, inp, identity, f" (fix round {rounds})")
                 again = await self._verify(root, verify_plan, artifacts, rounds)
                 progressed = made_progress(_outcome(verified), _outcome(again))
@@ -273,7 +290,7 @@ class TaskActivities:
                 title="Checks passed" if verified.passed else "Checks failed",
                 summary=f"`{'`, `'.join(verified.commands) or 'no checks found'}`"
                 + (f" — {verified.failures} failing" if verified.failures else "")
-                + (f" — {stop_note}" if stop_note else ""),
+                + (f" — {budget_note or stop_note}" if budget_note or stop_note else ""),
                 text=f"```\n{log}\n```",
             )
             status = TaskStatus.PASSED if verified.passed else TaskStatus.FAILED
@@ -281,7 +298,8 @@ class TaskActivities:
                 task_id=inp.task.id,
                 status=status,
                 summary=result.summary,
-                error=stop_note,
+                budget_exhausted=bool(budget_note),
+                error=budget_note or stop_note,
                 fix_rounds=rounds,
                 verify_passed=verified.passed,
                 verify_log_tail=log_tail,

@@ -21,11 +21,13 @@ from githubkit_schemas.latest.types import (
 from pydantic import BaseModel
 from temporalio import activity
 
+from app import observability
 from app.domain.redact import redact
 from app.domain.render import refusal_marker, render_refusal, render_status, status_marker
 from app.domain.repo_config import CONFIG_PATH
 from app.domain.run import WRITE_PERMISSIONS, PublishStatus, Refusal, RepoRef
 from app.github_auth import GitHubApp
+from app.github_retry import durable_rate_limits
 
 CHECK_NAME = "otto/verify"
 CHECK_TEXT_LIMIT = 60_000  # GitHub caps check-run output text at 65535 characters
@@ -332,7 +334,9 @@ mutation($id: ID!) { markPullRequestReadyForReview(input: {pullRequestId: $id}) 
 
 
 class GitHubActivities:
-    """The GitHub side effects the workflows call directly."""
+    """The GitHub side effects the workflows call directly. A rate limit asking for a long wait fails the
+    activity with a non-retryable ``ApplicationError(type="RateLimited", details=[wait_s, guessed])``: the
+    workflow sleeps on a durable timer and calls again (``app.workflows.github_calls.github``)."""
 
     def __init__(self, app: GitHubApp, label: str) -> None:
         self.app = app
@@ -342,16 +346,20 @@ class GitHubActivities:
         return RepoGitHub(await self.app.installation_client(ref.installation_id), ref)
 
     @activity.defn
+    @durable_rate_limits
     async def check_permission(self, q: PermissionQuery) -> str:
         return await (await self.repo(q.repo)).permission(q.login)
 
     @activity.defn
+    @durable_rate_limits
     async def react_to_issue(self, r: ReactInput) -> None:
         await (await self.repo(r.repo)).react_to_issue(r.issue_number, r.content)
 
     @activity.defn
+    @durable_rate_limits
     async def publish_status(self, p: PublishStatus) -> int:
         state = p.state
+        observability.run_published(state)
         body = redact(
             render_status(state, self.label), self.app.cached_tokens() + self.app.settings.secret_values()
         )
@@ -361,6 +369,7 @@ class GitHubActivities:
         )
 
     @activity.defn
+    @durable_rate_limits
     async def post_refusal(self, r: Refusal) -> int:
         gh = await self.repo(r.repo)
         return await gh.upsert_comment(
@@ -371,16 +380,19 @@ class GitHubActivities:
         )
 
     @activity.defn
+    @durable_rate_limits
     async def react_to_comment(self, r: CommentReaction) -> None:
         await (await self.repo(r.repo)).react_to_comment(r.comment_id, r.content)
 
     @activity.defn
+    @durable_rate_limits
     async def reply(self, r: ReplyInput) -> int:
         marker = reply_marker(r.key)
         body = redact(f"{marker}\n{r.body}", self.app.cached_tokens() + self.app.settings.secret_values())
         return await (await self.repo(r.repo)).upsert_comment(r.number, marker, body, None)
 
     @activity.defn
+    @durable_rate_limits
     async def resolve_task_pull(self, q: TaskPullQuery) -> TaskPull | None:
         """Which run and task an Otto PR belongs to: its author must be Otto, its body carries the marker."""
         gh = await self.repo(q.repo)
@@ -398,6 +410,7 @@ class GitHubActivities:
         return TaskPull(run_id=m.group("run"), task_id=m.group("task"), issue_number=int(m.group("issue")))
 
     @activity.defn
+    @durable_rate_limits
     async def merge_task_pull(self, m: MergeInput) -> MergeOutcome:
         """Merge exactly the approved commit, after a fresh read of the PR. Safe to run twice."""
         gh = await self.repo(m.repo)
@@ -437,6 +450,7 @@ class GitHubActivities:
         return MergeOutcome(result="merged", merge_sha=resp.parsed_data.sha, head_sha=m.approved_sha)
 
     @activity.defn
+    @durable_rate_limits
     async def close_issue(self, c: CloseIssueInput) -> None:
         gh = await self.repo(c.repo)
         await gh.gh.rest.issues.async_update(
@@ -444,11 +458,13 @@ class GitHubActivities:
         )
 
     @activity.defn
+    @durable_rate_limits
     async def retarget_pull(self, r: RetargetInput) -> None:
         gh = await self.repo(r.repo)
         await gh.gh.rest.pulls.async_update(r.repo.owner, r.repo.name, r.pr_number, base=r.base)
 
     @activity.defn
+    @durable_rate_limits
     async def delete_branch(self, b: BranchInput) -> None:
         gh = await self.repo(b.repo)
         try:
@@ -458,6 +474,7 @@ class GitHubActivities:
                 raise
 
     @activity.defn
+    @durable_rate_limits
     async def review_guidance(self, q: ReviewQuery) -> str:
         """A change request as guidance for the agent: the review's text and each inline comment."""
         gh = await self.repo(q.repo)
@@ -474,6 +491,7 @@ class GitHubActivities:
         return "\n".join(lines)
 
     @activity.defn
+    @durable_rate_limits
     async def ci_report(self, q: CiQuery) -> str:
         """The failing checks of other apps on a commit: names, summaries, output and annotations."""
         gh = await self.repo(q.repo)
@@ -495,6 +513,7 @@ class GitHubActivities:
         return "\n\n".join(parts) or "The failing checks reported no details."
 
     @activity.defn
+    @durable_rate_limits
     async def load_issue(self, q: LoadIssueInput) -> LoadedIssue:
         gh = await self.repo(q.repo)
         repo = await gh.repository()

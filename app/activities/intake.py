@@ -39,6 +39,8 @@ class IntakeActivities:
             heartbeat_timeout_s=s.heartbeat_timeout_s,
             max_pilot_retries=s.max_pilot_retries,
             delete_merged_branches=s.delete_merged_branches,
+            budget_usd_default=s.budget_usd_default,
+            budget_usd_max=s.budget_usd_max,
             temporal_ui_url=s.temporal_ui_url,
         )
 

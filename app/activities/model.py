@@ -25,7 +25,7 @@ from app.domain.run import (
     TaskRecord,
 )
 from app.domain.sanitize import quote_untrusted
-from app.domain.usage import Usage
+from app.domain.usage import BudgetExhausted, Usage
 from app.llm import LLM, ModelError
 
 FILES_SHOWN = 300
@@ -37,6 +37,7 @@ class ModelInput(BaseModel):
     context: IssueContext
     model: str
     max_tasks: int
+    budget_left_usd: float | None = None
 
 
 class PilotInput(BaseModel):
@@ -125,6 +126,15 @@ def _fail(message: str, kind: str) -> ApplicationError:
     return ApplicationError(message, type=kind, non_retryable=True)
 
 
+def _over_budget(e: BudgetExhausted, spent: Usage | None = None) -> ApplicationError:
+    return ApplicationError(
+        f"The run's budget is spent: {e}.",
+        (spent or Usage()).model_dump(mode="json"),
+        type="BudgetExhausted",
+        non_retryable=True,
+    )
+
+
 class ModelActivities:
     def __init__(self, llm: LLM, artifacts_dir: Path | None = None) -> None:
         self.llm = llm
@@ -148,7 +158,10 @@ class ModelActivities:
                 messages=messages,
                 model=inp.model,
                 max_tokens=2048,
+                budget_left_usd=inp.budget_left_usd,
             )
+        except BudgetExhausted as e:
+            raise _over_budget(e) from e
         except ModelError as e:
             raise _fail(f"Classifying the issue failed: {e}.", "ModelError") from e
         try:
@@ -169,8 +182,15 @@ class ModelActivities:
         for attempt in (1, 2):
             try:
                 reply = await self.llm.create(
-                    role="plan", system=system, messages=messages, model=inp.model, max_tokens=8192
+                    role="plan",
+                    system=system,
+                    messages=messages,
+                    model=inp.model,
+                    max_tokens=8192,
+                    budget_left_usd=_left(inp.budget_left_usd, usage),
                 )
+            except BudgetExhausted as e:
+                raise _over_budget(e, usage) from e
             except ModelError as e:
                 raise _fail(f"Planning failed: {e}.", "ModelError") from e
             usage = usage + reply.usage
@@ -212,7 +232,10 @@ class ModelActivities:
                 messages=[{"role": "user", "content": _pilot_message(inp)}],
                 model=inp.model_input.model,
                 max_tokens=4096,
+                budget_left_usd=inp.model_input.budget_left_usd,
             )
+        except BudgetExhausted as e:
+            raise _over_budget(e) from e
         except ModelError as e:
             raise _fail(f"The gate pilot's model call failed: {e}", PILOT_FAILED) from e
         try:
@@ -249,8 +272,14 @@ class ModelActivities:
         )
         try:
             reply = await self.llm.create(
-                role="replan", system=system, messages=[{"role": "user", "content": message}], model=mi.model
+                role="replan",
+                system=system,
+                messages=[{"role": "user", "content": message}],
+                model=mi.model,
+                budget_left_usd=mi.budget_left_usd,
             )
+        except BudgetExhausted as e:
+            raise _over_budget(e) from e
         except ModelError as e:
             raise _fail(f"Replanning failed: {e}.", "ModelError") from e
         try:
@@ -287,6 +316,10 @@ def _pilot_message(inp: PilotInput) -> str:
         f"Pilot retries used: {inp.retries_used or 'none'} (at most {inp.max_retries} per task)\n"
         + ("Earlier decisions in this run:\n" + "\n".join(earlier) if earlier else "")
     )
+
+
+def _left(budget: float | None, spent: Usage) -> float | None:
+    return None if budget is None else budget - spent.cost_usd
 
 
 def _short(e: Exception, limit: int = 600) -> str:

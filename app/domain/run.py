@@ -48,6 +48,8 @@ class RunLimits(BaseModel):
     heartbeat_timeout_s: float = 60.0
     max_pilot_retries: int = 1
     delete_merged_branches: bool = True
+    budget_usd_default: float = 5.0
+    budget_usd_max: float = 50.0
     temporal_ui_url: str | None = None
 
 
@@ -272,7 +274,8 @@ class RunState(BaseModel):
     route_context: dict[str, str] = Field(default_factory=dict)
     preferred_order: list[str] = Field(default_factory=list)
     batches_run: int = 0
-    events_handled: int = 0  # human commands, reviews, PR changes and CI results processed so far
+    events_handled: int = 0
+    budget_usd: float | None = None  # human commands, reviews, PR changes and CI results processed so far
 
     def record(self, task_id: str) -> TaskRecord:
         for r in self.tasks:
@@ -302,11 +305,13 @@ class TaskInput(BaseModel):
     learnings: str = ""
     route_context: str = ""
     pr_base: str | None = None  # defaults to base_branch
+    budget_left_usd: float | None = None
 
 
 class TaskResult(BaseModel):
     task_id: str
     status: TaskStatus
+    budget_exhausted: bool = False
     summary: str = ""
     error: str = ""
     fix_rounds: int = 0

@@ -93,3 +93,18 @@ class Usage(BaseModel):
             + self.cache_creation_input_tokens
             + self.cache_read_input_tokens
         )
+
+
+class BudgetExhausted(RuntimeError):
+    """The next model call could cost more than what is left of the run's budget."""
+
+
+def worst_case_cost(model: str, prompt_chars: int, max_tokens: int) -> float:
+    """An upper bound for one call: the prompt uncached (at 3 characters a token) and all output tokens."""
+    p = price_for(model)
+    return (prompt_chars / 3 * p.input + max_tokens * p.output) / 1_000_000
+
+
+def run_budget(repo_budget: float | None, default: float, maximum: float) -> float:
+    """The repository's budget if set, else the instance default; never above the instance maximum."""
+    return min(repo_budget if repo_budget is not None else default, maximum)

@@ -35,11 +35,21 @@ response_body, payload``.
 Inspection: ``issue``, ``comments`` (``SimComment.edits`` holds earlier bodies, ``updated_at``),
 ``reactions(owner, repo, number=None, comment_id=None)``, ``pulls``, ``pull``, ``reviews``, ``branches``
 (name → sha), ``read_file(owner, repo, ref, path)``, ``check_runs``, ``git_log``, ``pushes``, ``calls``
-(``CallRecord(method, path, status, actor, app_id, query)`` with REST paths without ``/api/v3``) and
-``count_calls(method, path_regex, status=None)``.
+(``CallRecord(method, path, status, actor, app_id, query, injected)`` with REST paths without ``/api/v3``)
+and ``count_calls(method, path_regex, status=None)``.
+
+Fault injection: ``inject_faults(method, path_regex, [Fault, ...])`` answers the next matching REST/GraphQL
+requests (method or "*", ``re.fullmatch`` on the call log's path) with these answers, one each and in
+order, then normal service resumes; such calls are logged with ``injected=True``. Ready-made faults:
+``Fault.bad_gateway()`` (502, HTML), ``Fault.service_unavailable()`` (503), ``Fault.gateway_timeout()``
+(504), ``Fault.secondary_rate_limit(retry_after=60)`` (403; None: no header), ``Fault.too_many_requests(
+retry_after=60)`` (429), ``Fault.primary_rate_limit(reset, installation_id=None)`` (403 with
+``x-ratelimit-remaining: 0`` and ``x-ratelimit-reset``); or ``Fault(status, headers, body)``.
+``pending_faults``, ``clear_faults()``.
 """
 
 from app.simulator.errors import ApiError
+from app.simulator.faults import Fault
 from app.simulator.server import create_app
 from app.simulator.simulator import Simulator
 from app.simulator.state import CallRecord, Delivery, PushRecord, SimApp, SimRepo, SimUser
@@ -48,6 +58,7 @@ __all__ = [
     "ApiError",
     "CallRecord",
     "Delivery",
+    "Fault",
     "PushRecord",
     "SimApp",
     "SimRepo",

@@ -14,6 +14,7 @@ from typing import Any
 from app.simulator import gitrepo, render
 from app.simulator.auth import Actor, new_token, split_authorization, verify_app_jwt
 from app.simulator.errors import ApiError, not_found
+from app.simulator.faults import Fault, FaultInjector
 from app.simulator.state import (
     PERMISSION_ORDER,
     CallRecord,
@@ -73,6 +74,7 @@ class SimulatorCore:
         self._deliveries: list[Delivery] = []
         self._calls: list[CallRecord] = []
         self._pushes: list[PushRecord] = []
+        self._faults = FaultInjector()
         self._queue = DeliveryQueue(self._webhook_url)
 
     # ----------------------------------------------------------------- ids and lookups
@@ -442,6 +444,22 @@ class SimulatorCore:
             and pattern.fullmatch(c.path)
             and (status is None or c.status == status)
         )
+
+    # ----------------------------------------------------------------- fault injection
+    def inject_faults(self, method: str, path_regex: str, faults: list[Fault]) -> None:
+        """Answer the next ``len(faults)`` REST/GraphQL requests matching ``method`` ("*": any) and
+        ``path_regex`` (fullmatch on the call log's path) with these faults, in order; then serve normally."""
+        self._faults.add(method, path_regex, faults)
+
+    def take_fault(self, method: str, path: str) -> Fault | None:
+        return self._faults.take(method, path)
+
+    @property
+    def pending_faults(self) -> int:
+        return self._faults.pending()
+
+    def clear_faults(self) -> None:
+        self._faults.clear()
 
     def record_push(self, record: PushRecord) -> None:
         with self.lock:

@@ -11,6 +11,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.simulator import api_app, api_checks, api_issues, api_pulls, api_repos, git_http, graphql
 from app.simulator.auth import Actor
 from app.simulator.errors import ApiError
+from app.simulator.faults import Fault
 from app.simulator.http_util import ACTOR_SCOPE_KEY
 from app.simulator.simulator import Simulator
 from app.simulator.state import CallRecord
@@ -20,7 +21,7 @@ API_PREFIX = "/api/v3"
 
 class CallLog:
     """ASGI middleware recording (method, path, status, actor) of every answered request in the call log
-    of the app's current simulator (``app.state.sim``)."""
+    of the app's current simulator (``app.state.sim``); it also serves injected faults (``inject_faults``)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -28,6 +29,24 @@ class CallLog:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        sim: Simulator = scope["app"].state.sim
+        path: str = scope["path"]
+        api = path.startswith(API_PREFIX) or path == "/api/graphql"
+        if path.startswith(API_PREFIX):
+            path = path[len(API_PREFIX) :] or "/"
+        elif path == "/api/graphql":
+            path = "/graphql"
+        query = scope.get("query_string", b"").decode("latin-1")
+        fault = sim.take_fault(scope["method"], path) if api else None
+        if fault is not None:  # logged before answering: the client finds its call in the log at once
+            actor = _actor_of(sim, scope)
+            app_id = actor.app.id if actor is not None and actor.app is not None else None
+            label = actor.label if actor is not None else "anonymous"
+            sim.record_call(
+                CallRecord(scope["method"], path, fault.status, label, app_id, query, injected=True)
+            )
+            await _answer_fault(fault, receive, send)
             return
         status = 500
 
@@ -40,17 +59,31 @@ class CallLog:
         try:
             await self.app(scope, receive, capture)
         finally:
-            path: str = scope["path"]
-            if path.startswith(API_PREFIX):
-                path = path[len(API_PREFIX) :] or "/"
-            elif path == "/api/graphql":
-                path = "/graphql"
             actor = scope.get(ACTOR_SCOPE_KEY)
             label = actor.label if isinstance(actor, Actor) else "anonymous"
             app_id = actor.app.id if isinstance(actor, Actor) and actor.app is not None else None
-            query = scope.get("query_string", b"").decode("latin-1")
-            sim: Simulator = scope["app"].state.sim
             sim.record_call(CallRecord(scope["method"], path, status, label, app_id, query))
+
+
+async def _answer_fault(fault: Fault, receive: Receive, send: Send) -> None:
+    more = True
+    while more:  # drain the request body before answering, like a real front end
+        message = await receive()
+        more = message["type"] == "http.request" and bool(message.get("more_body"))
+    body, headers = fault.render()
+    await send({"type": "http.response.start", "status": fault.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _actor_of(sim: Simulator, scope: Scope) -> Actor | None:
+    """Who sent a request answered by a fault (best effort: None when its credentials don't resolve)."""
+    raw = dict(scope.get("headers") or []).get(b"authorization")
+    if raw is None:
+        return None
+    try:
+        return sim.authenticate(raw.decode("latin-1"), ("app", "installation", "user"))
+    except ApiError:
+        return None
 
 
 def error_response(status: int, message: str) -> JSONResponse:

@@ -260,6 +260,7 @@ class CallRecord:
     actor: str  # "app:<id>", "installation:<id>", "user:<login>" or "anonymous"
     app_id: int | None
     query: str = ""
+    injected: bool = False  # answered by an injected fault (sim.inject_faults), not by the API
 
 
 @dataclass

@@ -36,6 +36,7 @@ with workflow.unsafe.imports_passed_through():
         StartRun,
         StopRequest,
     )
+    from app.workflows.github_calls import github
     from app.workflows.options import GITHUB
 
 
@@ -54,15 +55,13 @@ class DeliveryWorkflow:
         return await self._ci(request)
 
     async def _is_writer(self, request: DeliveryRequest, login: str) -> bool:
-        permission = await workflow.execute_activity_method(
-            GitHubActivities.check_permission, PermissionQuery(repo=request.repo, login=login), **GITHUB
+        permission = await github(
+            GitHubActivities.check_permission, PermissionQuery(repo=request.repo, login=login)
         )
         return permission in WRITE_PERMISSIONS
 
     async def _task_pull(self, repo: RepoRef, pr_number: int) -> TaskPull | None:
-        return await workflow.execute_activity_method(
-            GitHubActivities.resolve_task_pull, TaskPullQuery(repo=repo, pr_number=pr_number), **GITHUB
-        )
+        return await github(GitHubActivities.resolve_task_pull, TaskPullQuery(repo=repo, pr_number=pr_number))
 
     async def _signal(self, run_id: str, signal: str, payload: dict[str, object]) -> bool:
         return await workflow.execute_activity_method(
@@ -75,7 +74,7 @@ class DeliveryWorkflow:
             return "not an Otto PR"
         if not await self._is_writer(request, request.reviewer):
             if request.state == "approved":
-                await workflow.execute_activity_method(
+                await github(
                     GitHubActivities.reply,
                     ReplyInput(
                         repo=request.repo,
@@ -84,12 +83,11 @@ class DeliveryWorkflow:
                         body=f"Thanks @{request.reviewer}. Only an approval by someone with write access to "
                         "the repository merges this pull request, so nothing was merged.",
                     ),
-                    **GITHUB,
                 )
             return "review by a non-writer"
         guidance = ""
         if request.state == "changes_requested":
-            guidance = await workflow.execute_activity_method(
+            guidance = await github(
                 GitHubActivities.review_guidance,
                 ReviewQuery(
                     repo=request.repo,
@@ -98,7 +96,6 @@ class DeliveryWorkflow:
                     body=request.body,
                     reviewer=request.reviewer,
                 ),
-                **GITHUB,
             )
         signal = ReviewSignal(
             task_id=pull.task_id,
@@ -141,7 +138,7 @@ class DeliveryWorkflow:
 
     async def _start(self, request: StartRun) -> str:
         if not await self._is_writer(request, request.trigger.sender):
-            await workflow.execute_activity_method(
+            await github(
                 GitHubActivities.post_refusal,
                 Refusal(
                     repo=request.repo,
@@ -150,24 +147,22 @@ class DeliveryWorkflow:
                     delivery_id=request.trigger.delivery_id,
                     what="start an Otto run",
                 ),
-                **GITHUB,
             )
             return "refused"
         return await workflow.execute_activity_method(IntakeActivities.start_or_signal_run, request, **GITHUB)
 
     async def _reply(self, request: CommandRequest, body: str) -> None:
-        await workflow.execute_activity_method(
+        await github(
             GitHubActivities.reply,
             ReplyInput(
                 repo=request.repo, number=request.number, key=f"delivery={request.delivery_id}", body=body
             ),
-            **GITHUB,
         )
 
     async def _command(self, request: CommandRequest) -> str:
         command = request.command
         if not await self._is_writer(request, request.sender):
-            await workflow.execute_activity_method(
+            await github(
                 GitHubActivities.post_refusal,
                 Refusal(
                     repo=request.repo,
@@ -176,7 +171,6 @@ class DeliveryWorkflow:
                     delivery_id=request.delivery_id,
                     what=f"use `/otto {command.word}`",
                 ),
-                **GITHUB,
             )
             return "refused"
         if command.name in ("help", "unknown"):
@@ -189,10 +183,8 @@ class DeliveryWorkflow:
         run_id = f"otto/{request.repo.repo_id}/{request.number}"
         task_id: str | None = None
         if request.is_pull_request:
-            pull = await workflow.execute_activity_method(
-                GitHubActivities.resolve_task_pull,
-                TaskPullQuery(repo=request.repo, pr_number=request.number),
-                **GITHUB,
+            pull = await github(
+                GitHubActivities.resolve_task_pull, TaskPullQuery(repo=request.repo, pr_number=request.number)
             )
             if pull is not None:
                 run_id, task_id = pull.run_id, pull.task_id
@@ -229,9 +221,8 @@ class DeliveryWorkflow:
             )
             return "no run"
         if command.name != "retry":  # a retry is acknowledged by the run itself (👀, then 👍 or 👎)
-            await workflow.execute_activity_method(
+            await github(
                 GitHubActivities.react_to_comment,
                 CommentReaction(repo=request.repo, comment_id=request.comment_id, content="eyes"),
-                **GITHUB,
             )
         return f"signalled {signal}"

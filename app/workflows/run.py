@@ -52,13 +52,18 @@ with workflow.unsafe.imports_passed_through():
         TaskStatus,
         Trigger,
     )
-    from app.domain.usage import Usage
-    from app.workflows.options import GIT, GITHUB, MODEL, NON_RETRYABLE, explain
+    from app.domain.usage import Usage, run_budget, worst_case_cost
+    from app.workflows.github_calls import github
+    from app.workflows.options import GIT, MODEL, NON_RETRYABLE, explain
 
 LEARNINGS_KEPT = 12
 DONE_WITH_BRANCH = (TaskStatus.PASSED, TaskStatus.FAILED, TaskStatus.MERGED)
 RESOLVED = (TaskStatus.MERGED, TaskStatus.ABANDONED, TaskStatus.SKIPPED)
 NEEDS_DECISION = (TaskStatus.FAILED, TaskStatus.ERROR)
+
+
+def _is_budget(e: ActivityError) -> bool:
+    return isinstance(e.cause, ApplicationError) and e.cause.type == "BudgetExhausted"
 
 
 class RunEnded(Exception):
@@ -88,6 +93,7 @@ class RunWorkflow:
         self.running: dict[str, asyncio.Task[None]] = {}
         self.inbox: list[RetryRequest | ReviewSignal | PullSignal | CiSignal] = []
         self._merge_lock = asyncio.Lock()
+        self.budget_spent = False
         self.commands_in_flight = 0
         self._command_tasks: set[asyncio.Task[None]] = set()
 
@@ -160,22 +166,19 @@ class RunWorkflow:
 
     async def _run(self) -> None:
         repo, number = self.inp.repo, self.inp.issue_number
-        await workflow.execute_activity_method(
-            GitHubActivities.react_to_issue,
-            ReactInput(repo=repo, issue_number=number, content="eyes"),
-            **GITHUB,
+        await github(
+            GitHubActivities.react_to_issue, ReactInput(repo=repo, issue_number=number, content="eyes")
         )
         self.state.phase = RunPhase.PLANNING
         await self.publish()
 
-        issue = await workflow.execute_activity_method(
-            GitHubActivities.load_issue, LoadIssueInput(repo=repo, issue_number=number), **GITHUB
-        )
+        issue = await github(GitHubActivities.load_issue, LoadIssueInput(repo=repo, issue_number=number))
         try:
             self.config = parse_repo_config(issue.config_text)
         except RepoConfigError as e:
             self.state.finish(RunPhase.FAILED, f"{e}. Fix the file and add the label again.")
             raise RunEnded from e
+        self._set_budget()
         base = self.config.base_branch or issue.default_branch
         files = await workflow.execute_activity_method(
             TaskActivities.list_repo_files,
@@ -203,7 +206,7 @@ class RunWorkflow:
         )
 
         classified = await workflow.execute_activity_method(
-            ModelActivities.classify, self.model_input, **MODEL
+            ModelActivities.classify, self._model_input(), **MODEL
         )
         self._spend(classified.usage)
         c = classified.classification
@@ -216,7 +219,9 @@ class RunWorkflow:
             raise RunEnded
 
         try:
-            planned = await workflow.execute_activity_method(ModelActivities.plan, self.model_input, **MODEL)
+            planned = await workflow.execute_activity_method(
+                ModelActivities.plan, self._model_input(), **MODEL
+            )
         except ActivityError as e:
             self._spend_failed(e)
             raise
@@ -231,16 +236,21 @@ class RunWorkflow:
 
         if not self._stopped():
             pushed = [r for r in self.state.tasks if r.pr_number is not None]
+            if self.budget_spent:
+                for r in self._pending():
+                    r.status = TaskStatus.SKIPPED
+                    r.note = "not started: the run's budget is spent"
             if not pushed:
-                self.state.finish(
-                    RunPhase.FAILED, "No task produced a pull request; see the task notes above."
-                )
+                reason = self._budget_message() if self.budget_spent else "No task produced a pull request"
+                self.state.finish(RunPhase.FAILED, reason + "; see the task notes above.")
                 raise RunEnded
             self.state.phase = RunPhase.WAITING_REVIEW
             self.state.reason = (
                 f"{len(pushed)} draft PR(s) are ready for review. Approve a PR to merge it; "
                 "comment `/otto retry <guidance>` on a PR to run its task again."
             )
+            if self.budget_spent:
+                self.state.reason = self._budget_message() + ". " + self.state.reason
             await self.publish()
             await workflow.wait_condition(lambda: self._stopped() or self._all_resolved())
             if not self._stopped():
@@ -292,7 +302,7 @@ class RunWorkflow:
                     changed = True
 
     async def _execute_plan(self) -> None:
-        while not self._stopped():
+        while not self._stopped() and not self.budget_spent:
             self._skip_blocked()
             ready = self._ready()
             if not ready:
@@ -302,22 +312,23 @@ class RunWorkflow:
             failed = [
                 tid for tid in (r.task.id for r in ready) if self.state.record(tid).status in NEEDS_DECISION
             ]
-            if failed and self._pending() and not self._stopped():
+            if failed and self._pending() and not self._stopped() and not self.budget_spent:
                 await self._gate(failed)
         await self.publish()
 
     async def _run_batch(self, task_ids: list[str]) -> None:
         gate = asyncio.Semaphore(max(1, self.inp.limits.max_parallel_tasks))
+        share = self._budget_left() / max(1, len(task_ids))  # tasks running side by side split what's left
 
         async def one(task_id: str) -> None:
             async with gate:
-                if not self._stopped():
-                    await self._attempt(task_id)
+                if not self._stopped() and not self.budget_spent:
+                    await self._attempt(task_id, budget=share)
 
         await asyncio.gather(*(one(t) for t in task_ids))
 
     # --- one task attempt ---------------------------------------------------------------------------
-    async def _attempt(self, task_id: str, guidance: str = "") -> TaskRecord:
+    async def _attempt(self, task_id: str, guidance: str = "", budget: float | None = None) -> TaskRecord:
         assert self.context is not None
         rec = self.state.record(task_id)
         rec.status = TaskStatus.RUNNING
@@ -341,6 +352,7 @@ class RunWorkflow:
             learnings="\n".join(self.state.learnings),
             route_context=self.state.route_context.get(task_id, ""),
             pr_base=self._pr_base(rec),
+            budget_left_usd=budget if budget is not None else self._budget_left() / (1 + len(self.running)),
         )
         rec.pr_base = task_input.pr_base
         call = asyncio.create_task(self._execute(task_input))
@@ -380,6 +392,8 @@ class RunWorkflow:
         self._apply(rec, result)
 
     def _apply(self, rec: TaskRecord, result: TaskResult) -> None:
+        if result.budget_exhausted:
+            self.budget_spent = True
         rec.status = result.status
         rec.summary = result.summary
         rec.failures = result.failures
@@ -406,7 +420,7 @@ class RunWorkflow:
                 result = await workflow.execute_activity_method(
                     ModelActivities.pilot,
                     PilotInput(
-                        model_input=self.model_input,
+                        model_input=self._model_input(),
                         plan_summary=self.state.plan_summary,
                         tasks=self.state.tasks,
                         failed=failed,
@@ -420,6 +434,9 @@ class RunWorkflow:
                 )
             except ActivityError as e:
                 self._spend_failed(e)
+                if _is_budget(e):
+                    self.budget_spent = True
+                    return
                 self.state.notices.append(f"🧭 Gate pilot unavailable ({explain(e)}); replanning instead.")
                 await self._replan(failed, f"the gate pilot failed: {explain(e)}")
                 return
@@ -433,7 +450,7 @@ class RunWorkflow:
         for d in decision.tasks:  # the analysis goes on the failed task's PR
             rec = self.state.record(d.task_id)
             if rec.pr_number is not None:
-                await workflow.execute_activity_method(
+                await github(
                     GitHubActivities.reply,
                     ReplyInput(
                         repo=self.inp.repo,
@@ -441,7 +458,6 @@ class RunWorkflow:
                         key=f"pilot run={self.state.run_id} task={d.task_id} n={len(self.state.decisions)}",
                         body=render_pilot_analysis(d, attempt=rec.attempts),
                     ),
-                    **GITHUB,
                 )
         for tid, text in decision.route_context.items():
             self.state.route_context[tid] = text
@@ -485,7 +501,7 @@ class RunWorkflow:
             result = await workflow.execute_activity_method(
                 ModelActivities.replan,
                 ReplanInput(
-                    model_input=self.model_input,
+                    model_input=self._model_input(),
                     tasks=self.state.tasks,
                     failed=failed,
                     replaced=replaced,
@@ -496,6 +512,9 @@ class RunWorkflow:
             )
         except ActivityError as e:
             self._spend_failed(e)
+            if _is_budget(e):
+                self.budget_spent = True
+                return
             self.state.notices.append(f"🗺️ Replanning failed ({explain(e)}); the remaining tasks are skipped.")
             for tid in replaced:
                 rec = self.state.record(tid)
@@ -547,18 +566,15 @@ class RunWorkflow:
 
         async def react(content: str) -> None:
             if request.comment_id is not None:
-                await workflow.execute_activity_method(
+                await github(
                     GitHubActivities.react_to_comment,
                     CommentReaction(repo=repo, comment_id=request.comment_id, content=content),  # type: ignore[arg-type]
-                    **GITHUB,
                 )
 
         key = f"{request.reason} comment={request.comment_id} n={len(self.state.notices)}"
 
         async def reply(body: str) -> None:
-            await workflow.execute_activity_method(
-                GitHubActivities.reply, ReplyInput(repo=repo, number=number, key=key, body=body), **GITHUB
-            )
+            await github(GitHubActivities.reply, ReplyInput(repo=repo, number=number, key=key, body=body))
 
         try:
             rec = self.state.record(request.task_id)
@@ -572,6 +588,12 @@ class RunWorkflow:
         if rec.status == TaskStatus.RUNNING or request.task_id in self.running or self.context is None:
             await reply(f"Task `{rec.task.id}` is already running; nothing new was started.")
             return
+        await self._reload_config()
+        if self._budget_left() < worst_case_cost(self.config.model or self.inp.limits.model, 20_000, 8192):
+            await reply(self._budget_message() + "; raise `budget_usd` in `.github/otto.yml` and retry.")
+            await react("-1")
+            return
+        self.budget_spent = False
         await react("eyes")
         strategy = next(
             (d.decision(rec.task.id) for d in reversed(self.state.decisions) if d.decision(rec.task.id)), None
@@ -622,10 +644,8 @@ class RunWorkflow:
         return merged and not open_ and not self.running and self.commands_in_flight == 0
 
     async def _say(self, number: int, key: str, body: str) -> None:
-        await workflow.execute_activity_method(
-            GitHubActivities.reply,
-            ReplyInput(repo=self.inp.repo, number=number, key=key, body=body),
-            **GITHUB,
+        await github(
+            GitHubActivities.reply, ReplyInput(repo=self.inp.repo, number=number, key=key, body=body)
         )
 
     async def _on_review(self, s: ReviewSignal) -> None:
@@ -677,7 +697,7 @@ class RunWorkflow:
                 )
                 await self.publish()
                 return
-            outcome = await workflow.execute_activity_method(
+            outcome = await github(
                 GitHubActivities.merge_task_pull,
                 MergeInput(
                     repo=self.inp.repo,
@@ -686,7 +706,6 @@ class RunWorkflow:
                     method=self.config.merge_method,
                     title=rec.task.title,
                 ),
-                **GITHUB,
             )
             if outcome.result in ("merged", "already_merged"):
                 follow_ups = await self._merged(rec, outcome.merge_sha)
@@ -723,10 +742,9 @@ class RunWorkflow:
                 continue
             if dep.pr_base == rec.branch:
                 new_base = self._pr_base(dep)
-                await workflow.execute_activity_method(
+                await github(
                     GitHubActivities.retarget_pull,
                     RetargetInput(repo=self.inp.repo, pr_number=dep.pr_number, base=new_base),
-                    **GITHUB,
                 )
                 dep.pr_base = new_base
             if self.config.merge_method != "merge" and old_head and dep.status != TaskStatus.RUNNING:
@@ -761,9 +779,7 @@ class RunWorkflow:
             if dep.approved_sha and dep.approved_sha == dep.head_sha and dep.waiting_on:
                 ready.append(dep)
         if self.inp.limits.delete_merged_branches:
-            await workflow.execute_activity_method(
-                GitHubActivities.delete_branch, BranchInput(repo=self.inp.repo, branch=rec.branch), **GITHUB
-            )
+            await github(GitHubActivities.delete_branch, BranchInput(repo=self.inp.repo, branch=rec.branch))
         await self.publish()
         return ready
 
@@ -814,9 +830,7 @@ class RunWorkflow:
             )
             return
         rec.ci_fix_rounds += 1
-        report = await workflow.execute_activity_method(
-            GitHubActivities.ci_report, CiQuery(repo=self.inp.repo, head_sha=s.head_sha), **GITHUB
-        )
+        report = await github(GitHubActivities.ci_report, CiQuery(repo=self.inp.repo, head_sha=s.head_sha))
         await self._human_retry_inner(
             RetryRequest(
                 task_id=s.task_id,
@@ -839,10 +853,9 @@ class RunWorkflow:
         await self._say(self.inp.issue_number, f"summary run={self.state.run_id}", "\n".join(lines))
         all_merged = not others
         if all_merged:
-            await workflow.execute_activity_method(
+            await github(
                 GitHubActivities.close_issue,
                 CloseIssueInput(repo=self.inp.repo, issue_number=self.inp.issue_number),
-                **GITHUB,
             )
         self.state.finish(
             RunPhase.DONE,
@@ -850,6 +863,41 @@ class RunWorkflow:
             if all_merged
             else "No task is left open; the tasks that were not merged are listed above.",
         )
+
+    # --- budget -------------------------------------------------------------------------------------
+    def _set_budget(self) -> None:
+        limits = self.inp.limits
+        self.state.budget_usd = run_budget(
+            self.config.budget_usd, limits.budget_usd_default, limits.budget_usd_max
+        )
+
+    def _budget_left(self) -> float:
+        return (self.state.budget_usd or 0.0) - self.state.usage.cost_usd
+
+    def _budget_message(self) -> str:
+        return (
+            f"The run's budget of ${self.state.budget_usd or 0:.2f} is spent "
+            f"(${self.state.usage.cost_usd:.4f} used): work so far is pushed. To continue, raise "
+            "`budget_usd` "
+            "in `.github/otto.yml` and comment `/otto retry` on a task's pull request"
+        )
+
+    def _model_input(self) -> ModelInput:
+        assert self.model_input is not None
+        return self.model_input.model_copy(update={"budget_left_usd": self._budget_left()})
+
+    async def _reload_config(self) -> None:
+        """A retry sees the repository's current `.github/otto.yml` (e.g. a raised budget)."""
+        issue = await github(
+            GitHubActivities.load_issue,
+            LoadIssueInput(repo=self.inp.repo, issue_number=self.inp.issue_number),
+        )
+        try:
+            self.config = parse_repo_config(issue.config_text)
+        except RepoConfigError as e:
+            self.state.notices.append(f"⚠️ {e}; keeping the settings this run started with.")
+            return
+        self._set_budget()
 
     # --- bookkeeping --------------------------------------------------------------------------------
     def _spend(self, usage: Usage) -> None:
@@ -865,7 +913,5 @@ class RunWorkflow:
     async def publish(self) -> None:
         """Edit the status comment in place (created once; its id is kept in the state)."""
         async with self._publish_lock:
-            comment_id = await workflow.execute_activity_method(
-                GitHubActivities.publish_status, PublishStatus(state=self.state), **GITHUB
-            )
+            comment_id = await github(GitHubActivities.publish_status, PublishStatus(state=self.state))
             self.state.status_comment_id = comment_id
