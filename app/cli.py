@@ -46,15 +46,20 @@ def web(log_level: str = "info") -> None:
 
 
 @cli.command()
-def worker(log_level: str = "info") -> None:
-    """Only a worker (needs OTTO_TEMPORAL_ADDRESS); run as many as you like."""
+def worker(
+    log_level: str = "info",
+    queue: list[str] = typer.Option(  # noqa: B008
+        [], help="task queue(s) to poll (repeatable); default: all of Otto's (main, model, cpu)"
+    ),
+) -> None:
+    """Only a worker (needs OTTO_TEMPORAL_ADDRESS); run as many as you like, sized per queue."""
     settings = Settings()
     _logging(log_level, settings)
     if not settings.temporal_address:
         raise typer.BadParameter(
             "`otto worker` needs OTTO_TEMPORAL_ADDRESS; use `otto serve` for one machine"
         )
-    asyncio.run(_worker(settings))
+    asyncio.run(_worker(settings, queue))
 
 
 @cli.command()
@@ -84,9 +89,9 @@ async def _serve(settings: Settings, with_worker: bool) -> None:
             await server.serve()
 
 
-async def _worker(settings: Settings) -> None:
+async def _worker(settings: Settings, queues: list[str]) -> None:
     from app.engine import temporal_client
-    from app.runtime import Services, worker
+    from app.runtime import Services, workers
 
     if settings.metrics_port:
         from prometheus_client import start_http_server
@@ -94,7 +99,8 @@ async def _worker(settings: Settings) -> None:
         start_http_server(settings.metrics_port, addr=settings.host)
         log.info("metrics on http://%s:%d/metrics", settings.host, settings.metrics_port)
     async with temporal_client(settings) as client:
-        await worker(client, Services.from_settings(settings)).run()
+        running = workers(client, Services.from_settings(settings), queues or None)
+        await asyncio.gather(*(w.run() for w in running))
 
 
 def main() -> None:

@@ -194,15 +194,18 @@ class TemporalHandoff:
         return True
 
 
-def build_worker(client: Client, settings: Settings, activities: list[object]) -> Worker:
+def build_worker(
+    client: Client, settings: Settings, task_queue: str, activities: list[object], with_workflows: bool
+) -> Worker:
+    """A worker polling one task queue: the main queue runs the workflows too."""
     from app.observability import ObservabilityInterceptor
     from app.workflows.delivery import DeliveryWorkflow
     from app.workflows.run import RunWorkflow
 
     return Worker(
         client,
-        task_queue=settings.task_queue,
-        workflows=[RunWorkflow, DeliveryWorkflow],
+        task_queue=task_queue,
+        workflows=[RunWorkflow, DeliveryWorkflow] if with_workflows else [],
         activities=activities,  # type: ignore[arg-type]
         max_concurrent_activities=max(4, settings.max_parallel_tasks * 2 + 2),
         interceptors=[ObservabilityInterceptor()],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 from fastapi import FastAPI
@@ -43,13 +43,15 @@ class Services:
         )
 
 
-def activities(client: Client, services: Services) -> list[object]:
+def activities(client: Client, services: Services) -> dict[str, list[object]]:
+    """Every activity, by the task queue it is served on (model-bound and CPU-bound work apart)."""
     s = services.settings
     gh = GitHubActivities(services.github, s.trigger_label)
     model = ModelActivities(services.llm, s.artifacts_dir)
     tasks = TaskActivities(s, services.github, services.llm, services.workspace, client)
     intake = IntakeActivities(client, s)
-    return [
+    by_queue: dict[str, list[object]] = {s.task_queue: [], s.model_task_queue: [], s.cpu_task_queue: []}
+    by_queue[s.task_queue] += [
         gh.check_permission,
         gh.react_to_issue,
         gh.publish_status,
@@ -64,16 +66,12 @@ def activities(client: Client, services: Services) -> list[object]:
         gh.delete_branch,
         gh.review_guidance,
         gh.ci_report,
-        model.classify,
-        model.plan,
-        model.pilot,
-        model.replan,
-        tasks.list_repo_files,
-        tasks.execute_task,
-        tasks.rebase_branch,
         intake.start_or_signal_run,
         intake.signal_run,
     ]
+    by_queue[s.model_task_queue] += [model.classify, model.plan, model.pilot, model.replan]
+    by_queue[s.cpu_task_queue] += [tasks.list_repo_files, tasks.execute_task, tasks.rebase_branch]
+    return by_queue
 
 
 def web_app(settings: Settings, client: Client) -> FastAPI:
@@ -81,18 +79,26 @@ def web_app(settings: Settings, client: Client) -> FastAPI:
     return create_app(settings, router)
 
 
-def worker(client: Client, services: Services) -> Worker:
-    return build_worker(client, services.settings, activities(client, services))
+def workers(client: Client, services: Services, queues: Sequence[str] | None = None) -> list[Worker]:
+    """Workers for ``queues`` (default: all three), each polling its own task queue."""
+    s = services.settings
+    by_queue = activities(client, services)
+    wanted = list(dict.fromkeys(queues or by_queue))
+    unknown = [q for q in wanted if q not in by_queue]
+    if unknown:
+        raise ValueError(f"unknown task queue(s) {', '.join(unknown)}; Otto's are {', '.join(by_queue)}")
+    return [build_worker(client, s, q, by_queue[q], with_workflows=q == s.task_queue) for q in wanted]
 
 
 @contextlib.asynccontextmanager
-async def running_worker(client: Client, services: Services) -> AsyncIterator[Worker]:
-    """Run a worker in the background of the current event loop until the block exits."""
-    w = worker(client, services)
-    task = asyncio.create_task(w.run())
+async def running_worker(client: Client, services: Services) -> AsyncIterator[list[Worker]]:
+    """Run workers for every queue in the background of the current event loop until the block exits."""
+    ws = workers(client, services)
+    tasks = [asyncio.create_task(w.run()) for w in ws]
     try:
-        yield w
+        yield ws
     finally:
-        await w.shutdown()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await asyncio.gather(*(w.shutdown() for w in ws))
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

@@ -64,7 +64,9 @@ class Settings(BaseSettings):
     # --- Engine -------------------------------------------------------------------------------------
     temporal_address: str | None = None  # unset: Otto starts Temporal's dev server itself
     temporal_namespace: str = "default"
-    task_queue: str = "otto"
+    task_queue: str = "otto"  # workflows and the short GitHub/Temporal activities
+    model_task_queue: str = "otto-model"  # model-bound activities: classify, plan, pilot, replan
+    cpu_task_queue: str = "otto-cpu"  # CPU/disk-bound activities: agent + verify, rebases, file listings
     data_dir: Path = Path(".otto")
     temporal_ui_url: str | None = None
 

@@ -41,6 +41,8 @@ class IntakeActivities:
             delete_merged_branches=s.delete_merged_branches,
             budget_usd_default=s.budget_usd_default,
             budget_usd_max=s.budget_usd_max,
+            model_task_queue=s.model_task_queue,
+            cpu_task_queue=s.cpu_task_queue,
             temporal_ui_url=s.temporal_ui_url,
         )
 

@@ -50,6 +50,8 @@ class RunLimits(BaseModel):
     delete_merged_branches: bool = True
     budget_usd_default: float = 5.0
     budget_usd_max: float = 50.0
+    model_task_queue: str | None = None  # None: the workflow's own queue
+    cpu_task_queue: str | None = None
     temporal_ui_url: str | None = None
 
 

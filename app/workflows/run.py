@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -183,7 +184,7 @@ class RunWorkflow:
         files = await workflow.execute_activity_method(
             TaskActivities.list_repo_files,
             ListFilesInput(repo=repo, clone_url=issue.clone_url, branch=base),
-            **GIT,
+            **self._cpu_opts(),
         )
         self.context = IssueContext(
             title=issue.title,
@@ -206,7 +207,7 @@ class RunWorkflow:
         )
 
         classified = await workflow.execute_activity_method(
-            ModelActivities.classify, self._model_input(), **MODEL
+            ModelActivities.classify, self._model_input(), **self._model_opts()
         )
         self._spend(classified.usage)
         c = classified.classification
@@ -220,7 +221,7 @@ class RunWorkflow:
 
         try:
             planned = await workflow.execute_activity_method(
-                ModelActivities.plan, self._model_input(), **MODEL
+                ModelActivities.plan, self._model_input(), **self._model_opts()
             )
         except ActivityError as e:
             self._spend_failed(e)
@@ -376,6 +377,7 @@ class RunWorkflow:
             result = await workflow.execute_activity_method(
                 TaskActivities.execute_task,
                 task_input,
+                task_queue=limits.cpu_task_queue,
                 start_to_close_timeout=timedelta(seconds=limits.task_attempt_timeout_s),
                 heartbeat_timeout=timedelta(seconds=limits.heartbeat_timeout_s),
                 retry_policy=RetryPolicy(maximum_attempts=2, non_retryable_error_types=NON_RETRYABLE),
@@ -430,7 +432,7 @@ class RunWorkflow:
                         retries_used=self.state.retries_used,
                         max_retries=self.inp.limits.max_pilot_retries,
                     ),
-                    **MODEL,
+                    **self._model_opts(),
                 )
             except ActivityError as e:
                 self._spend_failed(e)
@@ -508,7 +510,7 @@ class RunWorkflow:
                     reason=reason,
                     learnings=self.state.learnings,
                 ),
-                **MODEL,
+                **self._model_opts(),
             )
         except ActivityError as e:
             self._spend_failed(e)
@@ -759,7 +761,7 @@ class RunWorkflow:
                         onto=base,
                         expected_sha=dep.head_sha,
                     ),
-                    **GIT,
+                    **self._cpu_opts(),
                 )
                 if new_head is None:
                     dep.note = (
@@ -863,6 +865,13 @@ class RunWorkflow:
             if all_merged
             else "No task is left open; the tasks that were not merged are listed above.",
         )
+
+    # --- where work runs ------------------------------------------------------------------------------
+    def _model_opts(self) -> dict[str, Any]:
+        return {**MODEL, "task_queue": self.inp.limits.model_task_queue}
+
+    def _cpu_opts(self) -> dict[str, Any]:
+        return {**GIT, "task_queue": self.inp.limits.cpu_task_queue}
 
     # --- budget -------------------------------------------------------------------------------------
     def _set_budget(self) -> None:
