@@ -200,12 +200,13 @@ def build_worker(
     """A worker polling one task queue: the main queue runs the workflows too."""
     from app.observability import ObservabilityInterceptor
     from app.workflows.delivery import DeliveryWorkflow
+    from app.workflows.gate import InstallationGate
     from app.workflows.run import RunWorkflow
 
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[RunWorkflow, DeliveryWorkflow] if with_workflows else [],
+        workflows=[RunWorkflow, DeliveryWorkflow, InstallationGate] if with_workflows else [],
         activities=activities,  # type: ignore[arg-type]
         max_concurrent_activities=max(4, settings.max_parallel_tasks * 2 + 2),
         interceptors=[ObservabilityInterceptor()],

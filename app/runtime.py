@@ -68,6 +68,7 @@ def activities(client: Client, services: Services) -> dict[str, list[object]]:
         gh.ci_report,
         intake.start_or_signal_run,
         intake.signal_run,
+        intake.gate,
     ]
     by_queue[s.model_task_queue] += [model.classify, model.plan, model.pilot, model.replan]
     by_queue[s.cpu_task_queue] += [tasks.list_repo_files, tasks.execute_task, tasks.rebase_branch]

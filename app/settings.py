@@ -46,6 +46,7 @@ class Settings(BaseSettings):
     budget_usd_default: float = Field(default=5.0, gt=0, description="per run, when otto.yml sets none")
     budget_usd_max: float = Field(default=50.0, gt=0, description="no repository may set more per run")
     max_parallel_tasks: int = 2
+    max_active_runs_per_installation: int = Field(default=3, ge=1)  # more runs wait in order
     max_tasks: int = 8
     agent_max_steps: int = 40
     command_timeout_s: float = 300.0

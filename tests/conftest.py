@@ -44,6 +44,7 @@ async def otto(
         max_parallel_tasks=2,
         agent_max_steps=12,
         heartbeat_timeout_s=2.0,
+        max_active_runs_per_installation=1,
     )
     client = await connect(temporal_address, settings.temporal_namespace)
     await ensure_retention(client, settings.temporal_namespace)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel
 from temporalio import activity
@@ -21,6 +21,12 @@ class SignalInput(BaseModel):
     run_id: str
     signal: str
     payload: dict[str, Any]
+
+
+class GateInput(BaseModel):
+    installation_id: int
+    run_id: str
+    action: Literal["acquire", "release"]
 
 
 class IntakeActivities:
@@ -81,3 +87,19 @@ class IntakeActivities:
             raise ValueError(f"unknown run signal {inp.signal!r}")
         await handle.signal(inp.signal, inp.payload)
         return True
+
+    @activity.defn
+    async def gate(self, inp: GateInput) -> None:
+        """Ask the installation's gate for a slot (signal-with-start), or give one back."""
+        from app.workflows.gate import GateState, InstallationGate, gate_workflow_id
+
+        await self.client.start_workflow(
+            InstallationGate.run,
+            GateState(
+                installation_id=inp.installation_id, max_active=self.settings.max_active_runs_per_installation
+            ),
+            id=gate_workflow_id(inp.installation_id),
+            task_queue=self.settings.task_queue,
+            start_signal=inp.action,
+            start_signal_args=[inp.run_id],
+        )

@@ -20,6 +20,7 @@ _env = jinja2.Environment(
 
 _HEADLINES = {
     RunPhase.STARTING: "🤖 Otto is starting…",
+    RunPhase.QUEUED: "🤖 Otto: queued",
     RunPhase.PLANNING: "🤖 Otto: planning…",
     RunPhase.RUNNING: "🤖 Otto: working on the plan",
     RunPhase.WAITING_REVIEW: "🤖 Otto: draft PRs ready for review",

@@ -207,6 +207,7 @@ class PlanResult(ModelOutcome):
 
 class RunPhase(StrEnum):
     STARTING = "starting"
+    QUEUED = "queued"
     PLANNING = "planning"
     RUNNING = "running"
     WAITING_REVIEW = "waiting_review"

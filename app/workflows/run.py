@@ -31,6 +31,7 @@ with workflow.unsafe.imports_passed_through():
         ReplyInput,
         RetargetInput,
     )
+    from app.activities.intake import GateInput, IntakeActivities
     from app.activities.model import ModelActivities, ModelInput, PilotInput, ReplanInput
     from app.domain.pilot import PilotDecision, dependents_of
     from app.domain.plan import Plan, PlannedTask, batches, branch_name
@@ -55,7 +56,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from app.domain.usage import Usage, run_budget, worst_case_cost
     from app.workflows.github_calls import github
-    from app.workflows.options import GIT, MODEL, NON_RETRYABLE, explain
+    from app.workflows.options import GIT, GITHUB, MODEL, NON_RETRYABLE, explain
 
 LEARNINGS_KEPT = 12
 DONE_WITH_BRANCH = (TaskStatus.PASSED, TaskStatus.FAILED, TaskStatus.MERGED)
@@ -95,6 +96,10 @@ class RunWorkflow:
         self.inbox: list[RetryRequest | ReviewSignal | PullSignal | CiSignal] = []
         self._merge_lock = asyncio.Lock()
         self.budget_spent = False
+        self.slot_granted = False
+        self.holding_slot = False
+        self.queue_position: int | None = None
+        self._queue_news = False
         self.commands_in_flight = 0
         self._command_tasks: set[asyncio.Task[None]] = set()
 
@@ -108,6 +113,16 @@ class RunWorkflow:
                 "it is already running, so nothing new was started."
             )
             await self.publish()
+
+    @workflow.signal
+    def granted(self) -> None:
+        self.slot_granted = True
+
+    @workflow.signal
+    def queued(self, position: int) -> None:
+        if position != self.queue_position:
+            self.queue_position = position
+            self._queue_news = True
 
     @workflow.signal
     def retry(self, request: RetryRequest) -> None:
@@ -159,6 +174,7 @@ class RunWorkflow:
                 RunPhase.FAILED, f"Otto hit an internal error and stopped: {type(e).__name__}: {e}"
             )
         commands.cancel()
+        await self._release_slot()
         await self.publish()
         return self.state
 
@@ -170,6 +186,9 @@ class RunWorkflow:
         await github(
             GitHubActivities.react_to_issue, ReactInput(repo=repo, issue_number=number, content="eyes")
         )
+        await self._acquire_slot()
+        if self._stopped():
+            return
         self.state.phase = RunPhase.PLANNING
         await self.publish()
 
@@ -252,6 +271,7 @@ class RunWorkflow:
             )
             if self.budget_spent:
                 self.state.reason = self._budget_message() + ". " + self.state.reason
+            await self._release_slot()
             await self.publish()
             await workflow.wait_condition(lambda: self._stopped() or self._all_resolved())
             if not self._stopped():
@@ -865,6 +885,35 @@ class RunWorkflow:
             if all_merged
             else "No task is left open; the tasks that were not merged are listed above.",
         )
+
+    # --- the installation's slots --------------------------------------------------------------------
+    async def _slot(self, action: str) -> None:
+        await workflow.execute_activity_method(
+            IntakeActivities.gate,
+            GateInput(installation_id=self.inp.repo.installation_id, run_id=self.state.run_id, action=action),  # type: ignore[arg-type]
+            **GITHUB,
+        )
+
+    async def _acquire_slot(self) -> None:
+        """Wait in line when the installation already has its maximum of runs working."""
+        await self._slot("acquire")
+        self.holding_slot = True
+        while not self.slot_granted and not self._stopped():
+            await workflow.wait_condition(lambda: self.slot_granted or self._stopped() or self._queue_news)
+            if self._queue_news and not self.slot_granted:
+                self._queue_news = False
+                self.state.phase = RunPhase.QUEUED
+                self.state.reason = (
+                    f"Queued: #{self.queue_position} in line. This installation already has its maximum of "
+                    "runs working; this one starts as soon as one of them is done."
+                )
+                await self.publish()
+        self.state.reason = ""
+
+    async def _release_slot(self) -> None:
+        if self.holding_slot:
+            self.holding_slot = False
+            await self._slot("release")
 
     # --- where work runs ------------------------------------------------------------------------------
     def _model_opts(self) -> dict[str, Any]:
