@@ -322,7 +322,9 @@ async def test_stop_mid_run_ends_agents_and_pushes_nothing(otto: Otto, repo: Cal
 
     state = await wait_for_state(otto.client, rid, number, lambda s: s.phase.final)
     assert state.phase == RunPhase.CANCELLED and r.maintainer in state.reason
-    assert state.record("t1").status == TaskStatus.ERROR and "nothing was pushed" in state.record("t1").note
+    assert (
+        state.record("t1").status == TaskStatus.ERROR and "nothing more is pushed" in state.record("t1").note
+    )
     assert state.record("t2").status == TaskStatus.PENDING
     assert len(otto.world.model.requests_for("agent", "t1")) < 10  # the agent ended early
     assert [p for p in otto.sim.pushes if p.repo == r.name and p.owner == r.owner] == []

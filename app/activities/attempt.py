@@ -2,6 +2,15 @@
 
 Its result is bounded (summary, log tail, counts, sha, PR); transcripts and full logs stay in the worker's
 artifact dir. Re-running it is safe: the branch is resumed, the PR and the check run are looked up first.
+
+Surviving a dead worker: once the agent's change is committed it is pushed to the task branch as work in
+progress (before verification) and its sha, the agent's summary and usage go into the heartbeat details.
+A retried activity attempt (the worker died, its heartbeats stopped) that finds the branch still at that
+sha skips the agent and continues from verification; otherwise it starts over in a fresh worktree.
+
+Humans pushing to the branch: every push carries a lease on the head Otto last saw. When it is refused,
+Otto fetches, rebases its own new commits onto the human's head and pushes with a lease on that head; on
+a conflict the attempt ends with an error saying so. Nothing is ever forced over someone else's commits.
 """
 
 from __future__ import annotations
@@ -21,14 +30,14 @@ from app import prompts
 from app.activities.agent import Agent, AgentResult, Transcript
 from app.activities.github import CheckConclusion, RepoGitHub
 from app.activities.verify import VerifyPlan, VerifyResult, resolve_plan, run_verify
-from app.activities.workspace import MergeConflict, Workspace, WorkspaceError, Worktree
+from app.activities.workspace import MergeConflict, PushRejected, Workspace, WorkspaceError, Worktree
 from app.domain.logs import tail
 from app.domain.progress import Outcome, failure_signature, made_progress
 from app.domain.redact import redact
 from app.domain.render import render_pr_body
 from app.domain.run import RepoRef, TaskInput, TaskResult, TaskStatus
 from app.domain.sanitize import quote_untrusted
-from app.domain.usage import BudgetExhausted
+from app.domain.usage import BudgetExhausted, Usage
 from app.github_auth import GitHubApp, GitIdentity
 from app.llm import LLM, ModelError
 from app.settings import Settings
@@ -36,6 +45,7 @@ from app.settings import Settings
 LOG_TAIL_BYTES = 3_000
 HEARTBEAT_EVERY_S = 1.0  # the SDK throttles what it sends; beating often gets a cancel delivered promptly
 LEARNING_CHARS = 600
+PUSH_REBASES = 3  # a human pushing again and again while Otto rebases: give up after this many
 
 
 class ListFilesInput(BaseModel):
@@ -57,6 +67,32 @@ class RebaseInput(BaseModel):
 class RepoFiles(BaseModel):
     files: list[str]
     total: int
+
+
+class HumanPushed(Exception):
+    """Someone else's commits on the task branch conflict with Otto's; nothing was pushed or forced."""
+
+
+class ResumePoint(BaseModel):
+    """What a dead activity attempt left in its heartbeat details: its work-in-progress push."""
+
+    sha: str
+    summary: str = ""
+    usage: Usage = Usage()
+
+
+def resume_point(details: object) -> ResumePoint | None:
+    """The work-in-progress push recorded in the last heartbeat details, if any."""
+    if not isinstance(details, dict) or not isinstance(details.get("wip_sha"), str):
+        return None
+    try:
+        return ResumePoint(
+            sha=details["wip_sha"],
+            summary=str(details.get("summary") or ""),
+            usage=Usage.model_validate(details.get("usage") or {}),
+        )
+    except ValueError:
+        return None
 
 
 def safe_name(text: str) -> str:
@@ -166,8 +202,12 @@ class TaskActivities:
         artifacts = s.artifacts_dir / safe_name(inp.run_id) / inp.task.id / f"attempt-{inp.attempt}"
         artifacts.mkdir(parents=True, exist_ok=True)
 
+        info = activity.info()
+        resume = resume_point(info.heartbeat_details[-1]) if info.heartbeat_details else None
         mirror = await asyncio.to_thread(ws.sync_mirror, inp.repo.full_name, inp.clone_url, token)
         remote_sha = await asyncio.to_thread(ws.remote_branch_sha, mirror, inp.branch)
+        if resume is not None and resume.sha != remote_sha:
+            resume = None  # the branch moved since (or was deleted): start over
         worktree = await asyncio.to_thread(
             ws.create_worktree,
             mirror,
@@ -197,27 +237,46 @@ class TaskActivities:
                 budget_usd=inp.budget_left_usd,
             )
             budget_note = ""
-            try:
-                result = await agent.run(self._prompt(inp, verify_plan))
-            except BudgetExhausted as e:
-                budget_note = f"stopped: the run's budget is spent ({e})"
-                result = AgentResult(
-                    "The agent was stopped because the run's budget is spent.",
-                    agent.steps,
-                    "budget",
-                    agent.usage,
-                )
-            new_sha = await self._commit(worktree, inp, identity, "")
-            if new_sha is None and remote_sha is None:
-                return TaskResult(
-                    task_id=inp.task.id,
-                    status=TaskStatus.ERROR,
-                    summary=result.summary,
-                    budget_exhausted=bool(budget_note),
-                    error=budget_note or "the agent made no changes, so there is nothing to push",
-                    usage=agent.usage,
-                    learning=_learning(inp, "made no change", result.summary),
-                )
+            prior_usage = Usage()
+            if resume is not None:
+                # a previous attempt of this activity pushed the agent's work before it died: verify it
+                result = AgentResult(resume.summary, 0, "resumed", Usage())
+                prior_usage = resume.usage
+                progress.update(wip_sha=resume.sha, summary=resume.summary, usage=resume.usage.model_dump())
+            else:
+                try:
+                    result = await agent.run(self._prompt(inp, verify_plan))
+                except BudgetExhausted as e:
+                    budget_note = f"stopped: the run's budget is spent ({e})"
+                    result = AgentResult(
+                        "The agent was stopped because the run's budget is spent.",
+                        agent.steps,
+                        "budget",
+                        agent.usage,
+                    )
+                new_sha = await self._commit(worktree, inp, identity, "")
+                if new_sha is None and remote_sha is None:
+                    return TaskResult(
+                        task_id=inp.task.id,
+                        status=TaskStatus.ERROR,
+                        summary=result.summary,
+                        budget_exhausted=bool(budget_note),
+                        error=budget_note or "the agent made no changes, so there is nothing to push",
+                        usage=agent.usage,
+                        learning=_learning(inp, "made no change", result.summary),
+                    )
+                if new_sha is not None:
+                    # work in progress on the branch, so a retry after a dead worker can resume from here
+                    progress["stage"] = "push (work in progress)"
+                    await self._check_stop(inp.run_id)
+                    try:
+                        remote_sha = await self._push(worktree, inp, mirror, token, identity, remote_sha)
+                    except HumanPushed as e:
+                        return self._human_pushed(inp, result.summary, agent.usage, str(e))
+                    progress.update(
+                        wip_sha=remote_sha, summary=result.summary[:2000], usage=agent.usage.model_dump()
+                    )
+                    activity.heartbeat(dict(progress))
 
             progress["stage"] = "verify"
             verified = await self._verify(root, verify_plan, artifacts, 0)
@@ -231,8 +290,11 @@ class TaskActivities:
                     break
                 rounds += 1
                 progress.update(stage=f"fix round {rounds}")
+                prompt = _fix_prompt(verified, rounds, inp.config.max_fix_rounds)
+                if not agent.messages:  # resumed: a new conversation needs the task too
+                    prompt = self._prompt(inp, verify_plan) + "\n\n" + prompt
                 try:
-                    result = await agent.run(_fix_prompt(verified, rounds, inp.config.max_fix_rounds))
+                    result = await agent.run(prompt)
                 except BudgetExhausted as e:
                     budget_note = f"stopped in fix round {rounds}: the run's budget is spent ({e})"
                     break
@@ -247,11 +309,17 @@ class TaskActivities:
             (artifacts / "summary.md").write_text(result.summary + "\n", encoding="utf-8")
 
             progress["stage"] = "push"
-            if await self._stop_requested(inp.run_id):
-                raise ApplicationError(
-                    "the run was stopped; nothing was pushed", type="Stopped", non_retryable=True
-                )
-            head = await asyncio.to_thread(ws.push, worktree, inp.clone_url, token, inp.branch, remote_sha)
+            await self._check_stop(inp.run_id)
+            head = await asyncio.to_thread(ws.head_sha, worktree)
+            if head != remote_sha:  # fix rounds added commits (the agent's own were pushed already)
+                try:
+                    pushed = await self._push(worktree, inp, mirror, token, identity, remote_sha)
+                except HumanPushed as e:
+                    return self._human_pushed(inp, result.summary, prior_usage + agent.usage, str(e))
+                if pushed != head:  # rebased onto a human's commits: check what is on the branch now
+                    verified = await self._verify(root, verify_plan, artifacts, rounds)
+                    log = verified.log
+                head = pushed
             pr_base = inp.pr_base or inp.base_branch
             files = [f.path for f in await asyncio.to_thread(ws.changed_files, worktree, pr_base)]
 
@@ -308,11 +376,64 @@ class TaskActivities:
                 pr_number=pr.number,
                 pr_url=pr.url,
                 files_changed=files,
-                usage=agent.usage,
+                usage=prior_usage + agent.usage,
                 learning=_learning(inp, status.value, result.summary),
             )
         finally:
             await asyncio.to_thread(ws.remove_worktree, worktree)
+
+    async def _push(
+        self,
+        worktree: Worktree,
+        inp: TaskInput,
+        mirror: Path,
+        token: str,
+        identity: GitIdentity,
+        lease: str | None,
+    ) -> str:
+        """Push HEAD with a lease on ``lease`` (the head Otto last saw; None: the branch must not exist).
+
+        Refused because someone else pushed: fetch, rebase the commits after ``lease`` onto their head and
+        push with a lease on that head (a few times at most). A conflict raises :class:`HumanPushed`."""
+        ws = self.workspace
+        upstream = lease or worktree.start_sha
+        for _ in range(PUSH_REBASES):
+            try:
+                return await asyncio.to_thread(ws.push, worktree, inp.clone_url, token, inp.branch, lease)
+            except PushRejected:
+                await asyncio.to_thread(ws.sync_mirror, inp.repo.full_name, inp.clone_url, token)
+                theirs = await asyncio.to_thread(ws.remote_branch_sha, mirror, inp.branch)
+                if theirs is None or theirs == lease:
+                    raise  # refused for another reason (e.g. a protected branch)
+                try:
+                    await asyncio.to_thread(ws.rebase_onto, worktree, inp.branch, upstream, identity)
+                except MergeConflict:
+                    raise HumanPushed(
+                        f"someone else pushed to {inp.branch} (now at {theirs[:7]}) while this attempt ran, "
+                        "and Otto's commits conflict with theirs; nothing was forced and Otto's work was "
+                        "not pushed"
+                    ) from None
+                upstream = lease = theirs
+        raise HumanPushed(
+            f"{inp.branch} kept moving while Otto rebased onto it; nothing was forced and Otto's work was "
+            "not pushed"
+        )
+
+    def _human_pushed(self, inp: TaskInput, summary: str, usage: Usage, note: str) -> TaskResult:
+        return TaskResult(
+            task_id=inp.task.id,
+            status=TaskStatus.ERROR,
+            summary=summary,
+            error=note,
+            usage=usage,
+            learning=_learning(inp, "not pushed: a human pushed", summary),
+        )
+
+    async def _check_stop(self, inp_run_id: str) -> None:
+        if await self._stop_requested(inp_run_id):
+            raise ApplicationError(
+                "the run was stopped; nothing more is pushed", type="Stopped", non_retryable=True
+            )
 
     def _write_context(self, inp: TaskInput, result: TaskResult) -> None:
         """The run's learnings as they accrue, one line per finished attempt: ``context.md``."""

@@ -46,7 +46,7 @@ def explain(error: BaseException) -> str:
     if isinstance(cause, ApplicationError):
         return cause.message
     if isinstance(cause, CancelledError):
-        return "stopped before it finished; nothing was pushed"
+        return "stopped before it finished; nothing more is pushed"
     if isinstance(cause, TimeoutError):
         return "A step took longer than its time limit and was stopped."
     if cause is None:

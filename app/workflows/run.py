@@ -384,7 +384,7 @@ class RunWorkflow:
             if not self._stopped():
                 raise
             rec.status = TaskStatus.ERROR
-            rec.note = "stopped before it finished; nothing was pushed"
+            rec.note = "stopped before it finished; nothing more is pushed"
         finally:
             del self.running[task_id]
         await self.publish()
@@ -405,7 +405,7 @@ class RunWorkflow:
             )
         except asyncio.CancelledError:
             rec.status = TaskStatus.ERROR
-            rec.note = "stopped before it finished; nothing was pushed"
+            rec.note = "stopped before it finished; nothing more is pushed"
             return
         except ActivityError as e:
             rec.status = TaskStatus.ERROR
