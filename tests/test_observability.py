@@ -18,7 +18,7 @@ from app.domain.plan import PlannedTask
 from app.domain.render import render_status
 from app.domain.run import RepoRef, RunPhase, RunState, TaskRecord, TaskStatus
 from app.intake import sign
-from tests.e2e import Otto, Repo, demo_scenario, settled, wait_for_state
+from tests.e2e import Otto, Repo, demo_scenario, settled, status_comment, wait_for_state
 
 # --- helpers -----------------------------------------------------------------------------------------
 
@@ -198,6 +198,7 @@ async def test_a_run_logs_with_run_and_task_context_and_feeds_the_metrics(
     assert delivery.status_code == 202
     state = await wait_for_state(otto.client, rid, number, settled)
     assert state.phase == RunPhase.WAITING_REVIEW, state.reason
+    await status_comment(otto, r, number, "draft PRs ready for review")  # the last publish has landed
     after = await scrape(otto)
     run_id = f"otto/{rid}/{number}"
 
