@@ -209,5 +209,6 @@ def build_worker(
         workflows=[RunWorkflow, DeliveryWorkflow, InstallationGate] if with_workflows else [],
         activities=activities,  # type: ignore[arg-type]
         max_concurrent_activities=max(4, settings.max_parallel_tasks * 2 + 2),
+        sticky_queue_schedule_to_start_timeout=timedelta(seconds=settings.sticky_queue_timeout_s),
         interceptors=[ObservabilityInterceptor()],
     )

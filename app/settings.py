@@ -55,6 +55,7 @@ class Settings(BaseSettings):
     verify_log_limit: int = 60_000
     task_attempt_timeout_s: float = 3600.0
     heartbeat_timeout_s: float = 60.0
+    sticky_queue_timeout_s: float = 10.0  # how long a run's next step waits for the worker that ran it last
     max_pilot_retries: int = 1
     delete_merged_branches: bool = True
     command_path_prepend: list[str] = Field(

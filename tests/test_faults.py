@@ -29,7 +29,13 @@ from tests.e2e import Otto, Repo, eventually, settled, status_comment, wait_for_
 from tests.test_failures_e2e import NO_FIX_ROUNDS, SINGLE, create, head, pr_of, scenario, start, task
 
 TWO = [task("t1", "Add module a"), task("t2", "Add module b")]
-WORKER_ENV = {"heartbeat_timeout_s": 2.0, "max_parallel_tasks": 2, "agent_max_steps": 12}
+# a dead worker's runs move on quickly: short heartbeat and sticky-queue timeouts
+WORKER_ENV = {
+    "heartbeat_timeout_s": 2.0,
+    "sticky_queue_timeout_s": 2.0,
+    "max_parallel_tasks": 2,
+    "agent_max_steps": 12,
+}
 
 
 @dataclass
