@@ -323,3 +323,32 @@ async def test_unparseable_model_output_ends_the_task_visibly(otto: Otto, repo: 
     assert agent_steps(otto.world, "t1", 0) == 1  # not retried
     assert otto.sim.pulls(r.owner, r.name) == []
     await status_comment(otto, r, number, rec.note[:40])
+
+
+async def test_a_model_call_that_times_out_is_retried_within_bounds(tmp_path: Path) -> None:
+    temporal = EmbeddedTemporal(tmp_path / "temporal")
+    address = await temporal.start()
+    # the first request for t1's first step hangs past the client's timeout; the SDK's retry is answered
+    hang = {**create("a.py", "A = 1\n"), "errors": [{"status": 529, "delay_s": 20}]}
+    world = LocalWorld.start(tmp_path / "world", scenario(SINGLE, {"t1": [hang, {"text": "Added a.py."}]}))
+    try:
+        settings = world.settings(
+            tmp_path / "otto", address, command_path_prepend=[str(VENV_BIN)], model_timeout_s=1.0
+        )
+        client = await connect(address, settings.temporal_namespace)
+        async with running_otto(world, settings, client):
+            r = new_repo(world.sim, world.app_id, "timeout", dict(SAMPLE_REPO))
+            started = time.monotonic()
+            number, rid = await open_run(world.sim, r)
+            state = await wait_for_state(client, rid, number, settled, within=60)
+            assert state.phase == RunPhase.WAITING_REVIEW, state.reason
+            assert state.record("t1").status == TaskStatus.PASSED
+            # done long before the hung answer (20 s) could have come: the client gave up after 1 s and
+            # its retry was answered (the hung request is recorded only when its slow answer ends)
+            assert time.monotonic() - started < 15
+            answered = [q for q in world.model.requests_for("agent", "t1") if q.step == 0]
+            assert [q.status for q in answered] == [200]
+            assert len(world.sim.pulls(r.owner, r.name)) == 1
+    finally:
+        world.stop()
+        temporal.stop()
