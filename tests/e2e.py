@@ -100,3 +100,13 @@ async def status_comment(otto: Otto, r: Repo, number: int, containing: str) -> A
         return next((c for c in mine if containing in c.body), None)
 
     return await eventually(check)
+
+
+def label_new_issue(
+    sim: Any, r: Repo, title: str = "Add a, b and c", body: str = "Please add them."
+) -> tuple[int, int]:
+    """A maintainer opens an issue and labels it `otto`; returns (issue number, repository id)."""
+    number: int = sim.create_issue(r.owner, r.name, title, body, r.maintainer)
+    sim.add_label(r.owner, r.name, number, "otto", r.maintainer)
+    repo_id: int = sim.repo(r.owner, r.name).id
+    return number, repo_id

@@ -8,7 +8,7 @@ from typing import Any
 
 from app.demo import SAMPLE_REPO
 from app.domain.run import RunPhase, TaskStatus
-from tests.e2e import Otto, Repo, eventually, settled, status_comment, wait_for_state
+from tests.e2e import Otto, Repo, eventually, label_new_issue, settled, status_comment, wait_for_state
 
 EDIT = "str_replace_based_edit_tool"
 FAILING_TEST = "def test_b():\n    assert 'b' == 'B', 'b is not ready yet'\n"
@@ -53,13 +53,6 @@ FAILING_AGENTS: dict[str, list[dict[str, Any]]] = {
 }
 
 
-async def start(otto: Otto, r: Repo, title: str = "Add a, b and c") -> tuple[int, int]:
-    number: int = otto.sim.create_issue(r.owner, r.name, title, "Please add them.", r.maintainer)
-    otto.sim.add_label(r.owner, r.name, number, "otto", r.maintainer)
-    rid: int = otto.sim.repo(r.owner, r.name).id
-    return number, rid
-
-
 def pr_of(otto: Otto, r: Repo, branch: str) -> Any:
     return next(p for p in otto.sim.pulls(r.owner, r.name) if p.head_ref == branch)
 
@@ -91,7 +84,7 @@ async def test_failing_task_gets_a_no_progress_fix_round_then_the_pilot_skips_it
     }
     otto.world.model.load(scenario(FAILING_PLAN, FAILING_AGENTS, pilot=[{"json": decision}]))
     r = repo()
-    number, rid = await start(otto, r)
+    number, rid = label_new_issue(otto.sim, r)
     state = await wait_for_state(otto.client, rid, number, settled)
 
     assert state.phase == RunPhase.WAITING_REVIEW, state.reason
@@ -155,7 +148,7 @@ async def test_pilot_retry_with_a_strategy_succeeds_and_the_dependent_runs(
     agents["t2.2"] = [create("tests/test_b.py", PASSING_TEST), {"text": "Fixed test_b."}]
     otto.world.model.load(scenario(FAILING_PLAN, agents, pilot=[{"json": decision}]))
     r = repo()
-    number, rid = await start(otto, r)
+    number, rid = label_new_issue(otto.sim, r)
     state = await wait_for_state(otto.client, rid, number, settled)
 
     assert state.phase == RunPhase.WAITING_REVIEW, state.reason
@@ -184,7 +177,7 @@ async def test_pilot_invalid_json_falls_back_to_replanning_and_says_so(
         )
     )
     r = repo()
-    number, rid = await start(otto, r)
+    number, rid = label_new_issue(otto.sim, r)
     state = await wait_for_state(otto.client, rid, number, settled)
 
     assert state.phase == RunPhase.WAITING_REVIEW, state.reason
@@ -202,7 +195,7 @@ async def test_no_failure_means_no_pilot_call(otto: Otto, repo: Callable[..., Re
     agents["t2"] = [create("b.py", "B = 2\n"), {"text": "Added b.py."}]
     otto.world.model.load(scenario(FAILING_PLAN, agents))
     r = repo()
-    number, rid = await start(otto, r)
+    number, rid = label_new_issue(otto.sim, r)
     state = await wait_for_state(otto.client, rid, number, settled)
     assert state.phase == RunPhase.WAITING_REVIEW
     assert otto.world.model.requests_for("pilot") == []
@@ -222,7 +215,7 @@ async def test_human_retry_with_guidance_adds_a_commit_and_turns_the_check_green
 ) -> None:
     otto.world.model.load(scenario(SINGLE, SINGLE_AGENTS))
     r = repo(NO_FIX_ROUNDS)
-    number, rid = await start(otto, r)
+    number, rid = label_new_issue(otto.sim, r)
     state = await wait_for_state(otto.client, rid, number, settled)
     rec = state.record("t1")
     assert rec.status == TaskStatus.FAILED and rec.fix_rounds == 0
@@ -262,7 +255,7 @@ async def test_retry_by_a_non_writer_is_refused_and_runs_nothing(
 ) -> None:
     otto.world.model.load(scenario(SINGLE, SINGLE_AGENTS))
     r = repo(NO_FIX_ROUNDS)
-    number, rid = await start(otto, r)
+    number, rid = label_new_issue(otto.sim, r)
     state = await wait_for_state(otto.client, rid, number, settled)
     pr = pr_of(otto, r, state.record("t1").branch)
     before = len(otto.world.model.requests)
@@ -283,7 +276,7 @@ async def test_retry_by_a_non_writer_is_refused_and_runs_nothing(
 async def test_help_status_and_unknown_commands(otto: Otto, repo: Callable[..., Repo]) -> None:
     otto.world.model.load(scenario(SINGLE, SINGLE_AGENTS))
     r = repo(NO_FIX_ROUNDS)
-    number, rid = await start(otto, r)
+    number, rid = label_new_issue(otto.sim, r)
     await wait_for_state(otto.client, rid, number, settled)
     otto.sim.comment(r.owner, r.name, number, "/otto help", r.maintainer)
     otto.sim.comment(r.owner, r.name, number, "/otto dance", r.maintainer)
@@ -312,7 +305,7 @@ async def test_stop_mid_run_ends_agents_and_pushes_nothing(otto: Otto, repo: Cal
     }
     otto.world.model.load(scenario([task("t1", "Slow a"), task("t2", "Then b", "t1")], agents))
     r = repo()
-    number, rid = await start(otto, r)
+    number, rid = label_new_issue(otto.sim, r)
     await wait_for_state(
         otto.client, rid, number, lambda s: s.tasks and s.tasks[0].status == TaskStatus.RUNNING
     )
@@ -342,7 +335,7 @@ async def test_pilot_off_goes_straight_to_replanning(otto: Otto, repo: Callable[
         ".github/otto.yml": "verify: python -m pytest -q\npilot: false\nmax_fix_rounds: 0\n",
     }
     r = repo(files)
-    number, rid = await start(otto, r)
+    number, rid = label_new_issue(otto.sim, r)
     state = await wait_for_state(otto.client, rid, number, settled)
     assert state.phase == RunPhase.WAITING_REVIEW, state.reason
     assert otto.world.model.requests_for("pilot") == []
@@ -359,7 +352,7 @@ async def test_retry_of_a_task_that_is_running_starts_nothing(otto: Otto, repo: 
     }
     otto.world.model.load(scenario([task("t1", "Slow a")], agents))
     r = repo()
-    number, rid = await start(otto, r)
+    number, rid = label_new_issue(otto.sim, r)
     # the PR doesn't exist yet while t1 runs; a retry names the task through its PR, so use a second run:
     state = await wait_for_state(otto.client, rid, number, settled)
     pr = pr_of(otto, r, state.record("t1").branch)
@@ -396,7 +389,7 @@ async def test_budget_fails_closed_then_a_raised_budget_and_retry_continue(
     }
     otto.world.model.load(scenario([task("t1", "Add a"), task("t2", "Use a", "t1")], agents))
     r = repo({**SAMPLE_REPO, ".github/otto.yml": "verify: python -m pytest -q\nbudget_usd: 1\n"})
-    number, rid = await start(otto, r)
+    number, rid = label_new_issue(otto.sim, r)
     state = await wait_for_state(otto.client, rid, number, settled)
 
     assert state.phase == RunPhase.WAITING_REVIEW, state.reason

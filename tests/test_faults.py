@@ -25,8 +25,8 @@ from app.local import LocalWorld, running_otto
 from app.runtime import web_app
 from app.serve_thread import RunningServer, serve_in_thread
 from bench.common import VENV_BIN, ManagedProcess, otto_env
-from tests.e2e import Otto, Repo, eventually, settled, status_comment, wait_for_state
-from tests.test_failures_e2e import NO_FIX_ROUNDS, SINGLE, create, head, pr_of, scenario, start, task
+from tests.e2e import Otto, Repo, eventually, label_new_issue, settled, status_comment, wait_for_state
+from tests.test_failures_e2e import NO_FIX_ROUNDS, SINGLE, create, head, pr_of, scenario, task
 
 TWO = [task("t1", "Add module a"), task("t2", "Add module b")]
 # a dead worker's runs move on quickly: short heartbeat and sticky-queue timeouts
@@ -124,12 +124,6 @@ def new_repo(sim: Any, app_id: int, name: str, files: dict[str, str]) -> Repo:
     return r
 
 
-async def open_run(sim: Any, r: Repo) -> tuple[int, int]:
-    number: int = sim.create_issue(r.owner, r.name, "Add a and b", "Please add them.", r.maintainer)
-    sim.add_label(r.owner, r.name, number, "otto", r.maintainer)
-    return number, sim.repo(r.owner, r.name).id
-
-
 def assert_nothing_twice(sim: Any, r: Repo, number: int, branches: list[str]) -> None:
     """One status comment (created once), one PR per task, no sha pushed twice, nothing forced."""
     assert sim.count_calls("POST", f"/repos/{r.owner}/{r.name}/issues/{number}/comments") == 1
@@ -159,7 +153,7 @@ async def test_worker_killed_during_the_agent_the_run_finishes_on_another_worker
     world.model.load(scenario(TWO, agents))
     r = new_repo(sim, world.app_id, "killagent", dict(SAMPLE_REPO))
     first = cluster.start_worker()
-    number, rid = await open_run(sim, r)
+    number, rid = label_new_issue(sim, r)
     await wait_for_state(
         cluster.client, rid, number, lambda s: bool(s.tasks) and s.record("t1").status == TaskStatus.RUNNING
     )
@@ -182,7 +176,7 @@ async def test_worker_killed_during_verification_resumes_without_the_agent(clust
     slow_verify = {**SAMPLE_REPO, ".github/otto.yml": "verify: sleep 3 && python -m pytest -q\n"}
     r = new_repo(sim, world.app_id, "killverify", slow_verify)
     first = cluster.start_worker()
-    number, rid = await open_run(sim, r)
+    number, rid = label_new_issue(sim, r)
 
     async def wip_recorded() -> bool:
         handle = cluster.client.get_workflow_handle(f"otto/{rid}/{number}")
@@ -248,7 +242,7 @@ async def test_temporal_restarted_mid_run_the_run_continues(tmp_path: Path) -> N
         async with running_otto(world, settings, client):
             sim = world.sim
             r = new_repo(sim, world.app_id, "restart", dict(SAMPLE_REPO))
-            number, rid = await open_run(sim, r)
+            number, rid = label_new_issue(sim, r)
             await wait_for_state(
                 client, rid, number, lambda s: bool(s.tasks) and s.record("t1").status == TaskStatus.RUNNING
             )
@@ -277,7 +271,7 @@ async def test_human_push_during_a_retry_is_kept_and_otto_rebases_onto_it(
     }
     otto.world.model.load(scenario(SINGLE, agents))
     r = repo(NO_FIX_ROUNDS)
-    number, rid = await start(otto, r)
+    number, rid = label_new_issue(otto.sim, r)
     rec = (await wait_for_state(otto.client, rid, number, settled)).record("t1")
     assert rec.status == TaskStatus.FAILED
     pr = pr_of(otto, r, rec.branch)
@@ -306,7 +300,7 @@ async def test_model_error_once_is_retried_and_the_run_completes(
     first = {**create("a.py", "A = 1\n"), "errors": [{"status": status, "retry_after_ms": 1}]}
     otto.world.model.load(scenario(SINGLE, {"t1": [first, {"text": "Added a.py."}]}))
     r = repo()
-    number, rid = await start(otto, r)
+    number, rid = label_new_issue(otto.sim, r)
     state = await wait_for_state(otto.client, rid, number, settled)
     assert state.phase == RunPhase.WAITING_REVIEW and state.record("t1").status == TaskStatus.PASSED
     assert agent_steps(otto.world, "t1", 0) == 2
@@ -316,7 +310,7 @@ async def test_model_error_once_is_retried_and_the_run_completes(
 async def test_unparseable_model_output_ends_the_task_visibly(otto: Otto, repo: Callable[..., Repo]) -> None:
     otto.world.model.load(scenario(SINGLE, {"t1": [{"malformed": True}]}))
     r = repo()
-    number, rid = await start(otto, r)
+    number, rid = label_new_issue(otto.sim, r)
     state = await wait_for_state(otto.client, rid, number, settled)
     rec = state.record("t1")
     assert rec.status == TaskStatus.ERROR and "unreadable" in rec.note, rec.note
@@ -339,7 +333,7 @@ async def test_a_model_call_that_times_out_is_retried_within_bounds(tmp_path: Pa
         async with running_otto(world, settings, client):
             r = new_repo(world.sim, world.app_id, "timeout", dict(SAMPLE_REPO))
             started = time.monotonic()
-            number, rid = await open_run(world.sim, r)
+            number, rid = label_new_issue(world.sim, r)
             state = await wait_for_state(client, rid, number, settled, within=60)
             assert state.phase == RunPhase.WAITING_REVIEW, state.reason
             assert state.record("t1").status == TaskStatus.PASSED

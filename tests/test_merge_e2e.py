@@ -11,7 +11,16 @@ import pytest
 from app.demo import SAMPLE_REPO
 from app.domain.run import RunPhase, RunState, TaskStatus
 from app.local import new_private_key
-from tests.e2e import Otto, Repo, demo_scenario, eventually, settled, status_comment, wait_for_state
+from tests.e2e import (
+    Otto,
+    Repo,
+    demo_scenario,
+    eventually,
+    label_new_issue,
+    settled,
+    status_comment,
+    wait_for_state,
+)
 
 EDIT = "str_replace_based_edit_tool"
 
@@ -23,9 +32,7 @@ def config(**settings: Any) -> dict[str, str]:
 
 async def run_to_review(otto: Otto, r: Repo, scenario: dict[str, Any]) -> tuple[int, int, RunState]:
     otto.world.model.load(scenario)
-    number: int = otto.sim.create_issue(r.owner, r.name, "Add a shout mode", "With tests.", r.maintainer)
-    otto.sim.add_label(r.owner, r.name, number, "otto", r.maintainer)
-    rid: int = otto.sim.repo(r.owner, r.name).id
+    number, rid = label_new_issue(otto.sim, r, "Add a shout mode", "With tests.")
     state = await wait_for_state(otto.client, rid, number, settled)
     assert state.phase == RunPhase.WAITING_REVIEW, state.reason
     return number, rid, state
