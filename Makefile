@@ -8,16 +8,20 @@ OCTOKIT := .cache/octokit
 WEBHOOK_EXAMPLES_VERSION := 7.6.1
 OPENAPI_VERSION := 23.0.2
 SOURCES := app handlers tests $(wildcard bench)
+# Toolchain the sandboxed commands of the demo and the tests see (read-only): a venv with pytest, built on the
+# system's python where there is one (a uid other than Otto's must be able to read the interpreter).
+SANDBOX_TOOLS := .cache/sandbox-tools
+SANDBOX_PY ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || echo $(PY))
 
 .PHONY: demo test lint typecheck unit serve bench clean
 
-demo: $(STAMP)
+demo: $(STAMP) $(SANDBOX_TOOLS)/.done
 	$(BIN)/otto demo
 
 serve: $(STAMP)
 	$(BIN)/otto serve
 
-test: $(STAMP) $(OCTOKIT)/.done lint typecheck
+test: $(STAMP) $(OCTOKIT)/.done $(SANDBOX_TOOLS)/.done lint typecheck
 	$(BIN)/pytest -q
 
 lint: $(STAMP)
@@ -35,6 +39,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e ".[dev]"
 	rm -f $(VENV)/.installed-*
+	touch $@
+
+$(SANDBOX_TOOLS)/.done: $(STAMP)
+	rm -rf $(SANDBOX_TOOLS)
+	$(SANDBOX_PY) -m venv --without-pip $(SANDBOX_TOOLS)
+	$(BIN)/python -m pip --python $(SANDBOX_TOOLS)/bin/python install -q "pytest>=9,<10"
+	chmod -R a+rX $(SANDBOX_TOOLS)
 	touch $@
 
 # GitHub's published webhook examples and REST description (npm registry), used by the fidelity tests.

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import sys
 import textwrap
 import time
 from pathlib import Path
@@ -83,9 +82,7 @@ async def run_demo(keep: bool = False, root: Path = Path(".otto/demo"), timeout_
     temporal = EmbeddedTemporal(root / "temporal")
     try:
         address = await temporal.start()
-        settings = world.settings(
-            root / "otto", address, command_path_prepend=[str(Path(sys.executable).parent)]
-        )
+        settings = world.settings(root / "otto", address)
         client = await connect(address, settings.temporal_namespace)
         await ensure_retention(client, settings.temporal_namespace)
         async with running_otto(world, settings, client) as otto:

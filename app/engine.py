@@ -20,6 +20,7 @@ from google.protobuf.duration_pb2 import Duration
 from temporalio.api.namespace.v1 import NamespaceConfig
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest, UpdateNamespaceRequest
 from temporalio.client import Client, WorkflowHandle
+from temporalio.service import TLSConfig
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import WorkflowAlreadyStartedError
@@ -125,8 +126,32 @@ class EmbeddedTemporal:
         self.process = None
 
 
-async def connect(address: str, namespace: str) -> Client:
-    return await Client.connect(address, namespace=namespace, data_converter=pydantic_data_converter)
+def connect_options(settings: Settings) -> dict[str, Any]:
+    """TLS and API-key options for a production cluster (mTLS for self-hosted, an API key for Temporal Cloud).
+
+    Nothing but Otto's own processes may reach Temporal: sandboxed commands have no network at all, and a
+    cluster reachable by others must authenticate Otto (and Otto it) with these."""
+    opts: dict[str, Any] = {}
+    cert, key, ca = settings.temporal_tls_cert, settings.temporal_tls_key, settings.temporal_tls_ca
+    if cert or key or ca or settings.temporal_tls_server_name:
+        if bool(cert) != bool(key):
+            raise ValueError("OTTO_TEMPORAL_TLS_CERT and OTTO_TEMPORAL_TLS_KEY must be set together")
+        opts["tls"] = TLSConfig(
+            client_cert=cert.read_bytes() if cert else None,
+            client_private_key=key.read_bytes() if key else None,
+            server_root_ca_cert=ca.read_bytes() if ca else None,
+            domain=settings.temporal_tls_server_name,
+        )
+    if settings.temporal_api_key is not None:
+        opts["api_key"] = settings.temporal_api_key.get_secret_value()
+        opts.setdefault("tls", True)
+    return opts
+
+
+async def connect(address: str, namespace: str, **options: Any) -> Client:
+    return await Client.connect(
+        address, namespace=namespace, data_converter=pydantic_data_converter, **options
+    )
 
 
 async def ensure_retention(client: Client, namespace: str, retention: timedelta = DELIVERY_RETENTION) -> None:
@@ -162,7 +187,9 @@ async def temporal_client(settings: Settings) -> AsyncIterator[Client]:
         address = await embedded.start()
         log.info("embedded Temporal dev server on %s", address)
     try:
-        client = await connect(address, settings.temporal_namespace)
+        client = await connect(
+            address, settings.temporal_namespace, **(connect_options(settings) if not embedded else {})
+        )
         await ensure_retention(client, settings.temporal_namespace)
         yield client
     finally:

@@ -39,6 +39,7 @@ class Label(Model):
 class IssueRef(Model):
     number: int
     title: str = ""
+    body: str | None = None
     pull_request: dict[str, object] | None = None
 
     @property

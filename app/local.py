@@ -9,7 +9,7 @@ import secrets
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -27,6 +27,8 @@ from app.simulator import create_app as create_simulator_app
 
 APP_ID = 424242
 APP_SLUG = "otto"
+# The toolchain `make` builds for sandboxed commands (a venv with pytest), when running from a checkout.
+PROJECT_SANDBOX_TOOLS = Path(__file__).resolve().parents[1] / ".cache" / "sandbox-tools"
 
 
 def new_private_key() -> tuple[str, str]:
@@ -54,6 +56,8 @@ class LocalWorld:
     model_api_key: str
     app_id: int = APP_ID
     extra: dict[str, Any] = field(default_factory=dict)
+    # toolchains for sandboxed commands (tests point this at a copy every uid can read)
+    sandbox_tools: ClassVar[list[Path]] = [PROJECT_SANDBOX_TOOLS] if PROJECT_SANDBOX_TOOLS.is_dir() else []
 
     @classmethod
     def start(
@@ -95,6 +99,7 @@ class LocalWorld:
             "model_max_retries": 2,
             "temporal_address": temporal_address,
             "data_dir": data_dir,
+            "sandbox_tools": list(self.sandbox_tools),
         }
         values.update(overrides)
         return Settings(_env_file=None, **values)

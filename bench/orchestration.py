@@ -205,8 +205,8 @@ def activity_timings(events: list[Any]) -> list[dict[str, Any]]:
 
 def naive_tasks(clone_url: str, token: str, n: int, scratch: Path) -> list[tuple[float, float]]:
     """Per task: fresh ``git clone`` over smart HTTP, one file, commit, push. (clone s, total s) each."""
-    from app.activities.workspace import auth_header
     from app.simulator.gitrepo import git_env
+    from app.workspace.git import auth_header
 
     env = git_env() | {
         "GIT_CONFIG_COUNT": "1",
@@ -235,11 +235,11 @@ def naive_tasks(clone_url: str, token: str, n: int, scratch: Path) -> list[tuple
 
 
 def workspace_stages(clone_url: str, token: str, n: int, scratch: Path) -> list[dict[str, float]]:
-    """Otto's own git steps for one task (``app.activities.workspace.Workspace``), one task at a time,
-    after a first sync: where a task's time goes, without the worker around it."""
-    from app.activities.workspace import GitIdentity, Workspace
+    """Otto's own git steps for one task (``app.workspace.Workspace``), one task at a time, after a first
+    sync: where a task's time goes, without the worker around it (the checkout is warm from the 2nd task)."""
+    from app.workspace import GitIdentity, Workspace
 
-    ws = Workspace(scratch / "ws-mirrors", scratch / "ws-worktrees")
+    ws = Workspace(scratch / "ws-mirrors", scratch / "ws-checkouts")
     who = GitIdentity(name="otto[bot]", email="1+otto[bot]@users.noreply.github.com")
     ws.sync_mirror(f"{OWNER}/{REPO}", clone_url, token)
     out = []
@@ -248,7 +248,7 @@ def workspace_stages(clone_url: str, token: str, n: int, scratch: Path) -> list[
         mirror = ws.sync_mirror(f"{OWNER}/{REPO}", clone_url, token)
         marks.append(("sync mirror", time.perf_counter()))
         wt = ws.create_worktree(mirror, f"stage-{i}", "main", [], None, who)
-        marks.append(("worktree", time.perf_counter()))
+        marks.append(("checkout", time.perf_counter()))
         (wt.path / "otto_bench").mkdir(exist_ok=True)
         (wt.path / "otto_bench" / f"stage{i}.txt").write_text(f"note {i}\n")
         ws.commit_all(wt, f"stage {i}", who)
@@ -258,7 +258,7 @@ def workspace_stages(clone_url: str, token: str, n: int, scratch: Path) -> list[
         ws.changed_files(wt, "main")
         marks.append(("changed files", time.perf_counter()))
         ws.remove_worktree(wt)
-        marks.append(("remove worktree", time.perf_counter()))
+        marks.append(("release checkout", time.perf_counter()))
         out.append({name: t - marks[k][1] for k, (name, t) in enumerate(marks[1:])})
     return out
 

@@ -22,7 +22,14 @@ async def handle(ctx: HandlerContext, event: object) -> Outcome:
     request = StartRun(
         repo=repo,
         issue_number=event.issue.number,
-        trigger=Trigger(delivery_id=ctx.delivery_id, sender=event.sender.login, label=label),
+        # the text the maintainer saw when labeling: edits made afterwards never reach the model
+        trigger=Trigger(
+            delivery_id=ctx.delivery_id,
+            sender=event.sender.login,
+            label=label,
+            issue_title=event.issue.title,
+            issue_body=event.issue.body or "",
+        ),
     )
     if await ctx.handoff.submit(ctx.delivery_id, request):
         return Outcome(202, "accepted: run requested")

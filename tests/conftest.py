@@ -5,17 +5,43 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import sys
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from app.engine import EmbeddedTemporal, connect, ensure_retention
-from app.local import LocalWorld, running_otto
+from app.local import PROJECT_SANDBOX_TOOLS, LocalWorld, running_otto
 from tests.e2e import Otto, Repo
+from tests.sandboxing import traversable
 
 _names = itertools.count(1)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def sandbox_tools(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of `make`'s sandbox toolchain (a venv with pytest) where the sandbox's uid can read it."""
+    source = PROJECT_SANDBOX_TOOLS
+    if not (source / "bin" / "python").exists():
+        pytest.exit(f"{source} is missing: run the tests with `make test`, which builds it", returncode=2)
+    base = tmp_path_factory.getbasetemp()
+    traversable(base, Path(tempfile.gettempdir()))
+    copy = base / "sandbox-tools"
+    shutil.copytree(source, copy, symlinks=True)
+    copy.chmod(0o755)
+    LocalWorld.sandbox_tools = [copy]
+    return copy
+
+
+@pytest.fixture(autouse=True)
+def _traversable_tmp(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> None:
+    # again for every test: another pytest session of the same user resets pytest-of-<user> to 0700
+    traversable(tmp_path_factory.getbasetemp(), Path(tempfile.gettempdir()))
+    if "tmp_path" in request.fixturenames:
+        tmp_path: Path = request.getfixturevalue("tmp_path")
+        traversable(tmp_path, tmp_path_factory.getbasetemp())
 
 
 @pytest.fixture(scope="session")
@@ -37,10 +63,18 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalWorld]:
 async def otto(
     world: LocalWorld, temporal_address: str, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Otto]:
+    data = tmp_path_factory.mktemp("otto")
+    traversable(data, tmp_path_factory.getbasetemp())
+    key = tmp_path_factory.mktemp("keys") / "app.pem"  # a key file, as operators keep it
+    key.write_text(world.private_key_pem)
+    key.chmod(0o600)
     settings = world.settings(
-        tmp_path_factory.mktemp("otto"),
+        data,
         temporal_address,
-        command_path_prepend=[str(Path(sys.executable).parent)],
+        github_private_key=None,
+        github_private_key_path=key,
+        sandbox_memory_mb=768,  # small enough for the tests' memory hog to hit
+        sandbox_pids=128,
         max_parallel_tasks=2,
         agent_max_steps=12,
         heartbeat_timeout_s=2.0,

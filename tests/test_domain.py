@@ -168,7 +168,9 @@ def test_cost_includes_cache_reads_and_writes() -> None:
 
 # --- repository config -----------------------------------------------------------------------------
 def test_repo_config_defaults_and_parsing() -> None:
-    assert parse_repo_config(None).paths_denied == [".github/workflows/**"]
+    assert parse_repo_config(None).paths_denied == [".github/workflows/**", ".github/otto.yml"]
+    assert parse_repo_config(None).network == "none"
+    assert parse_repo_config("network: setup").network == "setup"
     cfg = parse_repo_config("verify: python -m pytest -q\nmerge_method: squash\nmax_fix_rounds: 1\n")
     assert cfg.verify == ["python -m pytest -q"] and cfg.merge_method == "squash" and cfg.max_fix_rounds == 1
 

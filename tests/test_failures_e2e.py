@@ -124,7 +124,9 @@ async def test_failing_task_gets_a_no_progress_fix_round_then_the_pilot_skips_it
     assert [t["id"] for t in json.loads((run_dir / "plan.json").read_text())["tasks"]] == ["t1", "t2", "t3"]
     assert "- t1 " in (run_dir / "context.md").read_text()
     assert (run_dir / "t2" / "attempt-1" / "transcript.jsonl").exists()
-    assert "b is not ready yet" in (run_dir / "t2" / "attempt-1" / "verify-round-1.log").read_text()
+    attempt_dir = run_dir / "t2" / "attempt-1"
+    assert "b is not ready yet" in (attempt_dir / "verify.0.log").read_text()  # every round's log is kept
+    assert "b is not ready yet" in (attempt_dir / "verify.1.log").read_text()
     assert (run_dir / "t1" / "attempt-1" / "summary.md").read_text().startswith("Added a.py.")
     assert any(line.startswith("- t1 ") for line in state.learnings)
 

@@ -48,13 +48,15 @@ class Cluster:
     web: RunningServer
     workers: list[ManagedProcess] = field(default_factory=list)
 
-    def start_worker(self) -> ManagedProcess:
+    def start_worker(self, **settings: object) -> ManagedProcess:
         n = len(self.workers) + 1
         proc = ManagedProcess(
             f"otto worker {n}",
             [str(VENV_BIN / "otto"), "worker", "--log-level", "warning"],
             self.root / f"worker-{n}.log",
-            env=otto_env(self.world, self.root / "otto", self.temporal_address, 0, **WORKER_ENV),
+            env=otto_env(
+                self.world, self.root / "otto", self.temporal_address, 0, **{**WORKER_ENV, **settings}
+            ),
             cwd=self.root,
         )
         self.workers.append(proc)
@@ -135,6 +137,34 @@ def assert_nothing_twice(sim: Any, r: Repo, number: int, branches: list[str]) ->
     for ref, old, new in updates:
         if old is not None and new is not None:
             assert old in [c.sha for c in sim.git_log(r.owner, r.name, new)], f"{ref} forced over {old}"
+
+
+async def test_without_a_sandbox_no_task_runs_and_the_run_says_why(cluster_workers: Cluster) -> None:
+    cluster = cluster_workers
+    sim, world = cluster.world.sim, cluster.world
+    world.model.load(scenario(SINGLE, {"t1": [create("a.py", "A = 1\n"), {"text": "Added a.py."}]}))
+    r = new_repo(sim, world.app_id, "nosandbox", dict(SAMPLE_REPO))
+    cluster.start_worker(sandbox_bwrap_path="/nonexistent/bwrap")  # as on a host where bwrap can't run
+    number, rid = label_new_issue(sim, r)
+    state = await wait_for_state(cluster.client, rid, number, settled, within=60)
+    assert state.phase == RunPhase.FAILED
+    assert "Otto will not run this task's commands" in state.reason and "OTTO_SANDBOX=off" in state.reason
+    assert world.model.requests_for("agent", "t1") == []  # fail closed: not one agent step
+    assert sim.pulls(r.owner, r.name) == [] and not [b for b in sim.branches(r.owner, r.name) if "otto/" in b]
+    await eventually(lambda: "bubblewrap could not start a sandbox here" in _bot_comment(sim, r, number))
+
+
+async def test_sandbox_off_is_loud_in_every_status_comment(cluster_workers: Cluster) -> None:
+    cluster = cluster_workers
+    sim, world = cluster.world.sim, cluster.world
+    world.model.load(scenario(SINGLE, {"t1": [create("a.py", "A = 1\n"), {"text": "Added a.py."}]}))
+    r = new_repo(sim, world.app_id, "sandboxoff", dict(SAMPLE_REPO))
+    cluster.start_worker(sandbox="off")
+    number, rid = label_new_issue(sim, r)
+    state = await wait_for_state(cluster.client, rid, number, settled, within=60)
+    assert state.phase == RunPhase.WAITING_REVIEW, state.reason
+    await eventually(lambda: "OTTO_SANDBOX=off" in _bot_comment(sim, r, number))
+    assert "WITHOUT a sandbox" in _bot_comment(sim, r, number)
 
 
 def agent_steps(world: LocalWorld, key: str, step: int) -> int:
@@ -234,7 +264,6 @@ async def test_temporal_restarted_mid_run_the_run_continues(tmp_path: Path) -> N
         settings = world.settings(
             tmp_path / "otto",
             address,
-            command_path_prepend=[str(VENV_BIN)],
             heartbeat_timeout_s=15.0,
             max_parallel_tasks=2,
         )
@@ -326,9 +355,7 @@ async def test_a_model_call_that_times_out_is_retried_within_bounds(tmp_path: Pa
     hang = {**create("a.py", "A = 1\n"), "errors": [{"status": 529, "delay_s": 20}]}
     world = LocalWorld.start(tmp_path / "world", scenario(SINGLE, {"t1": [hang, {"text": "Added a.py."}]}))
     try:
-        settings = world.settings(
-            tmp_path / "otto", address, command_path_prepend=[str(VENV_BIN)], model_timeout_s=1.0
-        )
+        settings = world.settings(tmp_path / "otto", address, model_timeout_s=1.0)
         client = await connect(address, settings.temporal_namespace)
         async with running_otto(world, settings, client):
             r = new_repo(world.sim, world.app_id, "timeout", dict(SAMPLE_REPO))

@@ -3,21 +3,29 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from app.activities.verify import VerifyPlan, detect_commands, resolve_plan, run_verify
+from app.activities.verify import VerifyPlan, VerifyResult, detect_commands, resolve_plan, run_verify
+from app.sandbox import Sandbox
+from tests.sandboxing import make_mounts, make_sandbox
 
-# The checks run with a scrubbed environment; put this interpreter (which has pytest) first on PATH.
-PY_ENV = {
-    "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-    "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",  # faster startup of the inner pytest
-}
+# The checks run in the sandbox, whose toolchain (tests/sandboxing.py) has pytest.
+PY_ENV = {"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}  # faster startup of the inner pytest
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path) -> Sandbox:
+    return make_sandbox(tmp_path)
+
+
+def verify(sandbox: Sandbox, repo: Path, plan: VerifyPlan, **kwargs: Any) -> VerifyResult:
+    """``run_verify`` in the sandbox on ``repo`` (handed to the sandbox's uid as Otto's checkouts are)."""
+    return run_verify(sandbox, make_mounts(sandbox, repo), plan, **kwargs)
 
 
 def _write(root: Path, files: dict[str, str]) -> Path:
@@ -125,13 +133,13 @@ def test_resolve_plan_prefers_the_repository_config(repo: Path) -> None:
 CALC = "def add(a, b):\n    return a + b\n"
 
 
-def test_no_checks(repo: Path) -> None:
-    result = run_verify(repo, detect_commands(repo), timeout_s=10, log_limit=10_000)
+def test_no_checks(sandbox: Sandbox, repo: Path) -> None:
+    result = verify(sandbox, repo, detect_commands(repo), timeout_s=10, log_limit=10_000)
     assert result.passed and result.no_checks and result.commands == []
     assert "no checks found" in result.log
 
 
-def test_passing_pytest(repo: Path) -> None:
+def test_passing_pytest(sandbox: Sandbox, repo: Path) -> None:
     _write(
         repo,
         {
@@ -140,7 +148,7 @@ def test_passing_pytest(repo: Path) -> None:
         },
     )
     _write(repo, {"pytest.ini": "[pytest]\npythonpath = .\n"})
-    result = run_verify(repo, detect_commands(repo), timeout_s=60, log_limit=20_000, env=PY_ENV)
+    result = verify(sandbox, repo, detect_commands(repo), timeout_s=60, log_limit=20_000, env=PY_ENV)
     assert result.passed, result.log
     assert result.exit_code == 0 and not result.timed_out and not result.no_checks
     assert result.failures == 0
@@ -150,7 +158,7 @@ def test_passing_pytest(repo: Path) -> None:
     assert not list(repo.rglob("__pycache__"))  # PYTHONDONTWRITEBYTECODE reached the command
 
 
-def test_failing_pytest(repo: Path) -> None:
+def test_failing_pytest(sandbox: Sandbox, repo: Path) -> None:
     _write(
         repo,
         {
@@ -163,7 +171,7 @@ def test_failing_pytest(repo: Path) -> None:
             ),
         },
     )
-    result = run_verify(repo, detect_commands(repo), timeout_s=60, log_limit=20_000, env=PY_ENV)
+    result = verify(sandbox, repo, detect_commands(repo), timeout_s=60, log_limit=20_000, env=PY_ENV)
     assert not result.passed
     assert result.exit_code == 1 and not result.timed_out
     assert result.failures == 1
@@ -171,31 +179,33 @@ def test_failing_pytest(repo: Path) -> None:
     assert result.failed_command == "python -m pytest -q"
 
 
-def test_stops_at_the_first_failing_command(repo: Path) -> None:
+def test_stops_at_the_first_failing_command(sandbox: Sandbox, repo: Path) -> None:
     plan = VerifyPlan(setup=["echo setting up", "echo broken >&2; exit 2"], verify=["echo SHOULD-NOT-RUN"])
-    result = run_verify(repo, plan, timeout_s=10, log_limit=10_000)
+    result = verify(sandbox, repo, plan, timeout_s=10, log_limit=10_000)
     assert not result.passed
     assert result.commands == ["echo setting up", "echo broken >&2; exit 2"]
     assert result.exit_code == 2 and result.failures is None
     assert "SHOULD-NOT-RUN" not in result.log and "broken" in result.log and "setting up" in result.log
     plan = VerifyPlan(verify=["echo lint failed; exit 1", "echo SHOULD-NOT-RUN"])
-    result = run_verify(repo, plan, timeout_s=10, log_limit=10_000)
+    result = verify(sandbox, repo, plan, timeout_s=10, log_limit=10_000)
     assert result.commands == ["echo lint failed; exit 1"] and result.failures is None
 
 
-def test_timeout(repo: Path) -> None:
+def test_timeout(sandbox: Sandbox, repo: Path) -> None:
     started = time.monotonic()
-    result = run_verify(repo, VerifyPlan(verify=["echo begin; sleep 30"]), timeout_s=0.5, log_limit=10_000)
+    result = verify(
+        sandbox, repo, VerifyPlan(verify=["echo begin; sleep 30"]), timeout_s=0.5, log_limit=10_000
+    )
     assert time.monotonic() - started < 5
     assert not result.passed and result.timed_out and result.exit_code is None
     assert "begin" in result.log and "timed out after 0.5s" in result.log
 
 
-def test_log_is_bounded(repo: Path) -> None:
+def test_log_is_bounded(sandbox: Sandbox, repo: Path) -> None:
     plan = VerifyPlan(
         setup=["seq 1 50000"], verify=["seq 1 50000; echo '2 failed, 1 passed in 0.5s'; exit 1"]
     )
-    result = run_verify(repo, plan, timeout_s=20, log_limit=3000)
+    result = verify(sandbox, repo, plan, timeout_s=20, log_limit=3000)
     assert len(result.log.encode()) <= 3000
     assert re.search(r"\[\d+ bytes omitted\]", result.log)
     assert result.log.startswith("$ seq 1 50000\n")
@@ -203,10 +213,14 @@ def test_log_is_bounded(repo: Path) -> None:
     assert result.failures == 2
 
 
-def test_checks_get_a_scrubbed_environment(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_checks_get_a_scrubbed_environment(
+    sandbox: Sandbox, repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("OTTO_WEBHOOK_SECRET", "whsec-abc")
     monkeypatch.setenv("GITHUB_TOKEN", "ghs_abc")
-    result = run_verify(repo, VerifyPlan(verify=["env"]), timeout_s=10, log_limit=20_000, env={"EXTRA": "1"})
+    result = verify(
+        sandbox, repo, VerifyPlan(verify=["env"]), timeout_s=10, log_limit=20_000, env={"EXTRA": "1"}
+    )
     assert result.passed
     assert "OTTO_WEBHOOK_SECRET" not in result.log and "GITHUB_TOKEN" not in result.log
     assert "EXTRA=1" in result.log and "CI=true" in result.log

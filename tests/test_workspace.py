@@ -14,17 +14,16 @@ from typing import ClassVar
 
 import pytest
 
-from app.activities.workspace import (
+from app.workspace import (
     GitIdentity,
     MergeConflict,
     PushRejected,
     Workspace,
     WorkspaceError,
     Worktree,
-    auth_header,
-    remote_invocation,
     valid_branch_name,
 )
+from app.workspace.git import auth_header, remote_invocation
 
 BOT = GitIdentity(name="otto[bot]", email="123+otto[bot]@users.noreply.github.com")
 TOKEN = "ghs_FAKEtoken0123456789abcdefABCDEF"
@@ -37,6 +36,11 @@ HUMAN_ENV = {
     "GIT_COMMITTER_NAME": "Human",
     "GIT_COMMITTER_EMAIL": "human@example.com",
 }
+
+
+def otto_git(wt: Worktree, *args: str) -> str:
+    """Git on Otto's side of a checkout (its own git dir; the work tree's .git is the sandbox's)."""
+    return git(wt.path, f"--git-dir={wt.git_dir}", *args)
 
 
 def git(cwd: Path, *args: str) -> str:
@@ -87,7 +91,8 @@ def origin(tmp_path: Path) -> Origin:
 
 @pytest.fixture
 def ws(tmp_path: Path) -> Workspace:
-    return Workspace(tmp_path / "mirrors", tmp_path / "worktrees")
+    # commands in these tests run on the host (no sandbox), so the checkout's own .git uses host paths
+    return Workspace(tmp_path / "mirrors", tmp_path / "checkouts", sandbox_objects=None, pool_size=2)
 
 
 def _task(ws: Workspace, origin: Origin, name: str, **kw: object) -> Worktree:
@@ -126,25 +131,38 @@ def test_mirror_is_created_fetched_and_pruned(ws: Workspace, origin: Origin, tmp
         ws.list_files(mirror, "feature")
 
 
-def test_agent_branches_in_a_worktree_do_not_break_the_mirror(ws: Workspace, origin: Origin) -> None:
+def test_the_checkouts_own_git_is_the_sandboxs_and_never_otto_s(
+    ws: Workspace, origin: Origin, tmp_path: Path
+) -> None:
     wt = _task(ws, origin, "t1")
-    other = _task(ws, origin, "t2")
-    # The agent plays with git in its worktree: a local branch, then the base branch's name.
+    assert git(wt.path, "status", "--porcelain") == ""  # the agent's git works: clean at the start
+    assert git(wt.path, "rev-parse", "HEAD") == origin.sha("main") == wt.start_sha
+    assert git(wt.path, "rev-parse", "origin/main") == origin.sha("main")  # the base, as origin/<branch>
+    # The agent plays with git in its checkout: branches, commits, and config meant for Otto's own git.
+    marker = tmp_path / "filter-ran"
     git(wt.path, "checkout", "-q", "-b", "main")
+    git(wt.path, "config", "filter.evil.clean", f"sh -c 'touch {marker}; cat'")
+    git(wt.path, "config", "core.hooksPath", str(tmp_path))
+    git(wt.path, "config", "url.http://127.0.0.1:9/.insteadOf", origin.url)
+    (wt.path / ".gitattributes").write_text("* filter=evil\n")
     (wt.path / "x.py").write_text("x = 1\n")
+    git(wt.path, "add", "-A")
+    git(wt.path, "commit", "-q", "-m", "the agent's own commit")
+    marker.unlink(missing_ok=True)  # the agent's own git may run its own filter, inside its sandbox
     sha = ws.commit_all(wt, "agent work", BOT)
-    git(other.path, "checkout", "-q", "-b", "scratch")
-    origin.human_commit("main", "m.txt", "moved\n")
-    git(origin.path, "branch", "-q", "gone", "main")
-    mirror = ws.sync_mirror("acme/demo", origin.url, None)  # neither refuses nor prunes the agent's branch
-    git(origin.path, "branch", "-q", "-D", "gone")
-    ws.sync_mirror("acme/demo", origin.url, None)
-    assert ws.head_sha(wt) == sha and (wt.path / "x.py").exists()
-    assert ws.push(wt, origin.url, None, "otto/1/t1", None) == sha
-    assert git(wt.path, "rev-parse", "origin/main") == origin.sha("main")  # visible as origin/<branch>
+    assert sha is not None and not marker.exists()  # Otto's git never ran the filter
+    shown = subprocess.run(
+        ["git", "--git-dir", str(wt.mirror), "show", f"{sha}:x.py"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert shown.stdout == "x = 1\n"
+    assert ws.push(wt, origin.url, None, "otto/1/t1", None) == sha  # insteadOf was not followed
+    assert origin.sha("otto/1/t1") == sha
+    assert git(wt.mirror, "for-each-ref", "refs/heads/") == ""  # nothing of the agent's reached the mirror
+    assert "evil" not in (wt.mirror / "config").read_text()
     ws.remove_worktree(wt)
-    ws.remove_worktree(other)
-    assert git(mirror, "for-each-ref", "refs/heads/") == ""  # the agent's branches were tidied away
 
 
 def test_invalid_keys_names_and_urls(ws: Workspace, origin: Origin) -> None:
@@ -154,9 +172,6 @@ def test_invalid_keys_names_and_urls(ws: Workspace, origin: Origin) -> None:
     with pytest.raises(WorkspaceError, match="credentials"):
         ws.sync_mirror("acme/demo", f"https://x-access-token:{TOKEN}@github.com/acme/demo.git", None)
     mirror = ws.sync_mirror("acme/demo", origin.url, None)
-    for name in ["a/b", "..", "", "x.sandbox"]:
-        with pytest.raises(WorkspaceError):
-            ws.create_worktree(mirror, name, "main", [], None, BOT)
     with pytest.raises(WorkspaceError, match="does not exist"):
         ws.create_worktree(mirror, "t", "nope", [], None, BOT)
     with pytest.raises(WorkspaceError, match="invalid branch"):
@@ -204,8 +219,7 @@ def test_concurrent_tasks_from_one_mirror(ws: Workspace, origin: Origin) -> None
     for name, wt in results.items():
         assert (wt.path / "app.py").exists() and (wt.path / f"{name}.txt").exists()
         assert origin.sha(f"otto/1/{name}") == ws.head_sha(wt)
-    listed = git(results["t0"].mirror, "worktree", "list", "--porcelain")
-    assert listed.count("worktree ") == 5  # the bare mirror itself and four tasks
+    assert len({wt.path for wt in results.values()}) == 4  # four checkouts, none shared
 
 
 def test_dependency_branches_are_merged(ws: Workspace, origin: Origin) -> None:
@@ -224,7 +238,7 @@ def test_dependency_branches_are_merged(ws: Workspace, origin: Origin) -> None:
     assert b.merged == {"otto/1/a": ws.head_sha(a), "otto/1/c": ws.head_sha(c)}
     assert not b.resumed
     # A fast-forwarded; C needed a merge commit, made by the bot.
-    head = git(b.path, "log", "-1", "--format=%P|%an|%ae|%cn|%ce|%s")
+    head = otto_git(b, "log", "-1", "--format=%P|%an|%ae|%cn|%ce|%s")
     parents, an, ae, cn, ce, subject = head.split("|")
     assert len(parents.split()) == 2
     assert (an, ae, cn, ce) == (BOT.name, BOT.email, BOT.name, BOT.email)
@@ -239,7 +253,9 @@ def test_merge_conflict_names_the_branch_and_cleans_up(ws: Workspace, origin: Or
         ws.create_worktree(mirror, "b", "main", ["one", "two"], None, BOT)
     assert info.value.branch == "two" and info.value.files == ["app.py"]
     assert "'two'" in str(info.value)
-    assert not (ws.worktrees_dir / "b").exists()
+    again = _task(ws, origin, "b")  # the checkout was given back: the next one takes the same slot, clean
+    assert ws.head_sha(again) == origin.sha("main")
+    assert git(again.path, "status", "--porcelain") == ""
     assert git(mirror, "worktree", "list", "--porcelain").count("worktree ") == 1
     with pytest.raises(WorkspaceError, match="'missing'"):
         ws.create_worktree(mirror, "b", "main", ["missing"], None, BOT)
@@ -258,7 +274,7 @@ def test_resume_continues_on_the_task_branch(ws: Workspace, origin: Origin) -> N
     assert (second.path / "x.py").read_text() == "x = 1\n"
     (second.path / "x.py").write_text("x = 2\n")
     sha2 = ws.commit_all(second, "attempt 2", BOT)
-    assert git(second.path, "rev-parse", "HEAD^") == sha1
+    assert otto_git(second, "rev-parse", "HEAD^") == sha1
     assert ws.push(second, origin.url, None, "otto/1/t1", sha1) == sha2
     assert origin.sha("otto/1/t1") == sha2
 
@@ -267,33 +283,42 @@ def test_resume_continues_on_the_task_branch(ws: Workspace, origin: Origin) -> N
     assert not fresh.resumed and fresh.start_sha == origin.sha("main")
 
 
-def test_leftover_directory_from_a_crash_is_replaced(ws: Workspace, origin: Origin) -> None:
+def test_a_used_checkout_is_reset_to_exactly_its_commit(ws: Workspace, origin: Origin) -> None:
     wt = _task(ws, origin, "t1")
+    path = wt.path
     (wt.path / "junk.txt").write_text("half-done work")
-    (ws.worktrees_dir / "t1.sandbox" / "home").mkdir(parents=True)
-    again = _task(ws, origin, "t1")
-    assert not (again.path / "junk.txt").exists()
-    assert not (ws.worktrees_dir / "t1.sandbox").exists()
-    assert git(again.mirror, "worktree", "list", "--porcelain").count("worktree ") == 2
-    # A plain directory (not a registered worktree) in the way is removed too.
-    stray = ws.worktrees_dir / "t2"
-    (stray / "deep").mkdir(parents=True)
-    (stray / "deep" / "file").write_text("x")
-    os.chmod(stray / "deep", 0o500)
-    wt2 = _task(ws, origin, "t2")
-    assert (wt2.path / "app.py").exists() and not (wt2.path / "deep").exists()
-
-
-def test_remove_worktree(ws: Workspace, origin: Origin) -> None:
-    wt = _task(ws, origin, "t1")
-    (ws.worktrees_dir / "t1.sandbox" / "home").mkdir(parents=True)
+    (wt.path / "app.py").write_text("broken\n")
+    (wt.path / "build.log").write_text("ignored, still removed\n")  # *.log is in .gitignore
+    (wt.path / "nested" / "repo").mkdir(parents=True)
+    git(wt.path / "nested" / "repo", "init", "-q")
+    (wt.path / "escape").symlink_to("/etc")
+    (wt.home / ".cache").mkdir()
+    (wt.tmp / "x").write_text("tmp")
     ws.remove_worktree(wt)
-    assert not wt.path.exists() and not (ws.worktrees_dir / "t1.sandbox").exists()
-    assert git(wt.mirror, "worktree", "list", "--porcelain").count("worktree ") == 1
     ws.remove_worktree(wt)  # idempotent
-    wt2 = _task(ws, origin, "t2")
-    ws.remove_worktree(wt2.path)  # by path
-    assert not wt2.path.exists()
+    again = _task(ws, origin, "t2")
+    assert again.path == path  # the same slot, reused warm
+    assert sorted(p.name for p in again.path.iterdir()) == [".git", ".gitignore", "README.md", "app.py"]
+    assert (again.path / "app.py").read_text() == "def add(a, b):\n    return a + b\n"
+    assert list(again.home.iterdir()) == [] and list(again.tmp.iterdir()) == []
+    assert git(again.path, "status", "--porcelain", "--ignored") == ""
+
+
+def test_a_checkout_that_cannot_be_reset_is_rebuilt(ws: Workspace, origin: Origin) -> None:
+    wt = _task(ws, origin, "t1")
+    (wt.git_dir / "HEAD").write_text("garbage\n")  # a crash left Otto's git dir broken
+    ws.remove_worktree(wt)
+    again = _task(ws, origin, "t1")
+    assert again.path == wt.path and ws.head_sha(again) == origin.sha("main")
+    assert (again.path / "app.py").exists()
+
+
+def test_busy_checkouts_are_not_shared_and_extra_ones_are_removed(ws: Workspace, origin: Origin) -> None:
+    held = [_task(ws, origin, f"t{i}") for i in range(3)]  # pool_size is 2
+    assert len({w.path for w in held}) == 3
+    for w in held:
+        ws.remove_worktree(w)
+    assert held[0].path.exists() and held[1].path.exists() and not held[2].path.exists()
 
 
 # --- commits --------------------------------------------------------------------------------------
@@ -307,9 +332,9 @@ def test_commit_identity_gitignore_and_nothing_to_commit(ws: Workspace, origin: 
     (wt.path / "README.md").unlink()
     sha = ws.commit_all(wt, "Add new.py\n\nBody line.", BOT)
     assert sha is not None and sha == ws.head_sha(wt)
-    fmt = git(wt.path, "log", "-1", "--format=%an|%ae|%cn|%ce|%B")
+    fmt = otto_git(wt, "log", "-1", "--format=%an|%ae|%cn|%ce|%B")
     assert fmt.startswith(f"{BOT.name}|{BOT.email}|{BOT.name}|{BOT.email}|Add new.py\n\nBody line.")
-    files = git(wt.path, "show", "--name-status", "--format=", "HEAD").splitlines()
+    files = otto_git(wt, "show", "--name-status", "--format=", "HEAD").splitlines()
     assert sorted(files) == ["A\tnew.py", "D\tREADME.md"]
     assert ws.commit_all(wt, "again", BOT) is None
 
@@ -370,7 +395,7 @@ def test_changed_files(ws: Workspace, origin: Origin) -> None:
     assert changes == {("renamed.py", "A", None), ("app.py", "M", None), ("README.md", "D", None)}
     (wt.path / "renamed.py").rename(wt.path / "moved.py")
     ws.commit_all(wt, "three", BOT)
-    head1 = git(wt.path, "rev-parse", "HEAD~1")
+    head1 = otto_git(wt, "rev-parse", "HEAD~1")
     assert [(c.path, c.status, c.old_path) for c in ws.changed_files(wt, head1)] == [
         ("moved.py", "R", "renamed.py")
     ]
@@ -430,7 +455,7 @@ def test_token_never_lands_on_disk(ws: Workspace, origin: Origin) -> None:
     ws.push(wt, origin.url, TOKEN, "otto/1/t1", None)
     ws.sync_mirror("acme/demo", origin.url, TOKEN)
     needles = [TOKEN.encode(), base64.b64encode(f"x-access-token:{TOKEN}".encode()), b"extraheader"]
-    for path, data in _all_bytes_under(ws.mirrors_dir, ws.worktrees_dir, origin.path):
+    for path, data in _all_bytes_under(ws.mirrors.mirrors_dir, ws.checkouts_dir, origin.path):
         for needle in needles:
             assert needle not in data, f"{needle!r} found in {path}"
 

@@ -79,14 +79,12 @@ class Agent:
         self,
         llm: LLM,
         *,
-        root: Path,
+        editor: EditorTool,
+        shell: CommandTool,
         system: str,
         task_id: str,
         model: str,
         max_steps: int,
-        command_timeout_s: float,
-        output_limit: int,
-        env: dict[str, str],
         transcript: Transcript,
         on_step: Callable[[int], None] = lambda _step: None,
         budget_usd: float | None = None,
@@ -99,8 +97,8 @@ class Agent:
         self.max_steps = max_steps
         self.transcript = transcript
         self.on_step = on_step
-        self.editor = EditorTool(root, output_limit=output_limit)
-        self.shell = CommandTool(root, timeout_s=command_timeout_s, output_limit=output_limit, extra_env=env)
+        self.editor = editor
+        self.shell = shell
         self.messages: list[MessageParam] = []
         self.usage = Usage()
         self.steps = 0

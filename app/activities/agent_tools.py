@@ -2,10 +2,11 @@
 
 - :class:`EditorTool` implements Anthropic's text editor tool (type ``text_editor_20250728``, name
   ``str_replace_based_edit_tool``): ``view``, ``create``, ``str_replace``, ``insert``.
-- :class:`CommandTool` runs one shell command per call (``bash -c``, cwd = worktree, scrubbed env,
-  timeout, bounded output). It is stateless: ``cd`` or exported variables do not carry over between
-  calls. Its ``handle`` accepts the input of Anthropic's ``bash_20250124`` tool (``command``,
-  ``restart``) as well as a custom tool with just ``command``.
+- :class:`CommandTool` runs one shell command per call in the task's sandbox (``bash -c`` in the
+  workspace, see :mod:`app.sandbox.runner`: no network, nothing of Otto's visible, limits, timeout, bounded
+  output). It is stateless: ``cd`` or exported variables do not carry over between calls. Its ``handle``
+  accepts the input of Anthropic's ``bash_20250124`` tool (``command``, ``restart``) as well as a custom
+  tool with just ``command``.
 
 Both return a :class:`ToolOutcome` and never raise for the model's mistakes: bad input, unknown
 commands, paths outside the worktree and I/O errors all become ``is_error=True`` outcomes.
@@ -13,15 +14,17 @@ commands, paths outside the worktree and I/O errors all become ``is_error=True``
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from app.activities.proc import ProcResult, run_shell, sandbox_dirs, sandbox_env
 from app.domain.logs import bound_text
 from app.domain.paths import PathEscape, display_path, resolve_inside
+from app.sandbox import Mounts, ProcResult, Sandbox
 
 EDITOR_TOOL_NAME = "str_replace_based_edit_tool"
 EDITOR_TOOL_TYPE = "text_editor_20250728"
@@ -69,10 +72,19 @@ class EditorTool:
     Files are read and written as UTF-8 with line endings preserved as they are.
     """
 
-    def __init__(self, root: Path, *, output_limit: int = 16_000, alias: str | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        output_limit: int = 16_000,
+        alias: str | None = None,
+        owner: tuple[int, int] | None = None,
+    ) -> None:
+        """``owner``: uid/gid that must own files and directories the tool creates (the sandbox's user)."""
         self.root = Path(os.path.realpath(root))
         self.output_limit = output_limit
         self.alias = alias
+        self.owner = owner
 
     # -- dispatch ----------------------------------------------------------------------------------
 
@@ -138,10 +150,15 @@ class EditorTool:
             shown = self._show(target)
             if target.is_dir():
                 raise _ToolError(f"{shown} is a directory; cannot create a file there.")
-            existed = target.exists()
+            existed = target.exists() or target.is_symlink()
+            if existed and not target.is_file():
+                raise _ToolError(f"{shown} exists and is not a regular file; cannot create a file there.")
+            missing = [d for d in [target.parent, *target.parent.parents] if not d.exists()]
             try:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 self._write(target, file_text)
+                for created in [*missing, target]:
+                    self._own(created)
             except OSError as exc:
                 raise _ToolError(f"Could not write {shown}: {exc.strerror or exc}") from exc
             if existed:
@@ -246,8 +263,20 @@ class EditorTool:
 
     @staticmethod
     def _write(target: Path, text: str) -> None:
-        with open(target, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
+        """Write a regular file, never following a symlink or blocking on a FIFO someone left there."""
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise OSError(errno.EINVAL, "not a regular file")
+            os.ftruncate(fd, 0)
+            with os.fdopen(fd, "w", encoding="utf-8", newline="", closefd=False) as fh:
+                fh.write(text)
+        finally:
+            os.close(fd)
+
+    def _own(self, path: Path) -> None:
+        if self.owner is not None:
+            os.lchown(path, *self.owner)
 
     def _write_existing(self, target: Path, text: str, shown: str) -> None:
         try:
@@ -337,47 +366,37 @@ def _line_end_offset(text: str, line: int) -> int:
 
 
 class CommandTool:
-    """Runs shell commands in the worktree with a scrubbed environment, a timeout and bounded output.
+    """Runs shell commands in the task's sandbox: its workspace, no network, limits, timeout, bounded output.
 
-    HOME and TMPDIR default to ``<worktree>.sandbox/{home,tmp}`` beside the worktree (never the real
-    home); see :func:`app.activities.proc.sandbox_env` for the environment. ``is_error`` is set only
-    when the command could not complete (timeout, or it could not be started); a non-zero exit code is
-    a normal result and is stated in the content.
+    ``is_error`` is set only when the command could not complete (timeout, a sandbox limit, or it could not be
+    started); a non-zero exit code is a normal result and is stated in the content.
     """
 
     def __init__(
         self,
-        root: Path,
+        sandbox: Sandbox,
+        mounts: Mounts,
         timeout_s: float,
         output_limit: int,
         extra_env: Mapping[str, str] | None = None,
-        *,
-        home: Path | None = None,
-        tmpdir: Path | None = None,
     ) -> None:
-        self.root = Path(os.path.realpath(root))
+        self.sandbox = sandbox
+        self.mounts = mounts
         self.timeout_s = timeout_s
         self.output_limit = output_limit
         self.extra_env = dict(extra_env or {})
-        self._home = home
-        self._tmpdir = tmpdir
-
-    def env(self) -> dict[str, str]:
-        home, tmp = self._home, self._tmpdir
-        if home is None or tmp is None:
-            default_home, default_tmp = sandbox_dirs(self.root)
-            home, tmp = home or default_home, tmp or default_tmp
-        home.mkdir(parents=True, exist_ok=True)
-        tmp.mkdir(parents=True, exist_ok=True)
-        return sandbox_env(home, tmp, self.extra_env)
 
     def run(self, command: str) -> ToolOutcome:
         if not command.strip():
             return ToolOutcome("Error: no command given.", True)
-        result = run_shell(
-            command, cwd=self.root, env=self.env(), timeout_s=self.timeout_s, output_limit=self.output_limit
+        result = self.sandbox.run(
+            command,
+            mounts=self.mounts,
+            timeout_s=self.timeout_s,
+            output_limit=self.output_limit,
+            env=self.extra_env,
         )
-        return ToolOutcome(format_result(result, self.timeout_s), result.timed_out)
+        return ToolOutcome(format_result(result, self.timeout_s), result.timed_out or bool(result.note))
 
     def handle(self, tool_input: Mapping[str, Any]) -> ToolOutcome:
         """Input of the ``bash`` tool: ``{"command": str}`` or ``{"restart": true}``."""
@@ -398,4 +417,8 @@ def format_result(result: ProcResult, timeout_s: float) -> str:
         out = "(no output)\n"
     if result.timed_out:
         return out + f"[timed out after {timeout_s:g}s: the command and all its child processes were killed]"
+    if result.note:
+        return (
+            out + f"[exit code: {result.exit_code}; {result.note}: the command and its processes were ended]"
+        )
     return out + f"[exit code: {result.exit_code}]"

@@ -28,9 +28,9 @@ from temporalio.exceptions import ApplicationError
 
 from app import prompts
 from app.activities.agent import Agent, AgentResult, Transcript
-from app.activities.github import CheckConclusion, RepoGitHub
+from app.activities.agent_tools import CommandTool, EditorTool
+from app.activities.github import CheckConclusion, repo_client
 from app.activities.verify import VerifyPlan, VerifyResult, resolve_plan, run_verify
-from app.activities.workspace import MergeConflict, PushRejected, Workspace, WorkspaceError, Worktree
 from app.domain.logs import tail
 from app.domain.progress import Outcome, failure_signature, made_progress
 from app.domain.redact import redact
@@ -40,7 +40,11 @@ from app.domain.sanitize import quote_untrusted
 from app.domain.usage import BudgetExhausted, Usage
 from app.github_auth import GitHubApp, GitIdentity
 from app.llm import LLM, ModelError
+from app.sandbox import Mounts, Sandbox, SandboxUnavailable
+from app.sandbox.bwrap import WORKSPACE
 from app.settings import Settings
+from app.workspace import MergeConflict, PushRejected, Workspace, WorkspaceError, Worktree
+from app.workspace.checkouts import SANDBOX_OBJECTS
 
 LOG_TAIL_BYTES = 3_000
 HEARTBEAT_EVERY_S = 1.0  # the SDK throttles what it sends; beating often gets a cancel delivered promptly
@@ -119,13 +123,20 @@ async def heartbeating(progress: dict[str, object]) -> AsyncIterator[None]:
 
 class TaskActivities:
     def __init__(
-        self, settings: Settings, app: GitHubApp, llm: LLM, workspace: Workspace, client: Client | None = None
+        self,
+        settings: Settings,
+        app: GitHubApp,
+        llm: LLM,
+        workspace: Workspace,
+        sandbox: Sandbox,
+        client: Client | None = None,
     ) -> None:
         self.client = client
         self.settings = settings
         self.app = app
         self.llm = llm
         self.workspace = workspace
+        self.sandbox = sandbox
 
     def secrets(self) -> list[str]:
         return self.app.cached_tokens() + self.settings.secret_values()
@@ -183,6 +194,12 @@ class TaskActivities:
                 result = await self._execute(inp, progress)
                 self._write_context(inp, result)
                 return result
+            except SandboxUnavailable as e:
+                raise ApplicationError(
+                    f"Otto will not run this task's commands: {e}",
+                    type="SandboxUnavailable",
+                    non_retryable=True,
+                ) from e
             except WorkspaceError as e:
                 raise ApplicationError(
                     f"git failed for task {inp.task.id}: {redact(str(e), self.secrets())}",
@@ -197,6 +214,7 @@ class TaskActivities:
     async def _execute(self, inp: TaskInput, progress: dict[str, object]) -> TaskResult:
         s = self.settings
         ws = self.workspace
+        await asyncio.to_thread(self.sandbox.ensure_available)  # fail closed before touching anything
         token = await self.app.installation_token(inp.repo.installation_id)
         identity = await self.app.bot_identity(inp.repo.installation_id)
         artifacts = s.artifacts_dir / safe_name(inp.run_id) / inp.task.id / f"attempt-{inp.attempt}"
@@ -219,19 +237,33 @@ class TaskActivities:
         )
         try:
             root = worktree.path
+            mounts = self._mounts(worktree)
             verify_plan = resolve_plan(root, inp.config.setup, inp.config.verify)
             progress["stage"] = "agent"
             agent = Agent(
                 self.llm,
-                root=root,
-                system=prompts.render("agent_system", denied=", ".join(inp.config.paths_denied) or "(none)"),
+                editor=EditorTool(
+                    root,
+                    output_limit=s.command_output_limit,
+                    alias=WORKSPACE if self.sandbox.enabled else None,
+                    owner=self.sandbox.owner,
+                ),
+                shell=CommandTool(
+                    self.sandbox,
+                    mounts,
+                    s.command_timeout_s,
+                    s.command_output_limit,
+                    _git_identity_env(identity),
+                ),
+                system=prompts.render(
+                    "agent_system",
+                    denied=", ".join(inp.config.paths_denied) or "(none)",
+                    workspace=WORKSPACE if self.sandbox.enabled else "the repository root",
+                ),
                 # a later attempt is a new conversation, told apart in logs and scripted scenarios
                 task_id=inp.task.id if inp.attempt == 1 else f"{inp.task.id}.{inp.attempt}",
                 model=inp.model,
                 max_steps=s.agent_max_steps,
-                command_timeout_s=s.command_timeout_s,
-                output_limit=s.command_output_limit,
-                env={**s.command_env(), **_git_identity_env(identity)},
                 transcript=Transcript(artifacts / "transcript.jsonl", self.secrets()),
                 on_step=lambda step: progress.update(step=step),
                 budget_usd=inp.budget_left_usd,
@@ -279,7 +311,7 @@ class TaskActivities:
                     activity.heartbeat(dict(progress))
 
             progress["stage"] = "verify"
-            verified = await self._verify(root, verify_plan, artifacts, 0)
+            verified = await self._verify(mounts, inp, verify_plan, artifacts, 0)
             rounds, stop_note = 0, ""
             while not verified.passed and not budget_note:
                 if rounds >= inp.config.max_fix_rounds:
@@ -299,14 +331,16 @@ class TaskActivities:
                     budget_note = f"stopped in fix round {rounds}: the run's budget is spent ({e})"
                     break
                 await self._commit(worktree, inp, identity, f" (fix round {rounds})")
-                again = await self._verify(root, verify_plan, artifacts, rounds)
+                again = await self._verify(mounts, inp, verify_plan, artifacts, rounds)
                 progressed = made_progress(_outcome(verified), _outcome(again))
                 verified = again
                 if not progressed and not again.passed:
                     stop_note = f"stopped after {rounds} fix round(s): the last one made no progress"
                     break
             log = verified.log
-            (artifacts / "summary.md").write_text(result.summary + "\n", encoding="utf-8")
+            (artifacts / "summary.md").write_text(
+                redact(result.summary, self.secrets()) + "\n", encoding="utf-8"
+            )
 
             progress["stage"] = "push"
             await self._check_stop(inp.run_id)
@@ -317,14 +351,14 @@ class TaskActivities:
                 except HumanPushed as e:
                     return self._human_pushed(inp, result.summary, prior_usage + agent.usage, str(e))
                 if pushed != head:  # rebased onto a human's commits: check what is on the branch now
-                    verified = await self._verify(root, verify_plan, artifacts, rounds)
+                    verified = await self._verify(mounts, inp, verify_plan, artifacts, rounds)
                     log = verified.log
                 head = pushed
             pr_base = inp.pr_base or inp.base_branch
             files = [f.path for f in await asyncio.to_thread(ws.changed_files, worktree, pr_base)]
 
             progress["stage"] = "pull request"
-            gh = RepoGitHub(await self.app.installation_client(inp.repo.installation_id), inp.repo)
+            gh = await repo_client(self.app, inp.repo)
             log_tail = tail(log, LOG_TAIL_BYTES)
             body = redact(
                 render_pr_body(
@@ -340,6 +374,7 @@ class TaskActivities:
                     log_tail=log_tail,
                     attempt=inp.attempt,
                     fix_rounds=rounds,
+                    refused=[r.describe() for r in worktree.refused],
                 ),
                 self.secrets(),
             )
@@ -376,6 +411,7 @@ class TaskActivities:
                 pr_number=pr.number,
                 pr_url=pr.url,
                 files_changed=files,
+                refused_changes=[r.describe() for r in worktree.refused],
                 usage=prior_usage + agent.usage,
                 learning=_learning(inp, status.value, result.summary),
             )
@@ -442,7 +478,7 @@ class TaskActivities:
         path = self.settings.artifacts_dir / safe_name(inp.run_id) / "context.md"
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("a", encoding="utf-8") as f:
-            f.write(result.learning + "\n")
+            f.write(redact(result.learning, self.secrets()) + "\n")
 
     async def _commit(
         self, worktree: Worktree, inp: TaskInput, identity: GitIdentity, suffix: str
@@ -451,18 +487,33 @@ class TaskActivities:
             f"{inp.task.title}{suffix}\n\n"
             f"Part of #{inp.issue_number} (Otto task {inp.task.id}, attempt {inp.attempt})."
         )
-        return await asyncio.to_thread(self.workspace.commit_all, worktree, message, identity)
+        return await asyncio.to_thread(
+            self.workspace.commit_all, worktree, message, identity, inp.config.paths_denied
+        )
 
-    async def _verify(self, root: Path, plan: VerifyPlan, artifacts: Path, round_no: int) -> VerifyResult:
+    async def _verify(
+        self, mounts: Mounts, inp: TaskInput, plan: VerifyPlan, artifacts: Path, round_no: int
+    ) -> VerifyResult:
         s = self.settings
+        network = s.sandbox_setup_network == "always" or (
+            s.sandbox_setup_network == "repo" and inp.config.network == "setup"
+        )
         result: VerifyResult = await asyncio.to_thread(
-            run_verify, root, plan, s.verify_timeout_s, s.verify_log_limit, s.command_env()
+            run_verify,
+            self.sandbox,
+            mounts,
+            plan,
+            s.verify_timeout_s,
+            s.verify_log_limit,
+            setup_network=network,
         )
         result.log = redact(result.log, self.secrets())
-        (artifacts / "verify.log").write_text(result.log, encoding="utf-8")
-        if round_no:
-            (artifacts / f"verify-round-{round_no}.log").write_text(result.log, encoding="utf-8")
+        (artifacts / f"verify.{round_no}.log").write_text(result.log, encoding="utf-8")
         return result
+
+    def _mounts(self, wt: Worktree) -> Mounts:
+        objects = ((wt.objects, SANDBOX_OBJECTS),) if self.sandbox.enabled else ()
+        return Mounts(workdir=wt.path, home=wt.home, tmp=wt.tmp, ro_binds=objects)
 
     async def _stop_requested(self, run_id: str) -> bool:
         """Look before you push: a stopped run pushes nothing (its cancel may still be on the way)."""

@@ -59,11 +59,25 @@ class PullRef:
 class RepoGitHub:
     """Installation-scoped operations on one repository."""
 
-    def __init__(self, gh: GitHub[TokenAuthStrategy], repo: RepoRef) -> None:
+    def __init__(
+        self,
+        gh: GitHub[TokenAuthStrategy],
+        repo: RepoRef,
+        *,
+        bot_login: str | None = None,
+        app_id: int | None = None,
+    ) -> None:
+        """``bot_login``/``app_id``: the App's own identity. Comments, PRs and check runs are looked up only
+        among those the App wrote itself: a look-alike planted by someone else is never adopted."""
         self.gh = gh
         self.repo = repo
         self.owner = repo.owner
         self.name = repo.name
+        self.bot_login = bot_login
+        self.app_id = app_id
+
+    def _mine(self, user: Any) -> bool:
+        return self.bot_login is None or (user is not None and getattr(user, "login", None) == self.bot_login)
 
     # --- reads -------------------------------------------------------------------------------------
     async def permission(self, login: str) -> str:
@@ -124,7 +138,7 @@ class RepoGitHub:
             per_page=100,
         )
         async for comment in paginator:
-            if comment.body and marker in comment.body:
+            if comment.body and marker in comment.body and self._mine(comment.user):
                 return int(comment.id)
         return None
 
@@ -151,7 +165,7 @@ class RepoGitHub:
         )
         pulls: list[PullRequestSimple] = list(resp.parsed_data)
         for pr in pulls:
-            if pr.head.ref == head_branch:
+            if pr.head.ref == head_branch and self._mine(pr.user):
                 return PullRef(pr.number, pr.html_url, pr.node_id, pr.head.sha)
         return None
 
@@ -197,7 +211,8 @@ class RepoGitHub:
             self.owner, self.name, head_sha, check_name=CHECK_NAME, filter_="latest"
         )
         for run in resp.parsed_data.check_runs:
-            if run.name == CHECK_NAME:
+            ours = self.app_id is None or (run.app is not None and run.app.id == self.app_id)
+            if run.name == CHECK_NAME and ours:
                 await self.gh.rest.checks.async_update(
                     self.owner,
                     self.name,
@@ -333,17 +348,25 @@ mutation($id: ID!) { markPullRequestReadyForReview(input: {pullRequestId: $id}) 
 """
 
 
+async def repo_client(app: GitHubApp, ref: RepoRef) -> RepoGitHub:
+    """Installation-scoped operations on ``ref`` that adopt only what this App wrote."""
+    gh = await app.installation_client(ref.installation_id)
+    return RepoGitHub(gh, ref, bot_login=await app.bot_login(), app_id=app.app_id)
+
+
 class GitHubActivities:
     """The GitHub side effects the workflows call directly. A rate limit asking for a long wait fails the
     activity with a non-retryable ``ApplicationError(type="RateLimited", details=[wait_s, guessed])``: the
     workflow sleeps on a durable timer and calls again (``app.workflows.github_calls.github``)."""
 
-    def __init__(self, app: GitHubApp, label: str) -> None:
+    def __init__(self, app: GitHubApp, label: str, warning: str | None = None) -> None:
+        """``warning``: shown at the top of every status comment (e.g. commands run without a sandbox)."""
         self.app = app
         self.label = label
+        self.warning = warning
 
     async def repo(self, ref: RepoRef) -> RepoGitHub:
-        return RepoGitHub(await self.app.installation_client(ref.installation_id), ref)
+        return await repo_client(self.app, ref)
 
     @activity.defn
     @durable_rate_limits
@@ -361,7 +384,8 @@ class GitHubActivities:
         state = p.state
         observability.run_published(state)
         body = redact(
-            render_status(state, self.label), self.app.cached_tokens() + self.app.settings.secret_values()
+            render_status(state, self.label, self.warning),
+            self.app.cached_tokens() + self.app.settings.secret_values(),
         )
         gh = await self.repo(state.repo)
         return await gh.upsert_comment(

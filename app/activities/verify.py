@@ -1,22 +1,26 @@
 """The repository's checks: which commands to run, and running them with timeouts and bounded logs.
 
-Commands run through :func:`app.activities.proc.run_shell` exactly like the agent's commands: ``bash -c``
-in the worktree, own process group (killed on timeout), scrubbed environment, bounded output.
+Commands run in the task's sandbox exactly like the agent's commands (:meth:`app.sandbox.Sandbox.run`):
+``bash -c`` in the workspace, no network (the setup step may get egress through Otto's filtering proxy when
+the repository asks for ``network: setup``), limits, timeouts, bounded output. Detection reads the workspace's
+top-level files without following symlinks (a repository could point ``package.json`` at a host file).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
+import stat
 import time
 from collections.abc import Mapping
 from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from app.activities.proc import ProcResult, run_shell, sandbox_dirs, sandbox_env
 from app.domain.failures import parse_failure_count
 from app.domain.logs import bound_text
+from app.sandbox import Mounts, ProcResult, Sandbox
 
 NO_CHECKS_LOG = "no checks found: the repository configures no verify commands and none were detected\n"
 
@@ -48,11 +52,23 @@ class VerifyResult(BaseModel):
 # --- detection ---------------------------------------------------------------------------------------
 
 
+_MAX_READ = 1024 * 1024
+
+
 def _read(path: Path) -> str:
+    """A regular file's text (at most 1 MiB); '' for symlinks, special files, missing or unreadable ones."""
     try:
-        return path.read_text(encoding="utf-8", errors="replace")
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
         return ""
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return ""
+        return os.read(fd, _MAX_READ).decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+    finally:
+        os.close(fd)
 
 
 def _has_python_tests(root: Path, max_depth: int = 3) -> bool:
@@ -67,6 +83,7 @@ def _has_python_tests(root: Path, max_depth: int = 3) -> bool:
                 continue
             if (
                 child.is_file()
+                and not child.is_symlink()
                 and name.endswith(".py")
                 and (name.startswith("test_") or name.endswith("_test.py"))
             ):
@@ -84,10 +101,28 @@ def _uses_pytest(root: Path) -> bool:
     for name in ("pyproject.toml", "setup.cfg", "tox.ini"):
         if "pytest" in _read(root / name):
             return True
-    if (root / "tests").is_dir() or (root / "test").is_dir():
-        if any(p.suffix == ".py" for d in ("tests", "test") for p in (root / d).rglob("*.py")):
+    for d in ("tests", "test"):
+        top = root / d
+        if top.is_dir() and not top.is_symlink() and _has_python_files(top):
             return True
     return _has_python_tests(root)
+
+
+def _has_python_files(d: Path, max_depth: int = 4) -> bool:
+    """Any ``*.py`` under ``d`` (symlinks not followed)."""
+    stack = [(d, 0)]
+    while stack:
+        current, depth = stack.pop()
+        try:
+            entries = list(os.scandir(current))
+        except OSError:
+            continue
+        for e in entries:
+            if e.is_file(follow_symlinks=False) and e.name.endswith(".py"):
+                return True
+            if e.is_dir(follow_symlinks=False) and depth < max_depth:
+                stack.append((Path(e.path), depth + 1))
+    return False
 
 
 def _npm_plan(root: Path) -> VerifyPlan | None:
@@ -167,23 +202,25 @@ def _section(command: str, result: ProcResult, timeout_s: float) -> str:
         status = f"[timed out after {timeout_s:g}s; the command and its child processes were killed]"
     else:
         status = f"[exit code {result.exit_code} after {result.duration_s:.1f}s]"
+        if result.note:
+            status += f" [{result.note}]"
     return f"$ {command}\n{out}{status}\n"
 
 
 def run_verify(
-    root: Path,
+    sandbox: Sandbox,
+    mounts: Mounts,
     plan: VerifyPlan,
     timeout_s: float,
     log_limit: int,
     env: Mapping[str, str] | None = None,
     *,
-    home: Path | None = None,
-    tmpdir: Path | None = None,
+    setup_network: bool = False,
 ) -> VerifyResult:
-    """Run ``plan.setup`` then ``plan.verify`` in ``root``, stopping at the first failing command.
+    """Run ``plan.setup`` then ``plan.verify`` in the sandbox, stopping at the first failing command.
 
-    ``timeout_s`` applies to each command. ``env`` is added to the scrubbed sandbox environment (see
-    :func:`app.activities.proc.sandbox_env`; use it for PATH or tool settings, not secrets). ``log`` is
+    ``timeout_s`` applies to each command. ``env`` is added to the sandbox's environment (tool settings, never
+    secrets). ``setup_network``: the setup commands (only they) get egress through Otto's proxy. ``log`` is
     bounded to ``log_limit`` bytes overall (and each command's output to the same limit while it runs).
     ``failures`` is the failed-test count from the last verify command's output; ``None`` when no
     summary was recognised, when a setup command failed, or when a command failed although its runner
@@ -202,10 +239,6 @@ def run_verify(
             commands=[],
             no_checks=True,
         )
-    if home is None or tmpdir is None:
-        default_home, default_tmp = sandbox_dirs(root)
-        home, tmpdir = home or default_home, tmpdir or default_tmp
-    run_env = sandbox_env(home, tmpdir, env)
     sections: list[str] = []
     commands: list[str] = []
     last: ProcResult | None = None
@@ -213,7 +246,14 @@ def run_verify(
     failed_in_setup = False
     for phase, command in [("setup", c) for c in plan.setup] + [("verify", c) for c in plan.verify]:
         commands.append(command)
-        last = run_shell(command, cwd=root, env=run_env, timeout_s=timeout_s, output_limit=log_limit)
+        last = sandbox.run(
+            command,
+            mounts=mounts,
+            timeout_s=timeout_s,
+            output_limit=log_limit,
+            env=env,
+            network=setup_network and phase == "setup",
+        )
         sections.append(_section(command, last, timeout_s))
         if last.timed_out or last.exit_code != 0:
             failed_command = command

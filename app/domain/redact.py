@@ -19,10 +19,11 @@ _TOKEN_PATTERNS = [
 
 
 def _variants(secret: str) -> list[str]:
-    """The secret and the encodings it travels in (git's basic auth header is base64)."""
-    out = [secret]
+    """The secret, reversed, and the encodings it travels in (git's basic auth header is base64)."""
+    out = [secret, secret[::-1], secret.encode().hex()]
     for prefix in ("x-access-token:", ""):
-        out.append(base64.b64encode(f"{prefix}{secret}".encode()).decode())
+        raw = f"{prefix}{secret}".encode()
+        out += [base64.b64encode(raw).decode(), base64.urlsafe_b64encode(raw).decode().rstrip("=")]
     return out
 
 

@@ -9,6 +9,7 @@ import jinja2
 from app.domain.pilot import TaskDecision
 from app.domain.plan import PlannedTask
 from app.domain.run import RunPhase, RunState, TaskRecord, TaskStatus
+from app.domain.sanitize import neutralise_markdown, quote_markdown
 
 _env = jinja2.Environment(
     loader=jinja2.PackageLoader("app", "templates"),
@@ -47,7 +48,14 @@ def _cell(text: str) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
+def _code(text: str) -> str:
+    """Text safe inside a one-line inline code span."""
+    return " ".join(str(text).replace("`", "ˋ").split())
+
+
 _env.filters["cell"] = _cell
+_env.filters["code"] = _code
+_env.filters["neutral"] = neutralise_markdown
 
 
 def status_marker(run_id: str) -> str:
@@ -66,12 +74,15 @@ def _task_state(r: TaskRecord) -> str:
     text = _TASK_STATE[r.status]
     if r.note:
         text += f" — {r.note}"
+    if r.refused_changes:
+        text += f" — {len(r.refused_changes)} change(s) refused, see the PR"
     return _cell(text)
 
 
-def render_status(state: RunState, label: str = "otto") -> str:
+def render_status(state: RunState, label: str = "otto", warning: str | None = None) -> str:
     return _env.get_template("status.md.j2").render(
         marker=status_marker(state.run_id),
+        warning=warning,
         headline=_HEADLINES[state.phase],
         state=state,
         label=label,
@@ -94,12 +105,16 @@ def render_pr_body(
     log_tail: str,
     attempt: int,
     fix_rounds: int = 0,
+    refused: Sequence[str] = (),
 ) -> str:
     return _env.get_template("pr_body.md.j2").render(
         marker=pr_marker(run_id, task.id),
         issue_number=issue_number,
         task=task,
-        summary=summary,
+        intent=neutralise_markdown(task.intent),
+        acceptance=[neutralise_markdown(a) for a in task.acceptance],
+        summary=quote_markdown(summary) if summary.strip() else "",
+        refused=list(refused),
         files=list(files),
         verify_passed=verify_passed,
         no_checks=no_checks,

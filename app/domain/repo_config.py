@@ -29,7 +29,8 @@ class RepoConfig(BaseModel):
     pilot: bool = True
     merge_method: Literal["merge", "squash", "rebase"] = "merge"
     review_feedback: bool = True
-    paths_denied: list[str] = Field(default_factory=lambda: [".github/workflows/**"])
+    paths_denied: list[str] = Field(default_factory=lambda: [".github/workflows/**", ".github/otto.yml"])
+    network: Literal["none", "setup"] = "none"  # setup: the setup step may reach public registries
 
     _normalise_setup = field_validator("setup", "verify", "paths_denied", mode="before")(_as_list)
 

@@ -35,6 +35,9 @@ class Trigger(BaseModel):
     delivery_id: str
     sender: str
     label: str
+    # the issue as it was in the `issues.labeled` payload (None: not carried, e.g. an older run's input)
+    issue_title: str | None = None
+    issue_body: str | None = None
 
 
 class RunLimits(BaseModel):
@@ -246,6 +249,7 @@ class TaskRecord(BaseModel):
     failures: int | None = None
     fix_rounds: int = 0
     verify_log_tail: str = ""
+    refused_changes: list[str] = Field(default_factory=list)  # what the sandbox boundary kept out of commits
     usage: Usage = Field(default_factory=Usage)
     pr_base: str | None = None  # the branch its PR targets: the base branch, or its one unmerged dependency's
     approved_sha: str | None = None
@@ -326,6 +330,7 @@ class TaskResult(BaseModel):
     pr_number: int | None = None
     pr_url: str | None = None
     files_changed: list[str] = Field(default_factory=list)
+    refused_changes: list[str] = Field(default_factory=list)  # "`path`: reason", kept out of the commit
     usage: Usage = Field(default_factory=Usage)
 
 

@@ -52,3 +52,30 @@ def quote_untrusted(source: str, text: str, limit: int = 20_000) -> str:
     # the data can't close its own block
     cleaned = cleaned.replace("</untrusted", "&lt;/untrusted")
     return f'<untrusted source="{source}">\n{cleaned}\n</untrusted>'
+
+
+_MD_ANY_IMAGE = re.compile(r"!\[([^\]]*)\]\s*[\(\[]([^)\]]*)[\)\]]")
+_MENTION = re.compile(r"(?<![\w`])@(?=[A-Za-z0-9])")
+_ISSUE_REF = re.compile(r"(?<![\w&])#(?=\d)")
+_ZWJ = "\u2060"  # word joiner: invisible, breaks GitHub's @mention and #reference autolinks
+
+
+def neutralise_markdown(text: str) -> str:
+    """Model- or user-written text made safe to embed in what Otto posts on GitHub.
+
+    No HTML (``<`` escaped, so no ``<img>``, ``<picture>``, ``<details>`` or comments that hide text), no
+    images (``![alt](url)`` — a remote fetch GitHub makes for every reader, a way to smuggle data out —
+    becomes ``[image: alt] `url```), no @mentions (nobody is pinged by text Otto did not write) and no
+    ``#123`` references (no cross-links, no "closes #N" keywords that would close issues on merge).
+    """
+    text = strip_hidden(text)
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    text = _MD_ANY_IMAGE.sub(lambda m: f"[image: {m.group(1)}] `{m.group(2).replace('`', '')}`", text)
+    text = _MENTION.sub("@" + _ZWJ, text)
+    return _ISSUE_REF.sub("#" + _ZWJ, text)
+
+
+def quote_markdown(text: str) -> str:
+    """:func:`neutralise_markdown`, then as a Markdown block quote (visibly someone else's words)."""
+    lines = neutralise_markdown(text).strip().splitlines() or [""]
+    return "\n".join("> " + line if line.strip() else ">" for line in lines)

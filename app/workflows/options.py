@@ -15,6 +15,7 @@ NON_RETRYABLE = [
     "WorkspaceError",
     "PilotFailed",
     "Stopped",
+    "SandboxUnavailable",
 ]
 
 GITHUB: dict[str, Any] = {

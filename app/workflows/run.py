@@ -68,6 +68,10 @@ def _is_budget(e: ActivityError) -> bool:
     return isinstance(e.cause, ApplicationError) and e.cause.type == "BudgetExhausted"
 
 
+def _is_sandbox_unavailable(e: ActivityError) -> bool:
+    return isinstance(e.cause, ApplicationError) and e.cause.type == "SandboxUnavailable"
+
+
 class RunEnded(Exception):
     """A normal early end (needs_info, bad config): the state already says why."""
 
@@ -96,6 +100,7 @@ class RunWorkflow:
         self.inbox: list[RetryRequest | ReviewSignal | PullSignal | CiSignal] = []
         self._merge_lock = asyncio.Lock()
         self.budget_spent = False
+        self.halt_reason = ""  # set when no task can run on this worker pool (no sandbox): the run ends
         self.slot_granted = False
         self.holding_slot = False
         self.queue_position: int | None = None
@@ -205,9 +210,10 @@ class RunWorkflow:
             ListFilesInput(repo=repo, clone_url=issue.clone_url, branch=base),
             **self._cpu_opts(),
         )
+        labeled = self.inp.trigger  # the text the maintainer saw when labeling, not a later edit
         self.context = IssueContext(
-            title=issue.title,
-            body=issue.body,
+            title=labeled.issue_title if labeled.issue_title is not None else issue.title,
+            body=labeled.issue_body if labeled.issue_body is not None else issue.body,
             author=issue.author,
             html_url=issue.html_url,
             base_branch=base,
@@ -254,6 +260,9 @@ class RunWorkflow:
 
         await self._execute_plan()
 
+        if self.halt_reason and not self._stopped():
+            self.state.finish(RunPhase.FAILED, self.halt_reason)
+            raise RunEnded
         if not self._stopped():
             pushed = [r for r in self.state.tasks if r.pr_number is not None]
             if self.budget_spent:
@@ -323,7 +332,7 @@ class RunWorkflow:
                     changed = True
 
     async def _execute_plan(self) -> None:
-        while not self._stopped() and not self.budget_spent:
+        while not self._stopped() and not self.budget_spent and not self.halt_reason:
             self._skip_blocked()
             ready = self._ready()
             if not ready:
@@ -334,7 +343,8 @@ class RunWorkflow:
                 tid for tid in (r.task.id for r in ready) if self.state.record(tid).status in NEEDS_DECISION
             ]
             if failed and self._pending() and not self._stopped() and not self.budget_spent:
-                await self._gate(failed)
+                if not self.halt_reason:
+                    await self._gate(failed)
         await self.publish()
 
     async def _run_batch(self, task_ids: list[str]) -> None:
@@ -343,7 +353,7 @@ class RunWorkflow:
 
         async def one(task_id: str) -> None:
             async with gate:
-                if not self._stopped() and not self.budget_spent:
+                if not self._stopped() and not self.budget_spent and not self.halt_reason:
                     await self._attempt(task_id, budget=share)
 
         await asyncio.gather(*(one(t) for t in task_ids))
@@ -410,6 +420,8 @@ class RunWorkflow:
         except ActivityError as e:
             rec.status = TaskStatus.ERROR
             rec.note = explain(e)
+            if _is_sandbox_unavailable(e):
+                self.halt_reason = rec.note
             return
         self._apply(rec, result)
 
@@ -421,6 +433,7 @@ class RunWorkflow:
         rec.failures = result.failures
         rec.fix_rounds = result.fix_rounds
         rec.verify_log_tail = result.verify_log_tail
+        rec.refused_changes = result.refused_changes
         rec.head_sha = result.head_sha or rec.head_sha
         rec.pr_number = result.pr_number or rec.pr_number
         rec.pr_url = result.pr_url or rec.pr_url

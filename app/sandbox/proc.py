@@ -1,16 +1,11 @@
-"""Running untrusted commands: own process group, scrubbed environment, timeout, bounded output.
+"""Running one process with a timeout and bounded output; the sandbox (``app.sandbox.runner``) builds on it.
 
-Shared by the agent's command tool and the repository's checks (``verify``).
-
-- The command runs in a new session (``setsid``), so it and everything it starts form one process group.
-  On timeout the whole group is killed with SIGKILL. When the main process exits, whatever it left
-  running in the background in that group is killed too (a command is not a way to start daemons). A
-  process that deliberately leaves the group (its own ``setsid``) is not tracked: use a container or
-  cgroup around the worker if that matters.
+- The process runs in a new session (``setsid``), so it and everything it starts form one process group;
+  on timeout, and when the main process exits, the whole group is killed with SIGKILL. (Inside the sandbox
+  the PID namespace does the same for processes that leave the group.)
 - stdin is ``/dev/null``; stdout and stderr are one interleaved pipe, kept head + tail within the limit
   while streaming (memory stays bounded whatever the command prints).
-- The environment starts empty (see :func:`sandbox_env`): nothing from Otto's own environment leaks in
-  except ``PATH``.
+- The environment is exactly the one given: nothing of Otto's own environment is inherited.
 """
 
 from __future__ import annotations
@@ -20,7 +15,7 @@ import selectors
 import signal
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,52 +34,7 @@ class ProcResult:
     output: str  # stdout and stderr interleaved, bounded (head + tail)
     output_bytes: int  # everything the command printed, before bounding
     duration_s: float
-
-
-def sandbox_dirs(root: Path) -> tuple[Path, Path]:
-    """HOME and TMPDIR for commands run in ``root``: ``<root>.sandbox/{home,tmp}`` beside the worktree.
-
-    Beside, not inside, so nothing there is ever committed; created on demand, removed together with the
-    worktree by ``Workspace.remove_worktree``.
-    """
-    base = root.parent / f"{root.name}.sandbox"
-    home, tmp = base / "home", base / "tmp"
-    home.mkdir(parents=True, exist_ok=True)
-    tmp.mkdir(parents=True, exist_ok=True)
-    return home, tmp
-
-
-def sandbox_env(
-    home: Path,
-    tmpdir: Path,
-    extra_env: Mapping[str, str] | None = None,
-) -> dict[str, str]:
-    """A minimal environment for untrusted commands.
-
-    Only ``PATH`` is taken from Otto's environment; nothing else (no ``OTTO_*``, ``ANTHROPIC_*``,
-    ``GITHUB_*``, tokens, keys or secrets). ``extra_env`` is applied last and may override anything,
-    including ``PATH``.
-    """
-    env = {
-        "PATH": os.environ.get("PATH") or DEFAULT_PATH,
-        "LANG": "C.UTF-8",
-        "LC_ALL": "C.UTF-8",
-        "HOME": str(home),
-        "TMPDIR": str(tmpdir),
-        "TERM": "dumb",
-        "PYTHONDONTWRITEBYTECODE": "1",
-        "PYTHONUNBUFFERED": "1",
-        "GIT_CONFIG_NOSYSTEM": "1",
-        "GIT_CONFIG_GLOBAL": os.devnull,
-        "GIT_TERMINAL_PROMPT": "0",
-        "CI": "true",  # test runners: no watch mode, no interactive prompts
-        "NO_COLOR": "1",
-        "PAGER": "cat",
-        "GIT_PAGER": "cat",
-    }
-    if extra_env:
-        env.update(extra_env)
-    return env
+    note: str = ""  # why the sandbox ended it, when a limit did (memory, processes)
 
 
 def _exited(pid: int) -> bool:
@@ -110,8 +60,12 @@ def run_bounded(
     env: Mapping[str, str],
     timeout_s: float,
     output_limit: int,
+    preexec_fn: Callable[[], None] | None = None,
 ) -> ProcResult:
-    """Run ``argv`` in ``cwd`` with exactly ``env``; see the module docstring for the guarantees."""
+    """Run ``argv`` in ``cwd`` with exactly ``env``; see the module docstring for the guarantees.
+
+    ``preexec_fn`` runs in the child before ``exec`` (the sandbox joins its cgroup, sets rlimits and drops
+    privileges there)."""
     started = time.monotonic()
     buf = HeadTailBuffer(output_limit)
     try:
@@ -123,6 +77,7 @@ def run_bounded(
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=preexec_fn,
         )
     except OSError as exc:
         return ProcResult(
