@@ -103,16 +103,12 @@ def test_no_network_unless_given_and_then_only_through_the_filtering_proxy(
     assert "FAILED" in offline.output and "hello" not in offline.output
     online = sandbox.run(FETCH + registry, mounts=mounts, timeout_s=30, output_limit=10_000, network=True)
     assert "FAILED" in online.output and "403" in online.output  # loopback: refused by the proxy
-    metadata = sandbox.run(
-        FETCH + "http://169.254.169.254/latest/meta-data/", mounts=mounts, timeout_s=30, output_limit=10_000,
-        network=True,
-    )  # fmt: skip
+    meta = FETCH + "http://169.254.169.254/latest/meta-data/"
+    metadata = sandbox.run(meta, mounts=mounts, timeout_s=30, output_limit=10_000, network=True)
     assert "403" in metadata.output
     allowed = sandbox_with_egress(tmp_path / "b", allow=[f"127.0.0.1/32:{port}"])
-    fetched = allowed.run(
-        FETCH + registry, mounts=make_mounts(allowed, tmp_path / "b" / "w"), timeout_s=30, output_limit=10_000,
-        network=True,
-    )  # fmt: skip
+    b_mounts = make_mounts(allowed, tmp_path / "b" / "w")
+    fetched = allowed.run(FETCH + registry, mounts=b_mounts, timeout_s=30, output_limit=10_000, network=True)
     assert "hello from the registry" in fetched.output
 
 

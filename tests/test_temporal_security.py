@@ -4,6 +4,7 @@ commands can't reach Temporal at all: see test_containment)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import SecretStr
@@ -13,8 +14,8 @@ from app.engine import connect, connect_options
 from app.settings import Settings
 
 
-def settings(**values: object) -> Settings:
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+def settings(**values: Any) -> Settings:
+    return Settings(_env_file=None, **values)
 
 
 def test_mtls_settings_become_the_clients_tls_config(tmp_path: Path) -> None:
