@@ -261,6 +261,7 @@ class CallRecord:
     app_id: int | None
     query: str = ""
     injected: bool = False  # answered by an injected fault (sim.inject_faults), not by the API
+    kind: str = "rest"  # "rest" | "graphql" | "git" (smart HTTP) | "web" (HTML pages, e.g. App registration)
 
 
 @dataclass
