@@ -181,6 +181,17 @@ def scene(sim_servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> Ite
         "installation": installation,
         "main": sim.branches(OWNER, REPO)["main"],
         "merged_pr": merged_pr,
+        "manifest_code": sim.register_app_from_manifest(
+            sim.user(OWNER),
+            {
+                "name": "From a manifest",
+                "url": "https://example.net",
+                "redirect_url": "https://example.net/back",
+                "hook_attributes": {"url": "https://example.net/webhooks"},
+                "default_permissions": {"issues": "write"},
+                "default_events": ["issues"],
+            },
+        ).code,
     }
     try:
         yield Scene(sim, sim.base_url, jwt_headers, token_headers, ids, http)
@@ -505,6 +516,23 @@ CASES: list[tuple[str, str, str, Any, int, str]] = [
         "token",
     ),
     ("get", "/repos/{owner}/{repo}/pulls/{pull_number}/merge", R + "/pulls/{pr}/merge", None, 404, "token"),
+    # the App-manifest flow's code exchange (no credentials: the code is one)
+    (
+        "post",
+        "/app-manifests/{code}/conversions",
+        "/app-manifests/{manifest_code}/conversions",
+        None,
+        201,
+        "none",
+    ),
+    (
+        "post",
+        "/app-manifests/{code}/conversions",
+        "/app-manifests/{manifest_code}/conversions",
+        None,
+        404,
+        "none",
+    ),
 ]
 
 
@@ -534,7 +562,9 @@ def test_response_matches_githubs_rest_description(
     auth: str,
 ) -> None:
     sim_servers.app.state.sim = scene.sim
-    headers = scene.jwt_headers if auth == "jwt" else scene.token_headers
+    headers = {"jwt": scene.jwt_headers, "token": scene.token_headers}.get(
+        auth, {"Accept": "application/vnd.github+json"}
+    )
     resp = scene.http.request(
         method.upper(),
         f"{scene.url}/api/v3{fill(path, scene.ids)}",

@@ -20,6 +20,7 @@ from app.simulator.state import (
     PERMISSION_ORDER,
     CallRecord,
     Delivery,
+    ManifestCode,
     Permission,
     PushRecord,
     SimApp,
@@ -88,6 +89,8 @@ class SimulatorCore:
         self._pushes: list[PushRecord] = []
         self._faults = FaultInjector()
         self.rate_limits = RateLimits()
+        self.web_sessions: dict[str, str] = {}  # browser session cookie → login (see app_manifests)
+        self.manifest_codes: dict[str, ManifestCode] = {}
         self._queue = DeliveryQueue(self._webhook_url)
 
     # ----------------------------------------------------------------- ids and lookups

@@ -19,6 +19,7 @@ from app.simulator import (
     api_repos,
     git_http,
     graphql,
+    web_apps,
 )
 from app.simulator.auth import Actor
 from app.simulator.core import rate_resource
@@ -124,7 +125,7 @@ def create_app(sim: Simulator) -> FastAPI:
     app.state.sim = sim
     # order matters: literal paths before parameterised ones, git smart HTTP's catch-all last
     routers = (api_app, api_meta, api_repos, api_labels, api_issues, api_pulls, api_checks, api_commits)
-    for module in (*routers, graphql, git_http):
+    for module in (*routers, web_apps, graphql, git_http):
         app.include_router(module.router)
 
     @app.exception_handler(ApiError)
