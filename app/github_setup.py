@@ -324,7 +324,7 @@ class ManifestSetup:
 
     async def _callback(self, request: Request) -> HTMLResponse:
         code = request.query_params.get("code", "")
-        if not self._take_state(request.query_params.get("state", "")) or not code:
+        if not code or not self._take_state(request.query_params.get("state", "")):
             return HTMLResponse("<p>Unknown or used state: nothing was changed.</p>", 400)
         try:
             app = await anyio.to_thread.run_sync(exchange_code, self.host.api_url, code)
