@@ -92,6 +92,8 @@ def setup(
     timeout: float = typer.Option(3600.0, help="give up after this many seconds"),
 ) -> None:
     """Register Otto's GitHub App from its manifest (GitHub's manifest flow) and write its credentials."""
+    import os
+    import sys
     import webbrowser
 
     from app.github_setup import GitHubHost, ManifestSetup, SetupError
@@ -118,7 +120,10 @@ def setup(
     try:
         typer.echo(f"Open this page in a browser signed in to {flow.host.web_url} and create the App:")
         typer.echo(url, nl=True)
-        if open_browser:
+        graphical = sys.platform in ("darwin", "win32") or any(
+            os.environ.get(v) for v in ("DISPLAY", "WAYLAND_DISPLAY")
+        )
+        if open_browser and graphical:  # never a console browser taking over this terminal
             webbrowser.open(url)
         if not flow.wait(timeout):
             typer.echo("otto setup: timed out waiting for GitHub", err=True)

@@ -5,6 +5,7 @@ validated. Used by tests that drive the simulator with a real client (PyGithub).
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import threading
@@ -77,14 +78,15 @@ def _template_regex(template: str) -> re.Pattern[str]:
     return re.compile(out)
 
 
+@functools.cache
+def _templates() -> list[tuple[str, frozenset[str], re.Pattern[str]]]:
+    doc = openapi().doc
+    return [(t, frozenset(ops), _template_regex(t)) for t, ops in doc["paths"].items()]
+
+
 def operation_for(method: str, path: str) -> str | None:
     """The OpenAPI path template of a concrete request (fewest parameters among the matches)."""
-    doc = openapi().doc
-    matches = [
-        template
-        for template, ops in doc["paths"].items()
-        if method.lower() in ops and _template_regex(template).fullmatch(path)
-    ]
+    matches = [t for t, ops, regex in _templates() if method.lower() in ops and regex.fullmatch(path)]
     return min(matches, key=lambda t: (t.count("{"), -len(t)), default=None)
 
 

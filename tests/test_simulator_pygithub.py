@@ -20,6 +20,8 @@ from app.serve_thread import serve_in_thread
 from app.simulator import Simulator, create_app
 
 ORG = "acme"
+# PyGithub spaces requests out (0.25 s, writes 1 s) to be kind to github.com; a local simulator needs none
+NO_THROTTLE = {"seconds_between_requests": None, "seconds_between_writes": None}
 
 
 @dataclass
@@ -38,7 +40,7 @@ class PyWorld:
 
     def user(self, login: str) -> Github:
         token = self.sim.create_user_token(login)
-        return Github(auth=Auth.Token(token), base_url=self.api, retry=None)
+        return Github(auth=Auth.Token(token), base_url=self.api, retry=None, **NO_THROTTLE)
 
     def push_branch(self, login: str, branch: str, files: dict[str, str], message: str) -> str:
         """A human clones over smart HTTP, commits and pushes a branch (real git, their own token)."""
@@ -131,7 +133,8 @@ def test_pygithub_maintainer_story(pyworld: PyWorld) -> None:
         assert filed.labels == [] and sim.issue(OWNER, REPO, filed.number).labels == []
 
     # --- the App: JWT endpoints, then an installation token (PyGithub mints it itself) ---------------------
-    with GithubIntegration(auth=Auth.AppAuth(APP_ID, w.private_key), base_url=w.api) as gi:
+    app_auth = Auth.AppAuth(APP_ID, w.private_key)
+    with GithubIntegration(auth=app_auth, base_url=w.api, retry=None, **NO_THROTTLE) as gi:
         assert gi.get_app().slug == "otto"
         assert sorted(i.id for i in gi.get_installations()) == sorted(
             [w.installation_id, w.org_installation_id]
