@@ -294,6 +294,25 @@ def test_org_registration_is_owned_by_the_org(world: World) -> None:
     )
 
 
+def test_setup_for_an_organization(world: World, tmp_path: Path) -> None:
+    world.sim.create_user("acme", type="Organization")
+    host = GitHubHost.from_url(world.url)
+    flow = ManifestSetup(APP_YML, WEBHOOK, host, tmp_path / ".env", org="acme", name="Acme Otto")
+    flow.start()
+    try:
+        with browser_for(world) as browser:
+            page = browser.get(flow.url)
+            assert only_form(page)["action"].startswith(f"{world.url}/organizations/acme/settings/apps/new?")
+            assert submit(browser, page).status_code == 200
+    finally:
+        flow.stop()
+    assert flow.result is not None and flow.result.app.install_url.endswith(
+        "/apps/acme-otto/installations/new"
+    )
+    assert world.sim.app_by_slug("acme-otto").owner.login == "acme"
+    assert read_env(tmp_path / ".env")["OTTO_GITHUB_APP_ID"] == str(flow.result.app.id)
+
+
 # --------------------------------------------------------------------------------------------- pure parts
 def test_hosts() -> None:
     assert GitHubHost.from_url(None) == GitHubHost("https://github.com", "https://api.github.com")
