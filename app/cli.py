@@ -1,9 +1,10 @@
-"""``otto serve | web | worker | demo``."""
+"""``otto serve | web | worker | demo | setup``."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 
 import typer
 import uvicorn
@@ -71,6 +72,76 @@ def demo(
 
     _logging("warning")
     raise typer.Exit(asyncio.run(run_demo(keep=keep)))
+
+
+@cli.command()
+def setup(
+    webhook_url: str = typer.Option(
+        ..., help="where GitHub will send webhooks: https://<your host>/webhooks"
+    ),
+    github_url: str = typer.Option("https://github.com", help="GitHub Enterprise Server: https://<host>"),
+    org: str | None = typer.Option(None, help="register the App for this organization, not your account"),
+    name: str | None = typer.Option(None, help="the App's name (default: app.yml's; unique on GitHub)"),
+    manifest: Path | None = typer.Option(None, help="the App manifest (default: app.yml)"),  # noqa: B008
+    env_file: Path = typer.Option(Path(".env"), help="the credentials are merged into this file"),  # noqa: B008
+    key_file: Path | None = typer.Option(  # noqa: B008
+        None, help="where to write the private key (default: .otto/github-app-<id>.private-key.pem)"
+    ),
+    port: int = typer.Option(0, help="port of the local registration page on 127.0.0.1 (0: any free one)"),
+    open_browser: bool = typer.Option(True, "--open/--no-open", help="open the page in a browser"),
+    timeout: float = typer.Option(3600.0, help="give up after this many seconds"),
+) -> None:
+    """Register Otto's GitHub App from its manifest (GitHub's manifest flow) and write its credentials."""
+    import os
+    import sys
+    import webbrowser
+
+    from app.github_setup import GitHubHost, ManifestSetup, SetupError
+
+    source = manifest or next(
+        (p for p in (Path("app.yml"), Path(__file__).resolve().parent.parent / "app.yml") if p.is_file()),
+        Path("app.yml"),
+    )
+    try:
+        flow = ManifestSetup(
+            source.read_text(),
+            webhook_url,
+            GitHubHost.from_url(github_url),
+            env_file,
+            key_file=key_file,
+            org=org,
+            name=name,
+            port=port,
+        )
+        url = flow.start()
+    except (OSError, SetupError) as exc:
+        typer.echo(f"otto setup: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    try:
+        typer.echo(f"Open this page in a browser signed in to {flow.host.web_url} and create the App:")
+        typer.echo(url, nl=True)
+        graphical = sys.platform in ("darwin", "win32") or any(
+            os.environ.get(v) for v in ("DISPLAY", "WAYLAND_DISPLAY")
+        )
+        if open_browser and graphical:  # never a console browser taking over this terminal
+            webbrowser.open(url)
+        if not flow.wait(timeout):
+            typer.echo("otto setup: timed out waiting for GitHub", err=True)
+            raise typer.Exit(1)
+    finally:
+        flow.stop()
+    if flow.result is None:
+        typer.echo(f"otto setup: {flow.error}", err=True)
+        raise typer.Exit(1)
+    app, env = flow.result.app, flow.result.env_file
+    typer.echo(f"Registered the GitHub App {app.name!r} (id {app.id}, slug {app.slug}).")
+    typer.echo(f"Private key: {flow.result.key_file} (mode 0600)")
+    typer.echo(
+        f"Wrote OTTO_GITHUB_APP_ID, OTTO_GITHUB_APP_SLUG, OTTO_GITHUB_PRIVATE_KEY_PATH, OTTO_WEBHOOK_SECRET, "
+        f"OTTO_GITHUB_CLIENT_ID, OTTO_GITHUB_CLIENT_SECRET and OTTO_GITHUB_API_URL to {env} (mode 0600)."
+    )
+    typer.echo("Install it on your repositories:")
+    typer.echo(app.install_url)
 
 
 async def _serve(settings: Settings, with_worker: bool) -> None:

@@ -93,7 +93,6 @@ class LocalWorld:
             "github_private_key": SecretStr(self.private_key_pem),
             "webhook_secret": SecretStr(self.webhook_secret),
             "github_api_url": f"{self.sim_server.url}/api/v3",
-            "github_graphql_url": f"{self.sim_server.url}/api/graphql",
             "anthropic_api_key": SecretStr(self.model_api_key),
             "anthropic_base_url": self.model_server.url,
             "model_max_retries": 2,

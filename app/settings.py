@@ -24,8 +24,12 @@ class Settings(BaseSettings):
     )
     github_private_key_path: Path | None = None
     webhook_secret: SecretStr = SecretStr("")
+    # REST base; GraphQL is derived from it the way GitHub lays it out (githubkit does it):
+    # https://api.github.com → https://api.github.com/graphql; GHES https://host/api/v3 → https://host/api/graphql
     github_api_url: str = "https://api.github.com"
-    github_graphql_url: str | None = None  # defaults to <api>/graphql
+    # the App's OAuth client (written by `otto setup`), for signing users in
+    github_client_id: str | None = None
+    github_client_secret: SecretStr | None = None
     trigger_label: str = "otto"
     github_max_inline_wait_s: float = Field(
         default=10.0,
@@ -125,10 +129,6 @@ class Settings(BaseSettings):
         return None
 
     @property
-    def graphql_url(self) -> str:
-        return self.github_graphql_url or self.github_api_url.rstrip("/") + "/graphql"
-
-    @property
     def has_github_credentials(self) -> bool:
         return self.github_app_id is not None and self.private_key_pem is not None
 
@@ -164,6 +164,8 @@ class Settings(BaseSettings):
             values.append(self.temporal_api_key.get_secret_value())
         if self.anthropic_api_key is not None:
             values.append(self.anthropic_api_key.get_secret_value())
+        if self.github_client_secret is not None:
+            values.append(self.github_client_secret.get_secret_value())
         if self.private_key_pem:
             values.append(self.private_key_pem)
         return [v for v in values if v]

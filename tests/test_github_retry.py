@@ -52,7 +52,6 @@ def settings(world: World, **overrides: Any) -> Settings:
         github_app_id=APP_ID,
         github_private_key=SecretStr(world.private_key),
         github_api_url=f"{world.url}/api/v3",
-        github_graphql_url=f"{world.url}/api/graphql",
         **overrides,
     )
 

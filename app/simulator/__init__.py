@@ -26,16 +26,27 @@ World set-up (Python API; human actions deliver their webhooks synchronously and
 - ``post_check_run(app_id, owner, repo, head_sha, name, conclusion="success")`` (e.g. a CI App)
 - ``redeliver(delivery_id) -> Delivery`` (same body, same ``X-GitHub-Delivery``)
 - ``expire_tokens()``; ``close()`` stops the background delivery thread
+- App registration from a manifest, as in a browser: ``create_web_session(login) -> cookie`` (send it
+  as ``user_session``), then ``POST /settings/apps/new?state=...`` (or the organization variant
+  ``/organizations/{org}/settings/apps/new``) with the ``manifest`` form field registers the App (fresh
+  key pair) and redirects to its ``redirect_url`` with ``code`` and ``state``;
+  ``POST /api/v3/app-manifests/{code}/conversions`` answers once (then 404; ``expire_manifest_codes()``
+  → 422). ``GET/POST /apps/{slug}/installations/new`` installs it. Python:
+  ``register_app_from_manifest(owner, manifest) -> ManifestCode``, ``app_by_slug(slug)``
 
 Events caused by an App's REST calls or git pushes are queued and posted in order by a background thread;
 ``wait_for_deliveries_idle(timeout)`` waits for them. Every delivery (sync or async) is in ``deliveries``
 (``deliveries_of(event, action)``), each with ``id, event, action, app_id, body, headers, status_code,
 response_body, payload``.
 
+Rate limits are counted like GitHub's (per caller, one-hour window) and reported by ``GET /rate_limit`` and
+the ``x-ratelimit-*`` headers of every API answer; nothing is refused for it (inject faults for that).
+
 Inspection: ``issue``, ``comments`` (``SimComment.edits`` holds earlier bodies, ``updated_at``),
 ``reactions(owner, repo, number=None, comment_id=None)``, ``pulls``, ``pull``, ``reviews``, ``branches``
 (name → sha), ``read_file(owner, repo, ref, path)``, ``check_runs``, ``git_log``, ``pushes``, ``calls``
-(``CallRecord(method, path, status, actor, app_id, query, injected)`` with REST paths without ``/api/v3``)
+(``CallRecord(method, path, status, actor, app_id, query, injected, kind)`` with REST paths without
+``/api/v3``; ``kind`` is rest, graphql, git or web)
 and ``count_calls(method, path_regex, status=None)``.
 
 Fault injection: ``inject_faults(method, path_regex, [Fault, ...])`` answers the next matching REST/GraphQL

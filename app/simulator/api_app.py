@@ -85,6 +85,30 @@ def get_repo_installation(request: Request, owner: str, repo: str) -> JSONRespon
         return json(render.installation(inst, actor.app, sim.base_url))
 
 
+def _account_installation(request: Request, login: str, organizations_only: bool) -> JSONResponse:
+    actor = authenticate(request, ("app",))
+    sim = sim_of(request)
+    assert actor.app is not None
+    with sim.lock:
+        account = sim.users.get(login.lower())
+        if account is None or (organizations_only and account.type != "Organization"):
+            raise not_found()
+        inst = sim.installation_for(actor.app.id, account.login)
+        if inst is None:
+            raise not_found()
+        return json(render.installation(inst, actor.app, sim.base_url))
+
+
+@router.get("/orgs/{org}/installation")
+def get_org_installation(request: Request, org: str) -> JSONResponse:
+    return _account_installation(request, org, organizations_only=True)
+
+
+@router.get("/users/{username}/installation")
+def get_user_installation(request: Request, username: str) -> JSONResponse:
+    return _account_installation(request, username, organizations_only=False)
+
+
 @router.get("/users/{username}")
 def get_user(request: Request, username: str) -> JSONResponse:
     authenticate(request, ("app", "installation", "user"))

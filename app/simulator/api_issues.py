@@ -10,10 +10,44 @@ from fastapi.responses import JSONResponse
 from app.simulator import render
 from app.simulator.errors import ApiError, validation_failed
 from app.simulator.http_util import acting_user, authenticate, body_dict, json, paginate, sim_of, via_app
-from app.simulator.state import SimReaction
+from app.simulator.state import PERMISSION_ORDER, SimReaction
 
 router = APIRouter(prefix="/api/v3")
 REPO = "/repos/{owner}/{repo}"
+
+
+# The literal routes come before ``/issues/{number}``: "comments" is not an issue number.
+@router.get(REPO + "/issues")
+def list_issues(request: Request, owner: str, repo: str) -> JSONResponse:
+    sim = sim_of(request)
+    r = sim.access_repo(authenticate(request), owner, repo)
+    found = sim.list_issues(r, dict(request.query_params))
+    page, headers = paginate(request, found)
+    return json([sim.render_issue(r, i) for i in page], headers=headers)
+
+
+@router.post(REPO + "/issues")
+def create_issue(
+    request: Request, owner: str, repo: str, body: Annotated[Any, Body()] = None
+) -> JSONResponse:
+    actor = authenticate(request)
+    sim = sim_of(request)
+    r = sim.access_repo(actor, owner, repo)
+    user = acting_user(actor)
+    may_label = actor.kind == "installation" or PERMISSION_ORDER.index(
+        sim.permission_of(r, user.login)
+    ) >= PERMISSION_ORDER.index("triage")
+    issue = sim.create_issue_from_fields(r, body_dict(body), user, may_label)
+    return json(sim.render_issue(r, issue), status=201)
+
+
+@router.get(REPO + "/issues/comments")
+def list_repo_comments(request: Request, owner: str, repo: str) -> JSONResponse:
+    sim = sim_of(request)
+    r = sim.access_repo(authenticate(request), owner, repo)
+    found = sim.list_repo_comments(r, dict(request.query_params))
+    page, headers = paginate(request, found)
+    return json([sim.render_comment(r, c) for c in page], headers=headers)
 
 
 @router.get(REPO + "/issues/{number}")

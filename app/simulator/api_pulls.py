@@ -5,11 +5,20 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from app.simulator import gitrepo, render
 from app.simulator.errors import not_found, validation_failed
-from app.simulator.http_util import acting_user, authenticate, body_dict, json, paginate, sim_of, via_app
+from app.simulator.http_util import (
+    acting_user,
+    authenticate,
+    body_dict,
+    json,
+    no_content,
+    paginate,
+    sim_of,
+    via_app,
+)
 from app.simulator.pulls import REVIEW_EVENTS
 
 router = APIRouter(prefix="/api/v3")
@@ -110,6 +119,29 @@ def merge_pull(
         fields.get("commit_message"),
     )
     return json({"sha": sha, "merged": True, "message": "Pull Request successfully merged"})
+
+
+@router.get(REPO + "/pulls/{number}/merge")
+def is_merged(request: Request, owner: str, repo: str, number: int) -> Response:
+    """204 when the pull request was merged, else 404: without a body as documented (an unknown number gets
+    the usual JSON "Not Found")."""
+    sim = sim_of(request)
+    r = sim.access_repo(authenticate(request), owner, repo)
+    if not sim.get_pull(r, number).merged:
+        return Response(status_code=404)
+    return no_content()
+
+
+@router.get(REPO + "/pulls/{number}/reviews/{review_id}")
+def get_review(request: Request, owner: str, repo: str, number: int, review_id: int) -> JSONResponse:
+    sim = sim_of(request)
+    r = sim.access_repo(authenticate(request), owner, repo)
+    pull = sim.get_pull(r, number)
+    with sim.lock:
+        found = next((rv for rv in pull.reviews if rv.id == review_id), None)
+        if found is None:
+            raise not_found()
+        return json(render.review(found, pull, r, sim.base_url))
 
 
 @router.get(REPO + "/pulls/{number}/reviews")

@@ -15,10 +15,12 @@ from app.simulator import gitrepo, render
 from app.simulator.auth import Actor, new_token, split_authorization, verify_app_jwt
 from app.simulator.errors import ApiError, not_found
 from app.simulator.faults import Fault, FaultInjector
+from app.simulator.ratelimit import RateLimits
 from app.simulator.state import (
     PERMISSION_ORDER,
     CallRecord,
     Delivery,
+    ManifestCode,
     Permission,
     PushRecord,
     SimApp,
@@ -50,6 +52,17 @@ DEFAULT_APP_EVENTS = [
 ]
 
 
+def rate_resource(record: CallRecord) -> str | None:
+    """The rate-limit resource a request counts against (None: not counted, like ``GET /rate_limit``)."""
+    if record.injected or record.path == "/rate_limit":
+        return None
+    if record.kind == "graphql":
+        return "graphql"
+    if record.kind == "rest":
+        return "integration_manifest" if record.path.startswith("/app-manifests/") else "core"
+    return None
+
+
 class SimulatorError(RuntimeError):
     """Misuse of the Python API (unknown user, repository, ...)."""
 
@@ -75,6 +88,9 @@ class SimulatorCore:
         self._calls: list[CallRecord] = []
         self._pushes: list[PushRecord] = []
         self._faults = FaultInjector()
+        self.rate_limits = RateLimits()
+        self.web_sessions: dict[str, str] = {}  # browser session cookie → login (see app_manifests)
+        self.manifest_codes: dict[str, ManifestCode] = {}
         self._queue = DeliveryQueue(self._webhook_url)
 
     # ----------------------------------------------------------------- ids and lookups
@@ -428,6 +444,9 @@ class SimulatorCore:
     def record_call(self, record: CallRecord) -> None:
         with self.lock:
             self._calls.append(record)
+        resource = rate_resource(record)
+        if resource is not None:
+            self.rate_limits.count(record.actor, resource)
 
     @property
     def calls(self) -> list[CallRecord]:

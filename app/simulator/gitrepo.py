@@ -90,7 +90,9 @@ def init_bare(path: Path, default_branch: str) -> None:
 
 
 def resolve(repo: Path, rev: str) -> str | None:
-    """Return the commit sha of ``rev`` or None when it does not exist."""
+    """Return the commit sha of ``rev`` or None when it does not exist (or looks like an option)."""
+    if not rev or rev.startswith("-"):
+        return None
     proc = run_git(repo, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}", check=False)
     return proc.stdout.decode().strip() if proc.returncode == 0 else None
 
@@ -289,6 +291,21 @@ def diff_files(repo: Path, base: str, head: str) -> list[FileChange]:
         sha = None if kind == "removed" else object_sha(repo, head, name)
         changes.append(FileChange(name, kind, added, deleted, sha, patch.rstrip("\n"), previous))
     return changes
+
+
+EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+
+
+def commit_changes(repo: Path, sha: str) -> list[FileChange]:
+    """The files a commit changed against its first parent (against the empty tree for a root commit)."""
+    parents = commit_info(repo, sha).parents
+    return diff_files(repo, parents[0] if parents else EMPTY_TREE, sha)
+
+
+def rev_list(repo: Path, ref: str, path: str | None = None, limit: int | None = None) -> list[str]:
+    """Commits reachable from ``ref`` (touching ``path`` when given), newest first."""
+    args = ["rev-list", ref] + ([f"--max-count={limit}"] if limit else []) + (["--", path] if path else [])
+    return git_out(repo, *args).split()
 
 
 def diff_stats(repo: Path, base: str, head: str) -> tuple[int, int, int]:

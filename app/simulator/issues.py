@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from datetime import datetime
 from typing import Any
 
 from app.simulator import render
@@ -63,7 +65,16 @@ class IssueOps(SimulatorCore):
         raise NotImplementedError
 
     # ----------------------------------------------------------------- issues
-    def open_issue(self, r: SimRepo, title: str, body: str | None, author: SimUser, sync: bool) -> SimIssue:
+    def open_issue(
+        self,
+        r: SimRepo,
+        title: str,
+        body: str | None,
+        author: SimUser,
+        sync: bool,
+        labels: list[str] | None = None,
+    ) -> SimIssue:
+        """Open an issue (``issues.opened``, then ``issues.labeled`` per label given at creation)."""
         with self.lock:
             number = r.next_number
             r.next_number += 1
@@ -72,12 +83,91 @@ class IssueOps(SimulatorCore):
                 number=number, id=iid, node_id=node_id("I", iid), title=title, body=body, user=author
             )
             r.issues[number] = issue
-            payload = self.event_base(r, "opened", author) | {"issue": self.render_issue(r, issue)}
+            created = [self.ensure_label(r, name) for name in labels or []]
+            for lbl in created:
+                if lbl.name not in issue.labels:
+                    issue.labels.append(lbl.name)
+            events = [
+                ("issues", self.event_base(r, "opened", author) | {"issue": self.render_issue(r, issue)})
+            ]
+            events += [self.label_event(r, issue, "labeled", lbl, author) for lbl in created]
             if not sync:
-                self.emit(r.owner, "issues", payload, sync=False)
+                for event, payload in events:
+                    self.emit(r.owner, event, payload, sync=False)
         if sync:
-            self.emit(r.owner, "issues", payload, sync=True)
+            for event, payload in events:
+                self.emit(r.owner, event, payload, sync=True)
         return issue
+
+    def create_issue_from_fields(
+        self, r: SimRepo, fields: dict[str, Any], author: SimUser, may_label: bool
+    ) -> SimIssue:
+        """``POST /repos/{o}/{r}/issues``; labels are silently dropped unless the author may triage."""
+        title = fields.get("title")
+        if title is None or (isinstance(title, str) and not title.strip()):
+            raise validation_failed([{"resource": "Issue", "field": "title", "code": "missing_field"}])
+        if not isinstance(title, str | int):
+            raise validation_failed([{"resource": "Issue", "field": "title", "code": "invalid"}])
+        body = fields.get("body")
+        if body is not None and not isinstance(body, str):
+            raise validation_failed([{"resource": "Issue", "field": "body", "code": "invalid"}])
+        raw_labels = fields.get("labels") or []
+        if not isinstance(raw_labels, list):
+            raise validation_failed([{"resource": "Issue", "field": "labels", "code": "invalid"}])
+        names = [str(item["name"]) if isinstance(item, dict) else str(item) for item in raw_labels]
+        if any(not name.strip() for name in names):
+            raise validation_failed([{"resource": "Label", "field": "name", "code": "invalid"}])
+        return self.open_issue(r, str(title), body, author, sync=False, labels=names if may_label else [])
+
+    def list_issues(self, r: SimRepo, query: dict[str, str]) -> list[SimIssue]:
+        """Issues and pull requests of a repository filtered like ``GET /repos/{o}/{r}/issues``."""
+        state = query.get("state") or "open"
+        if state not in ("open", "closed", "all"):
+            raise validation_failed([{"resource": "Issue", "field": "state", "code": "invalid"}])
+        sort = query.get("sort") or "created"
+        if sort not in ("created", "updated", "comments"):
+            raise validation_failed([{"resource": "Issue", "field": "sort", "code": "invalid"}])
+        direction = query.get("direction") or "desc"
+        if direction not in ("asc", "desc"):
+            raise validation_failed([{"resource": "Issue", "field": "direction", "code": "invalid"}])
+        wanted = [n.strip().lower() for n in (query.get("labels") or "").split(",") if n.strip()]
+        creator = (query.get("creator") or "").lower()
+        since = parse_since(query.get("since"))
+        with self.lock:
+            found = [
+                i
+                for i in r.issues.values()
+                if (state == "all" or i.state == state)
+                and all(name in {n.lower() for n in i.labels} for name in wanted)
+                and (not creator or i.user.login.lower() == creator)
+                and (since is None or i.updated_at >= since)
+            ]
+
+            def key(i: SimIssue) -> Any:
+                if sort == "updated":
+                    return (i.updated_at, i.number)
+                if sort == "comments":
+                    return (len(i.comment_ids), i.number)
+                return (i.created_at, i.number)
+
+            return sorted(found, key=key, reverse=direction == "desc")
+
+    def list_repo_comments(self, r: SimRepo, query: dict[str, str]) -> list[SimComment]:
+        """Every issue and pull-request comment of a repository (``GET /repos/{o}/{r}/issues/comments``)."""
+        sort = query.get("sort") or "created"
+        if sort not in ("created", "updated"):
+            raise validation_failed([{"resource": "IssueComment", "field": "sort", "code": "invalid"}])
+        direction = query.get("direction") or "asc"
+        if direction not in ("asc", "desc"):
+            raise validation_failed([{"resource": "IssueComment", "field": "direction", "code": "invalid"}])
+        since = parse_since(query.get("since"))
+        with self.lock:
+            found = [c for c in r.comments.values() if since is None or c.updated_at >= since]
+            if sort == "updated":
+                found.sort(key=lambda c: (c.updated_at, c.id), reverse=direction == "desc")
+            else:
+                found.sort(key=lambda c: (c.created_at, c.id), reverse=direction == "desc")
+            return found
 
     def update_issue(self, r: SimRepo, number: int, fields: dict[str, Any], actor: SimUser) -> SimIssue:
         with self.lock:
@@ -116,6 +206,37 @@ class IssueOps(SimulatorCore):
             return issue
 
     # ----------------------------------------------------------------- labels
+    def find_label(self, r: SimRepo, name: str) -> SimLabel | None:
+        with self.lock:
+            return next((lbl for lbl in r.labels.values() if lbl.name.lower() == name.lower()), None)
+
+    def create_label(self, r: SimRepo, fields: dict[str, Any]) -> SimLabel:
+        """``POST /repos/{o}/{r}/labels``: a name (unique, case-insensitively), a 6-digit hex colour."""
+        name = fields.get("name")
+        if not isinstance(name, str) or not name.strip():
+            raise validation_failed([{"resource": "Label", "field": "name", "code": "missing_field"}])
+        color = fields.get("color")
+        if color is None:
+            color = LABEL_COLORS[len(r.labels) % len(LABEL_COLORS)]
+        if not isinstance(color, str) or not re.fullmatch(r"#?[0-9A-Fa-f]{6}", color):
+            raise validation_failed([{"resource": "Label", "field": "color", "code": "invalid"}])
+        description = fields.get("description")
+        if description is not None and (not isinstance(description, str) or len(description) > 100):
+            raise validation_failed([{"resource": "Label", "field": "description", "code": "invalid"}])
+        with self.lock:
+            if self.find_label(r, name) is not None:
+                raise validation_failed([{"resource": "Label", "code": "already_exists", "field": "name"}])
+            lid = self.new_id()
+            created = SimLabel(
+                id=lid,
+                node_id=node_id("LA", lid),
+                name=name,
+                color=color.lstrip("#").lower(),
+                description=description,
+            )
+            r.labels[name] = created
+            return created
+
     def ensure_label(self, r: SimRepo, name: str) -> SimLabel:
         with self.lock:
             for existing in r.labels.values():
@@ -238,3 +359,16 @@ class IssueOps(SimulatorCore):
             created = SimReaction(id=rid, node_id=node_id("REA", rid), content=content, user=author)
             target.append(created)
             return created, True
+
+
+def parse_since(raw: str | None) -> datetime | None:
+    """An ISO 8601 ``since`` query parameter (``YYYY-MM-DDTHH:MM:SSZ``); 422 when malformed."""
+    if not raw:
+        return None
+    try:
+        moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise validation_failed([{"resource": "Issue", "field": "since", "code": "invalid"}]) from exc
+    if moment.tzinfo is None:
+        raise validation_failed([{"resource": "Issue", "field": "since", "code": "invalid"}])
+    return moment

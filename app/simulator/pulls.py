@@ -23,6 +23,10 @@ from app.simulator.state import (
 GITHUB_IDENTITY = gitrepo.Identity("GitHub", "noreply@github.com")
 REVIEW_STATES = {"APPROVED", "CHANGES_REQUESTED", "COMMENTED"}
 REVIEW_EVENTS = {"APPROVE": "APPROVED", "REQUEST_CHANGES": "CHANGES_REQUESTED", "COMMENT": "COMMENTED"}
+SELF_REVIEW_REFUSED = {
+    "APPROVED": "Can not approve your own pull request",
+    "CHANGES_REQUESTED": "Can not request changes on your own pull request",
+}
 
 
 def strip_heads(ref: str) -> str:
@@ -404,6 +408,9 @@ class PullOps(IssueOps):
             )
         with self.lock:
             p = self.get_pull(r, number)
+            if reviewer is p.user and state in SELF_REVIEW_REFUSED:
+                # GitHub's answer (errors are plain strings here: ``validation-error-simple``)
+                raise ApiError(422, "Unprocessable Entity", errors=[SELF_REVIEW_REFUSED[state]])
             self.refresh_pull(r, p)
             sha = commit_id or p.last_head_sha
             rid = self.new_id()

@@ -7,6 +7,7 @@ Every function takes ``base`` (the simulator's public URL, e.g. ``http://127.0.0
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 from app.simulator.gitrepo import CommitInfo, FileChange
 from app.simulator.state import (
@@ -190,7 +191,7 @@ def label(lbl: SimLabel, r: SimRepo, base: str) -> JSON:
     return {
         "id": lbl.id,
         "node_id": lbl.node_id,
-        "url": f"{api(base)}/repos/{r.full_name}/labels/{lbl.name}",
+        "url": f"{api(base)}/repos/{r.full_name}/labels/{quote(lbl.name, safe='')}",
         "name": lbl.name,
         "color": lbl.color,
         "default": False,
@@ -380,6 +381,16 @@ def commit(info: CommitInfo, r: SimRepo, base: str) -> JSON:
             }
             for p in info.parents
         ],
+    }
+
+
+def commit_detail(info: CommitInfo, changes: list[FileChange], r: SimRepo, base: str) -> JSON:
+    """``GET /repos/{o}/{r}/commits/{ref}``: the commit, its stats and files (against its 1st parent)."""
+    additions = sum(c.additions for c in changes)
+    deletions = sum(c.deletions for c in changes)
+    return commit(info, r, base) | {
+        "stats": {"additions": additions, "deletions": deletions, "total": additions + deletions},
+        "files": [diff_entry(c, r, base, info.sha) for c in changes],
     }
 
 

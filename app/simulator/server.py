@@ -8,8 +8,21 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.simulator import api_app, api_checks, api_issues, api_pulls, api_repos, git_http, graphql
+from app.simulator import (
+    api_app,
+    api_checks,
+    api_commits,
+    api_issues,
+    api_labels,
+    api_meta,
+    api_pulls,
+    api_repos,
+    git_http,
+    graphql,
+    web_apps,
+)
 from app.simulator.auth import Actor
+from app.simulator.core import rate_resource
 from app.simulator.errors import ApiError
 from app.simulator.faults import Fault
 from app.simulator.http_util import ACTOR_SCOPE_KEY
@@ -33,10 +46,13 @@ class CallLog:
         sim: Simulator = scope["app"].state.sim
         path: str = scope["path"]
         api = path.startswith(API_PREFIX) or path == "/api/graphql"
+        kind = "web"
         if path.startswith(API_PREFIX):
-            path = path[len(API_PREFIX) :] or "/"
+            path, kind = path[len(API_PREFIX) :] or "/", "rest"
         elif path == "/api/graphql":
-            path = "/graphql"
+            path, kind = "/graphql", "graphql"
+        elif ".git/" in path:
+            kind = "git"
         query = scope.get("query_string", b"").decode("latin-1")
         fault = sim.take_fault(scope["method"], path) if api else None
         if fault is not None:  # logged before answering: the client finds its call in the log at once
@@ -44,7 +60,9 @@ class CallLog:
             app_id = actor.app.id if actor is not None and actor.app is not None else None
             label = actor.label if actor is not None else "anonymous"
             sim.record_call(
-                CallRecord(scope["method"], path, fault.status, label, app_id, query, injected=True)
+                CallRecord(
+                    scope["method"], path, fault.status, label, app_id, query, injected=True, kind=kind
+                )
             )
             await _answer_fault(fault, receive, send)
             return
@@ -54,6 +72,17 @@ class CallLog:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = int(message["status"])
+                if api:  # GitHub sends the caller's rate-limit state with every API answer
+                    resource = rate_resource(CallRecord(scope["method"], path, status, "", None, kind=kind))
+                    actor = scope.get(ACTOR_SCOPE_KEY)
+                    label = actor.label if isinstance(actor, Actor) else "anonymous"
+                    message = {
+                        **message,
+                        "headers": [
+                            *message.get("headers", []),
+                            *sim.rate_limits.headers(label, resource),
+                        ],
+                    }
             await send(message)
 
         try:
@@ -62,7 +91,7 @@ class CallLog:
             actor = scope.get(ACTOR_SCOPE_KEY)
             label = actor.label if isinstance(actor, Actor) else "anonymous"
             app_id = actor.app.id if isinstance(actor, Actor) and actor.app is not None else None
-            sim.record_call(CallRecord(scope["method"], path, status, label, app_id, query))
+            sim.record_call(CallRecord(scope["method"], path, status, label, app_id, query, kind=kind))
 
 
 async def _answer_fault(fault: Fault, receive: Receive, send: Send) -> None:
@@ -94,7 +123,9 @@ def create_app(sim: Simulator) -> FastAPI:
     """The simulator's ASGI app; requests are served from ``app.state.sim`` (tests may swap it)."""
     app = FastAPI(title="GitHub simulator", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.sim = sim
-    for module in (api_app, api_repos, api_issues, api_pulls, api_checks, graphql, git_http):
+    # order matters: literal paths before parameterised ones, git smart HTTP's catch-all last
+    routers = (api_app, api_meta, api_repos, api_labels, api_issues, api_pulls, api_checks, api_commits)
+    for module in (*routers, web_apps, graphql, git_http):
         app.include_router(module.router)
 
     @app.exception_handler(ApiError)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from app.simulator import gitrepo
+from app.simulator.app_manifests import ManifestOps
 from app.simulator.checks import CheckOps
 from app.simulator.state import (
     Delivery,
@@ -17,7 +18,7 @@ from app.simulator.state import (
 )
 
 
-class Simulator(CheckOps):
+class Simulator(CheckOps, ManifestOps):
     """In-memory GitHub with real git repositories under ``root_dir`` (see the package docstring)."""
 
     # ----------------------------------------------------------------- human actions

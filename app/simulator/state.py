@@ -68,6 +68,19 @@ class SimToken:
 
 
 @dataclass
+class ManifestCode:
+    """A one-time code of the App-manifest flow (``POST /app-manifests/{code}/conversions``)."""
+
+    code: str
+    app_id: int
+    pem: str
+    client_secret: str
+    webhook_secret: str | None
+    expires_at: datetime
+    used: bool = False
+
+
+@dataclass
 class SimLabel:
     id: int
     node_id: str
@@ -261,6 +274,7 @@ class CallRecord:
     app_id: int | None
     query: str = ""
     injected: bool = False  # answered by an injected fault (sim.inject_faults), not by the API
+    kind: str = "rest"  # "rest" | "graphql" | "git" (smart HTTP) | "web" (HTML pages, e.g. App registration)
 
 
 @dataclass
