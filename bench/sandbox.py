@@ -45,7 +45,7 @@ def _sandbox(root: Path) -> Sandbox:
 
 def main(flags: list[str]) -> int:
     rounds = 20 if "--quick" in flags else 100
-    with tempfile.TemporaryDirectory(prefix="otto-bench-sandbox-", dir="/var/tmp") as d:  # noqa: S108
+    with tempfile.TemporaryDirectory(prefix="otto-bench-sandbox-", dir="/var/tmp") as d:
         root = Path(d)
         os.chmod(root, 0o755)  # noqa: S103 - the sandbox's uid binds from here
         sandbox = _sandbox(root)
