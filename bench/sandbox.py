@@ -80,9 +80,8 @@ def main(flags: list[str]) -> int:
             p50, s50 = statistics.median(plain), statistics.median(boxed)
             s90 = statistics.quantiles(boxed, n=10)[-1]
             overheads.append(s50 - p50)
-            print(
-                f"{name:<18} {p50 * 1000:>8.1f}ms {s50 * 1000:>10.1f}ms {(s50 - p50) * 1000:>11.1f}ms {s90 * 1000:>10.1f}ms"
-            )
+            ms = [p50 * 1000, s50 * 1000, (s50 - p50) * 1000, s90 * 1000]
+            print(f"{name:<18} {ms[0]:>8.1f}ms {ms[1]:>10.1f}ms {ms[2]:>11.1f}ms {ms[3]:>10.1f}ms")
         print(
             f"median sandbox overhead per command: {statistics.median(overheads) * 1000:.1f} ms "
             "(namespaces + mounts + cgroup setup/teardown; limited by process creation on this machine)"
