@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from pathlib import Path
 
 import typer
@@ -175,4 +176,8 @@ async def _worker(settings: Settings, queues: list[str]) -> None:
 
 
 def main() -> None:
+    # Otto's git runs with an environment Otto controls; a GIT_DIR, GIT_INDEX_FILE, GIT_CONFIG_* … inherited
+    # from the shell that started Otto would point its git somewhere else.
+    for key in [k for k in os.environ if k.startswith("GIT_")]:
+        del os.environ[key]
     cli()

@@ -34,7 +34,6 @@ import fcntl
 import os
 import shutil
 import stat
-import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +45,7 @@ from app.domain.boundary import MODE_SYMLINK, Refusal, StagedChange, judge
 from app.workspace.git import (
     NETWORK_TIMEOUT_S,
     Git,
+    GitResult,
     Identity,
     MergeConflict,
     PushRejected,
@@ -443,7 +443,7 @@ def _inside_without_links(root: Path, rel: str) -> Path | None:
     return current / parts[-1]
 
 
-def _in(wt: Worktree, args: Sequence[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+def _in(wt: Worktree, args: Sequence[str], **kwargs: Any) -> GitResult:
     """Otto's git with the checkout's own git dir and its work tree as data."""
     return git.run(args, git_dir=wt.git_dir, work_tree=wt.path, **kwargs)
 

@@ -1,4 +1,4 @@
-"""Otto's own git: every command with config, environment and hooks under Otto's control.
+"""Otto's own git (GitPython): every command with config, environment and hooks under Otto's control.
 
 Otto's git never reads a config, attributes driver, hook or filter that sandboxed code could have written:
 
@@ -16,12 +16,14 @@ from __future__ import annotations
 import base64
 import os
 import subprocess
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlsplit
 
+import git as gitpython
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from app.domain.redact import redact
@@ -171,9 +173,27 @@ def check_branch(branch: str) -> None:
         raise WorkspaceError(f"invalid branch name {branch!r}")
 
 
+@dataclass(frozen=True)
+class GitResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def _environment(extra: Mapping[str, str] | None) -> dict[str, str]:
+    """The whole environment of one git command: Otto's own variables (secrets included) blanked, since
+    GitPython starts from ``os.environ``; then :func:`base_env` and ``extra``."""
+    env = {k: "" for k in os.environ if k not in ("PATH",)}
+    env.update(base_env())
+    if extra:
+        env.update(extra)
+    return env
+
+
 @dataclass
 class Git:
-    """Runs git with the safe defaults; raises redacted ``WorkspaceError``s."""
+    """Otto's git, through GitPython's ``git.cmd.Git``: the safe defaults on every command, an environment
+    under Otto's control, a timeout; failures raise redacted ``WorkspaceError``s."""
 
     secrets: Sequence[str] = ()
 
@@ -188,39 +208,42 @@ class Git:
         timeout_s: float = LOCAL_TIMEOUT_S,
         check: bool = True,
         input_text: str | None = None,
-    ) -> subprocess.CompletedProcess[str]:
+    ) -> GitResult:
         argv = ["git", *SAFE_CONFIG, *pre_args]
         if git_dir is not None:
             argv += ["--git-dir", str(git_dir)]
         if work_tree is not None:
             argv += ["--work-tree", str(work_tree)]
         argv += list(args)
-        full_env = base_env()
-        if env:
-            full_env.update(env)
+        runner = gitpython.cmd.Git(str(work_tree or git_dir or Path.cwd()))
+        stdin = None
         try:
-            proc = subprocess.run(
+            if input_text is not None:
+                stdin = tempfile.TemporaryFile()
+                stdin.write(input_text.encode("utf-8", "surrogateescape"))
+                stdin.seek(0)
+            status, out, err = runner.execute(
                 argv,
-                cwd=work_tree or git_dir or None,
-                env=full_env,
-                input=input_text,
-                stdin=None if input_text is not None else subprocess.DEVNULL,
-                capture_output=True,
-                text=True,
-                encoding="utf-8",
-                errors="surrogateescape",
-                timeout=timeout_s,
-                check=False,
+                istream=stdin if stdin is not None else subprocess.DEVNULL,
+                with_extended_output=True,
+                with_exceptions=False,
+                env=_environment(env),
+                kill_after_timeout=timeout_s,
+                strip_newline_in_stdout=False,
             )
-        except subprocess.TimeoutExpired:
-            raise WorkspaceError(self.clean(f"git {args[0]} timed out after {timeout_s:g}s")) from None
-        except OSError as exc:
+        except gitpython.exc.GitCommandError as exc:  # killed after the timeout
+            raise WorkspaceError(self.clean(f"git {args[0]} timed out after {timeout_s:g}s: {exc}")) from None
+        except (OSError, gitpython.exc.GitCommandNotFound) as exc:
             raise WorkspaceError(self.clean(f"could not run git: {exc}")) from None
-        if check and proc.returncode != 0:
-            raise WorkspaceError(self.describe(args, proc))
-        return proc
+        finally:
+            if stdin is not None:
+                stdin.close()
+        result = GitResult(int(status or 0), str(out), str(err))
+        if check and result.returncode != 0:
+            raise WorkspaceError(self.describe(args, result))
+        return result
 
-    def describe(self, args: Sequence[str], proc: subprocess.CompletedProcess[str]) -> str:
+    def describe(self, args: Sequence[str], proc: GitResult) -> str:
         detail = (proc.stderr.strip() or proc.stdout.strip())[-4000:]
         return self.clean(f"git {args[0]} failed (exit {proc.returncode}): {detail}")
 
