@@ -44,7 +44,7 @@ $(STAMP): pyproject.toml
 $(SANDBOX_TOOLS)/.done: $(STAMP)
 	rm -rf $(SANDBOX_TOOLS)
 	$(SANDBOX_PY) -m venv --without-pip $(SANDBOX_TOOLS)
-	$(BIN)/python -m pip --python $(SANDBOX_TOOLS)/bin/python install -q "pytest>=9,<10"
+	$(BIN)/python -m pip --python $(SANDBOX_TOOLS)/bin/python install -q pip "pytest>=9,<10"
 	chmod -R a+rX $(SANDBOX_TOOLS)
 	touch $@
 
