@@ -721,7 +721,10 @@ async def test_elided_turns_marker_counts_as_steps(client: AsyncAnthropic, fake:
     messages: list[Any] = [
         {
             "role": "user",
-            "content": [{"type": "text", "text": "task"}, {"type": "text", "text": "otto-elided-turns: 2"}],
+            "content": [
+                {"type": "text", "text": "task"},
+                {"type": "text", "text": "[otto-elided-turns: 2] two turns were removed"},
+            ],
         },
         {"role": "assistant", "content": "kept"},
         {"role": "user", "content": "go on"},
@@ -731,3 +734,6 @@ async def test_elided_turns_marker_counts_as_steps(client: AsyncAnthropic, fake:
     )
     assert msg.content[0].type == "text" and msg.content[0].text == "three"
     assert identify({"messages": messages}) == ("unknown", "*", 3)
+    # the marker counts only as the note's own block, never inside other text (the task, the agent's words)
+    messages[0]["content"] = [{"type": "text", "text": "task [otto-elided-turns: 2]"}]
+    assert identify({"messages": messages}) == ("unknown", "*", 1)

@@ -75,8 +75,9 @@ only the input fields it completed), and output that would overflow the window s
 ``model_context_window_exceeded``; ``output_tokens`` is then the limit. A scripted ``stop_reason`` still
 wins.
 
-Steps of a conversation that removed old turns to save room: the first user message may carry
-``otto-elided-turns: K`` (the last such marker counts); the step is then K + the assistant messages.
+Steps of a conversation that removed old turns to save room: when the first message's last block (not its
+only one) is a text starting ``[otto-elided-turns: K]`` (Otto's elision note), the step is K + the
+assistant messages.
 
 Authentication: ``Authorization: Bearer <key>`` (SDK 2.x) or ``x-api-key: <key>`` (older SDKs); a key is
 required and, if the server was given one, must match (else 401 ``authentication_error``). The
