@@ -6,7 +6,7 @@ import importlib
 import sys
 import time
 
-NAMES = ["intake", "orchestration", "concurrency", "tokens"]
+NAMES = ["intake", "orchestration", "concurrency", "tokens", "agent"]
 USAGE = f"usage: python -m bench <{'|'.join([*NAMES, 'all'])}> [--quick]"
 
 
