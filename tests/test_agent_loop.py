@@ -392,6 +392,14 @@ async def test_refusal_ends_the_attempt_with_its_reason(model: Callable[..., Mod
     assert records(agent, "ended")[0]["stop_reason"] == "refusal"
 
 
+async def test_attack_refusal_text_reaches_the_pr_bounded(model: Callable[..., Model], root: Path) -> None:
+    # the refusal's words go into the PR: model output is untrusted, so they are bounded
+    m = model({"agent": {"noisy": [{"text": "No. " + "@everyone " * 5000, "stop_reason": "refusal"}]}})
+    result = await agent_for(m, root, "noisy").run("Go.")
+    assert result.stop_reason == "refusal" and len(result.note.encode()) < 700
+    assert "bytes omitted" in result.note
+
+
 async def test_pause_turn_is_continued(model: Callable[..., Model], root: Path) -> None:
     m = model(
         {
