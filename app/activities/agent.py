@@ -171,7 +171,7 @@ class Agent:
     async def run(self, prompt: str) -> AgentResult:
         """Send ``prompt``; loop over tool calls until the model answers without any, or the budget ends."""
         if self.ended:
-            return self._result("The agent could not continue: " + self.ended, "ended")
+            return self._result("The agent could not continue: " + self.ended, "ended", self.ended)
         self.messages.append({"role": "user", "content": [{"type": "text", "text": prompt}]})
         self.transcript.write("user", {"content": prompt})
         cut_offs = 0
