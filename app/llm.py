@@ -8,6 +8,7 @@ The SDK retries 408/409/429/5xx/529 itself (honouring retry-after); Otto adds no
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,20 @@ from app.settings import Settings
 
 class ModelError(RuntimeError):
     """The model could not be reached or answered unusably; the message is safe to show users."""
+
+
+class ContextWindowExceeded(ModelError):
+    """The API refused the prompt as too long for the model's context window (a 400)."""
+
+    def __init__(self, message: str, prompt_tokens: int | None = None) -> None:
+        super().__init__(message)
+        self.prompt_tokens = prompt_tokens  # the API's count of the refused prompt, when it said
+
+
+# The API's wording: "prompt is too long: 201234 tokens > 200000 maximum", and for older models "input length
+# and `max_tokens` exceed context limit: 188240 + 21333 > 200000, ...".
+_TOO_LONG = re.compile(r"prompt is too long|exceed context limit|context window", re.IGNORECASE)
+_TOO_LONG_TOKENS = re.compile(r"(?:too long|context limit):\s*(\d+)")
 
 
 @dataclass
@@ -88,6 +103,16 @@ class LLM:
                 messages=list(messages),
                 **kwargs,
             )
+        except anthropic.BadRequestError as e:
+            message = _error_message(e)
+            if _TOO_LONG.search(message):
+                m = _TOO_LONG_TOKENS.search(message)
+                raise ContextWindowExceeded(
+                    f"the prompt of the {role} step does not fit in the model's context window "
+                    f"({message[:200]})",
+                    int(m.group(1)) if m else None,
+                ) from e
+            raise ModelError(f"the model API answered 400 ({_error_type(e)}) for the {role} step") from e
         except anthropic.APIStatusError as e:
             raise ModelError(
                 f"the model API answered {e.status_code} ({_error_type(e)}) for the {role} step"
@@ -115,6 +140,15 @@ class LLM:
 
     async def aclose(self) -> None:
         await self.client.close()
+
+
+def _error_message(e: anthropic.APIStatusError) -> str:
+    body = e.body
+    if isinstance(body, dict):
+        err = body.get("error")
+        if isinstance(err, dict) and isinstance(err.get("message"), str):
+            return str(err["message"])
+    return ""
 
 
 def _error_type(e: anthropic.APIStatusError) -> str:

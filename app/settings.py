@@ -55,6 +55,18 @@ class Settings(BaseSettings):
     max_active_runs_per_installation: int = Field(default=3, ge=1)  # more runs wait in order
     max_tasks: int = 8
     agent_max_steps: int = 40
+    agent_max_tokens: int = Field(default=8192, ge=256, description="output tokens per agent step")
+    agent_max_tokens_limit: int = Field(
+        default=32_000, ge=256, description="a step cut off at max_tokens is retried with up to this many"
+    )
+    agent_context_threshold_tokens: int = Field(
+        default=100_000,
+        ge=2_000,
+        description="shrink the agent's prompt above this (capped below the model's context window)",
+    )
+    agent_context_keep_tool_results: int = Field(
+        default=4, ge=1, description="the latest tool results never cleared when the prompt is shrunk"
+    )
     command_timeout_s: float = 300.0
     command_output_limit: int = 16_000
     verify_timeout_s: float = 900.0

@@ -6,7 +6,7 @@ import importlib
 import sys
 import time
 
-NAMES = ["intake", "orchestration", "concurrency", "tokens", "sandbox"]
+NAMES = ["intake", "orchestration", "concurrency", "tokens", "agent", "sandbox"]
 USAGE = f"usage: python -m bench <{'|'.join([*NAMES, 'all'])}> [--quick]"
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import time
 import urllib.request
@@ -335,7 +336,7 @@ async def test_usage_defaults_and_overrides(client: AsyncAnthropic, fake: FakeLL
     fake.load({"summary": [{"text": long_text}], "plan": [{"text": "x", "usage": {"output_tokens": 77}}]})
     msg = await client.messages.create(
         model=MODEL,
-        max_tokens=10,
+        max_tokens=1000,
         system=system("summary"),
         messages=[{"role": "user", "content": "x" * 4000}],
     )
@@ -546,3 +547,193 @@ def test_scenario_files_and_validation(tmp_path: Path) -> None:
         load_scenario({"plan": [{"errors": [{"status": 529, "retry_after": 1}]}]})
     for example in sorted(Path(__file__).parent.parent.glob("app/scenarios/*.y*ml")):
         assert load_scenario(example)
+
+
+# --- prompt cache, token counting and limits, as the API applies them ---------------------------------------
+
+
+def _turns(n: int, breakpoints: int = 2) -> list[Any]:
+    """A conversation of n tool turns (~2 KB each) with cache breakpoints on the last ``breakpoints`` user
+    messages, the way an agent moving its breakpoint forward sends it."""
+    messages: list[Any] = [{"role": "user", "content": [{"type": "text", "text": "Do the task."}]}]
+    for i in range(n):
+        messages.append(
+            {
+                "role": "assistant",
+                "content": [{"type": "tool_use", "id": f"t{i}", "name": "run", "input": {}}],
+            }
+        )
+        messages.append(
+            {
+                "role": "user",
+                "content": [{"type": "tool_result", "tool_use_id": f"t{i}", "content": "o" * 2000}],
+            }
+        )
+    users = [m for m in messages if m["role"] == "user"]
+    for m in users[-breakpoints:]:
+        m["content"][-1]["cache_control"] = {"type": "ephemeral"}
+    return messages
+
+
+async def test_prompt_cache_reads_grow_with_a_moving_breakpoint(
+    client: AsyncAnthropic, fake: FakeLLM
+) -> None:
+    fake.load({"agent": {"*": ["ok"] * 10}})
+    reads, writes = [], []
+    for n in range(5):
+        msg = await client.messages.create(
+            model=MODEL, max_tokens=10, system=system("agent", "grow"), messages=_turns(n)
+        )
+        u = msg.usage
+        reads.append(u.cache_read_input_tokens)
+        writes.append(u.cache_creation_input_tokens)
+        total = await client.messages.count_tokens(
+            model=MODEL, system=system("agent", "grow"), messages=_turns(n)
+        )
+        # count_tokens is the same prompt, however it splits into cached and uncached parts
+        assert u.input_tokens + (u.cache_creation_input_tokens or 0) + (u.cache_read_input_tokens or 0) == (
+            total.input_tokens
+        )
+    assert reads[0] == 0
+    assert all(b > a for a, b in itertools.pairwise(reads))
+    # each step writes only its new turn (~500 tokens), never the whole conversation again
+    assert all(450 <= w <= 560 for w in writes[1:]), writes
+
+
+async def test_prompt_cache_lookback_and_per_key(server: RunningServer, fake: FakeLLM) -> None:
+    fake.load({"agent": {"*": ["ok"] * 40}})  # the step is the number of assistant turns
+    kwargs: Any = {"model": MODEL, "max_tokens": 10, "system": system("agent", "lb")}
+    async with AsyncAnthropic(api_key=KEY, base_url=server.url, max_retries=0) as c:
+        await c.messages.create(messages=_turns(2, breakpoints=1), **kwargs)
+        # one breakpoint only, 2 turns (4 blocks) further on: found by the lookback
+        later = await c.messages.create(messages=_turns(4, breakpoints=1), **kwargs)
+        assert later.usage.cache_read_input_tokens and later.usage.cache_read_input_tokens > 1000
+        # 25 turns further on (50 blocks): beyond the 20-block lookback, nothing is read
+        far = await c.messages.create(messages=_turns(30, breakpoints=1), **kwargs)
+        assert far.usage.cache_read_input_tokens == 0
+    other_fake = FakeLLM({"agent": {"*": ["ok"] * 3}})  # accepts any key
+    other = serve_in_thread(create_app(other_fake), host="127.0.0.1", port=0, name="fake-llm-keys")
+    try:
+        async with (
+            AsyncAnthropic(api_key="sk-org-a", base_url=other.url, max_retries=0) as a,
+            AsyncAnthropic(api_key="sk-org-b", base_url=other.url, max_retries=0) as b,
+        ):
+            first = await a.messages.create(messages=_turns(2), **kwargs)
+            assert first.usage.cache_read_input_tokens == 0
+            # the same prompt under another API key: another organisation's cache, nothing to read
+            assert (await b.messages.create(messages=_turns(2), **kwargs)).usage.cache_read_input_tokens == 0
+            again = await a.messages.create(messages=_turns(2), **kwargs)
+            assert again.usage.cache_read_input_tokens == first.usage.cache_creation_input_tokens
+    finally:
+        other.stop()
+
+
+async def test_breakpoint_limit_and_min_cacheable_length(server: RunningServer, fake: FakeLLM) -> None:
+    fake.load({"agent": {"*": ["ok"] * 6}})
+    async with AsyncAnthropic(api_key=KEY, base_url=server.url, max_retries=0) as c:
+        with pytest.raises(anthropic.BadRequestError, match="A maximum of 4 blocks with cache_control"):
+            await c.messages.create(
+                model=MODEL, max_tokens=10, system=system("agent", "five"), messages=_turns(5, breakpoints=5)
+            )
+        with pytest.raises(anthropic.BadRequestError, match="A maximum of 4 blocks"):
+            await c.messages.count_tokens(model=MODEL, messages=_turns(5, breakpoints=5))
+    strict = FakeLLM({"agent": {"*": ["ok"] * 5}}, min_cache_tokens=1024)
+    running = serve_in_thread(create_app(strict), host="127.0.0.1", port=0, name="fake-llm-min")
+    try:
+        async with AsyncAnthropic(api_key=KEY, base_url=running.url, max_retries=0) as c:
+            kwargs: Any = {"model": MODEL, "max_tokens": 10, "system": system("agent", "min")}
+            small = await c.messages.create(messages=_turns(1), **kwargs)  # ~500 tokens: not cacheable
+            assert small.usage.cache_creation_input_tokens == 0
+            assert (await c.messages.create(messages=_turns(1), **kwargs)).usage.cache_read_input_tokens == 0
+            big = await c.messages.create(messages=_turns(4), **kwargs)
+            assert big.usage.cache_creation_input_tokens and big.usage.cache_creation_input_tokens > 1024
+    finally:
+        running.stop()
+
+
+async def test_count_tokens_validates_like_messages(server: RunningServer, client: AsyncAnthropic) -> None:
+    counted = await client.messages.count_tokens(
+        model=MODEL, system="s" * 400, messages=[{"role": "user", "content": "x" * 4000}]
+    )
+    assert 1090 <= counted.input_tokens <= 1120
+    with pytest.raises(anthropic.BadRequestError, match="messages"):
+        await client.messages.count_tokens(model=MODEL, messages=[])
+    async with AsyncAnthropic(api_key="sk-wrong", base_url=server.url, max_retries=0) as wrong:
+        with pytest.raises(anthropic.AuthenticationError):
+            await wrong.messages.count_tokens(model=MODEL, messages=[{"role": "user", "content": "x"}])
+
+
+async def test_output_is_cut_at_max_tokens_even_inside_a_tool_call(
+    client: AsyncAnthropic, fake: FakeLLM
+) -> None:
+    big = "line\n" * 400  # 2000 characters: ~500 output tokens
+    step = {
+        "text": "Writing it.",
+        "tool_use": {
+            "name": "str_replace_based_edit_tool",
+            "input": {"command": "create", "path": "a.py", "file_text": big},
+        },
+    }
+    fake.load({"agent": {"*": [step]}})
+    kwargs: Any = {
+        "model": MODEL,
+        "system": system("agent", "cut"),
+        "messages": [{"role": "user", "content": "go"}],
+    }
+    cut = await client.messages.create(max_tokens=100, **kwargs)
+    assert cut.stop_reason == "max_tokens" and cut.usage.output_tokens == 100
+    [text, tool] = cut.content
+    assert text.type == "text" and text.text == "Writing it."
+    assert tool.type == "tool_use" and tool.input == {
+        "command": "create",
+        "path": "a.py",
+    }  # file_text never came
+    whole = await client.messages.create(max_tokens=1000, **kwargs)
+    assert whole.stop_reason == "tool_use"
+    assert whole.content[1].type == "tool_use" and whole.content[1].input["file_text"] == big  # type: ignore[index]
+    fake.load({"agent": {"*": [{"text": "y" * 1000}]}})
+    async with client.messages.stream(max_tokens=50, **kwargs) as s:
+        final = await s.get_final_message()
+    assert final.stop_reason == "max_tokens" and final.content[0].text == "y" * 200  # type: ignore[union-attr]
+
+
+async def test_context_window_limits(server: RunningServer) -> None:
+    small = FakeLLM({"agent": {"*": [{"text": "z" * 2000}] * 3}}, context_window=1000)
+    running = serve_in_thread(create_app(small), host="127.0.0.1", port=0, name="fake-llm-window")
+    try:
+        async with AsyncAnthropic(api_key=KEY, base_url=running.url, max_retries=2) as c:
+            kwargs: Any = {"model": MODEL, "max_tokens": 4000, "system": system("agent", "w")}
+            with pytest.raises(
+                anthropic.BadRequestError, match=r"prompt is too long: \d+ tokens > 1000 maximum"
+            ):
+                await c.messages.create(messages=[{"role": "user", "content": "x" * 4400}], **kwargs)
+            assert [r.status for r in small.requests] == [400]  # a 400 is not retried
+            # the prompt fits, the answer does not: cut where the window ends
+            msg = await c.messages.create(messages=[{"role": "user", "content": "x" * 3200}], **kwargs)
+            assert msg.stop_reason == "model_context_window_exceeded"
+            assert msg.usage.input_tokens + msg.usage.output_tokens <= 1000
+    finally:
+        running.stop()
+
+
+async def test_elided_turns_marker_counts_as_steps(client: AsyncAnthropic, fake: FakeLLM) -> None:
+    fake.load({"agent": {"*": ["zero", "one", "two", "three"]}})
+    messages: list[Any] = [
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "task"},
+                {"type": "text", "text": "[otto-elided-turns: 2] two turns were removed"},
+            ],
+        },
+        {"role": "assistant", "content": "kept"},
+        {"role": "user", "content": "go on"},
+    ]
+    msg = await client.messages.create(
+        model=MODEL, max_tokens=10, system=system("agent", "el"), messages=messages
+    )
+    assert msg.content[0].type == "text" and msg.content[0].text == "three"
+    assert identify({"messages": messages}) == ("unknown", "*", 3)
+    # the marker counts only as the note's own block, never inside other text (the task, the agent's words)
+    messages[0]["content"] = [{"type": "text", "text": "task [otto-elided-turns: 2]"}]
+    assert identify({"messages": messages}) == ("unknown", "*", 1)

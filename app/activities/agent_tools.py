@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from app.domain.logs import bound_text
+from app.domain.logs import bound_text, utf8_len
 from app.domain.paths import PathEscape, display_path, resolve_inside
 from app.sandbox import Mounts, ProcResult, Sandbox
 
@@ -31,6 +32,7 @@ EDITOR_TOOL_TYPE = "text_editor_20250728"
 BASH_TOOL_NAME = "bash"
 BASH_TOOL_TYPE = "bash_20250124"
 
+_LINE_NUMBER = re.compile(r"^ *(\d+)\t", re.MULTILINE)
 # Files larger than this are not read into memory for viewing or editing.
 MAX_FILE_BYTES = 5 * 1024 * 1024
 
@@ -140,7 +142,9 @@ class EditorTool:
                 first = start
                 lines = lines[start - 1 : (len(lines) if end == -1 else end)]
             body = _numbered(lines, first)
-            return self._ok(f"Here's the result of running `cat -n` on {shown}:\n{body}\n")
+            return self._view_ok(
+                f"Here's the result of running `cat -n` on {shown}:\n{body}\n", shown, lines, first
+            )
         except (_ToolError, PathEscape) as exc:
             return self._error(str(exc))
 
@@ -238,6 +242,27 @@ class EditorTool:
 
     def _ok(self, content: str) -> ToolOutcome:
         return ToolOutcome(bound_text(content, self.output_limit), False)
+
+    def _view_ok(self, text: str, shown: str, lines: list[str], first: int) -> ToolOutcome:
+        """A file view within the output limit: its head and tail, and how to page through the middle."""
+        if utf8_len(text) <= self.output_limit:
+            return ToolOutcome(text, False)
+        last = first + len(lines) - 1
+
+        def hint(example: str) -> str:
+            return (
+                f"\n[{shown}: lines {first}-{last} do not fit in one view ({utf8_len(text)} bytes; the limit "
+                f"is {self.output_limit}): the middle was left out. Page through it with `view_range`, e.g. "
+                f"{example}.]\n"
+            )
+
+        room = self.output_limit - utf8_len(hint(f"[{last}, {last}]"))
+        shortened = bound_text(text, room)
+        before_marker = shortened.split("bytes omitted]", 1)[0]
+        shown_numbers = [int(m) for m in _LINE_NUMBER.findall(before_marker)]
+        start = min(shown_numbers[-1] + 1, last) if shown_numbers else first
+        per_view = max(len(lines) * room // utf8_len(text), 1)
+        return ToolOutcome(shortened + hint(f"[{start}, {min(start + per_view - 1, last)}]"), False)
 
     def _error(self, message: str) -> ToolOutcome:
         return ToolOutcome(bound_text(f"Error: {message}", self.output_limit), True)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -31,6 +32,7 @@ from app.activities.agent import Agent, AgentResult, Transcript
 from app.activities.agent_tools import CommandTool, EditorTool
 from app.activities.github import CheckConclusion, repo_client
 from app.activities.verify import VerifyPlan, VerifyResult, resolve_plan, run_verify
+from app.domain.context import ContextPolicy
 from app.domain.logs import tail
 from app.domain.progress import Outcome, failure_signature, made_progress
 from app.domain.redact import redact
@@ -267,6 +269,14 @@ class TaskActivities:
                 transcript=Transcript(artifacts / "transcript.jsonl", self.secrets()),
                 on_step=lambda step: progress.update(step=step),
                 budget_usd=inp.budget_left_usd,
+                max_tokens=s.agent_max_tokens,
+                max_tokens_limit=s.agent_max_tokens_limit,
+                context=ContextPolicy.for_model(
+                    inp.model,
+                    s.agent_context_threshold_tokens,
+                    s.agent_context_keep_tool_results,
+                    s.agent_max_tokens_limit,
+                ),
             )
             budget_note = ""
             prior_usage = Usage()
@@ -293,7 +303,9 @@ class TaskActivities:
                         status=TaskStatus.ERROR,
                         summary=result.summary,
                         budget_exhausted=bool(budget_note),
-                        error=budget_note or "the agent made no changes, so there is nothing to push",
+                        error=budget_note
+                        or (f"{result.note}; " if result.note else "")
+                        + "the agent made no changes, so there is nothing to push",
                         usage=agent.usage,
                         learning=_learning(inp, "made no change", result.summary),
                     )
@@ -318,7 +330,8 @@ class TaskActivities:
                     stop_note = f"stopped after {rounds} fix round(s): the limit"
                     break
                 if agent.exhausted:
-                    stop_note = f"stopped after {rounds} fix round(s): the agent's step limit"
+                    why = agent.ended or "the agent's step limit"
+                    stop_note = f"stopped after {rounds} fix round(s): {why}"
                     break
                 rounds += 1
                 progress.update(stage=f"fix round {rounds}")
@@ -341,6 +354,7 @@ class TaskActivities:
             (artifacts / "summary.md").write_text(
                 redact(result.summary, self.secrets()) + "\n", encoding="utf-8"
             )
+            _write_agent_report(artifacts, agent.steps, result)
 
             progress["stage"] = "push"
             await self._check_stop(inp.run_id)
@@ -543,6 +557,12 @@ class TaskActivities:
             attempt=inp.attempt,
             verify_commands=verify_plan.setup + verify_plan.verify,
         )
+
+
+def _write_agent_report(artifacts: Path, steps: int, result: AgentResult) -> None:
+    """``agent.json``: how the conversation went (stop reason and note, usage, each time it was shrunk)."""
+    report = {**result.report(), "steps": steps}
+    (artifacts / "agent.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
 
 
 def _outcome(v: VerifyResult) -> Outcome:

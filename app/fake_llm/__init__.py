@@ -60,13 +60,24 @@ Step options (all optional; a step may be ``{}`` for an empty end_turn answer):
 A step past the end of its script (or an unknown role/key) gets HTTP 400 ``invalid_request_error`` naming
 role, key and step; the SDK does not retry 400s, so the failure is loud.
 
-Usage, unless overridden: ``input_tokens`` ≈ characters of the request's tools + system + messages / 4,
-``output_tokens`` ≈ characters of the output text and tool inputs / 4 (at least 1). Prompt caching is
-simulated when blocks carry ``cache_control`` (tools, system blocks, message content blocks, in that
-prefix order): the prefix up to each breakpoint is hashed (with the model); the longest prefix seen before
-is reported as ``cache_read_input_tokens``, the rest up to the last breakpoint as
-``cache_creation_input_tokens``, and ``input_tokens`` is only the uncached remainder. There is no minimum
-cacheable length and no expiry.
+Usage, unless overridden: ``output_tokens`` ≈ characters of the output text and tool inputs / 4 (at least
+1); the prompt's tokens (characters of its canonical blocks / 4, see :mod:`app.fake_llm.prompt`) split into
+``input_tokens``, ``cache_creation_input_tokens`` and ``cache_read_input_tokens`` by a simulation of
+Anthropic's prompt cache: per API key and model, prefixes up to each ``cache_control`` breakpoint (at most
+4 a request, else 400), reads of the longest cached prefix at a breakpoint or up to 20 blocks before one,
+writes of every breakpoint's prefix, an optional minimum cacheable length (``FakeLLM(min_cache_tokens=)``),
+no expiry. ``POST /v1/messages/count_tokens`` answers ``{"input_tokens": N}`` with the same count.
+
+Limits, as the API enforces them: a prompt above the context window (``FakeLLM(context_window=)``,
+default 200,000 tokens) gets 400 ``prompt is too long: N tokens > W maximum``. Output longer than the
+request's ``max_tokens`` is cut there with stop reason ``max_tokens`` (a tool call cut in the middle keeps
+only the input fields it completed), and output that would overflow the window stops with
+``model_context_window_exceeded``; ``output_tokens`` is then the limit. A scripted ``stop_reason`` still
+wins.
+
+Steps of a conversation that removed old turns to save room: when the first message's last block (not its
+only one) is a text starting ``[otto-elided-turns: K]`` (Otto's elision note), the step is K + the
+assistant messages.
 
 Authentication: ``Authorization: Bearer <key>`` (SDK 2.x) or ``x-api-key: <key>`` (older SDKs); a key is
 required and, if the server was given one, must match (else 401 ``authentication_error``). The

@@ -14,6 +14,7 @@ import yaml
 
 ROLE_RE = re.compile(r"otto-role:\s*([a-z_]+)")
 KEY_RE = re.compile(r"otto-task:\s*([A-Za-z0-9_.\-]+)")
+ELIDED_RE = re.compile(r"\[otto-elided-turns: (\d{1,6})\]")
 
 ERROR_TYPES: dict[int, str] = {
     400: "invalid_request_error",
@@ -170,4 +171,10 @@ def identify(body: Mapping[str, Any]) -> tuple[str, str, int]:
             k = KEY_RE.search(text_of(first_user.get("content")))
     key = k.group(1) if k else "*"
     step = sum(1 for x in messages if isinstance(x, dict) and x.get("role") == "assistant")
+    first = messages[0] if messages and isinstance(messages[0], dict) else {}
+    blocks = first.get("content")
+    if isinstance(blocks, list) and len(blocks) > 1 and isinstance(blocks[-1], dict):
+        # turns the agent removed to save room still count: its note, a text block of its own at the end
+        m = ELIDED_RE.match(str(blocks[-1].get("text", "")))
+        step += int(m.group(1)) if m else 0
     return role, key, step

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import json
 import math
 import secrets
@@ -19,6 +18,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
+from app.fake_llm.prompt import MAX_BREAKPOINTS, PromptCache, breakpoint_count, prompt_tokens, tokens
 from app.fake_llm.scenario import (
     ERROR_STATUS,
     ERROR_TYPES,
@@ -30,16 +30,13 @@ from app.fake_llm.scenario import (
     tool_calls,
 )
 
+DEFAULT_CONTEXT_WINDOW = 200_000  # tokens, as Claude's standard window
 _SECRET_HEADERS = frozenset({"authorization", "x-api-key"})
 _ALNUM = string.ascii_letters + string.digits
 
 
 def _rand(prefix: str, n: int = 24) -> str:
     return prefix + "".join(secrets.choice(_ALNUM) for _ in range(n))
-
-
-def _tokens(chars: int) -> int:
-    return chars // 4
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -78,13 +75,22 @@ class FakeLLM:
     """Scenario state shared by the server routes (thread-safe: the server runs in another thread)."""
 
     def __init__(
-        self, scenario: Mapping[str, Any] | Path | str | None = None, api_key: str | None = None
+        self,
+        scenario: Mapping[str, Any] | Path | str | None = None,
+        api_key: str | None = None,
+        *,
+        context_window: int | None = DEFAULT_CONTEXT_WINDOW,
+        min_cache_tokens: int = 0,
     ) -> None:
+        """``context_window``: prompts with more tokens get the API's 400 ``prompt is too long``, and output
+        that would overflow it stops with ``model_context_window_exceeded`` (None: unbounded).
+        ``min_cache_tokens``: shorter prefixes are not cached (see :mod:`app.fake_llm.prompt`)."""
         self.api_key = api_key
+        self.context_window = context_window
         self._lock = threading.Lock()
         self._scenario: Scenario = {}
         self._errors_served: dict[tuple[str, str, int], int] = {}
-        self._cache: set[str] = set()
+        self._cache = PromptCache(min_cache_tokens)
         self._requests: list[RecordedRequest] = []
         self.load(scenario)
 
@@ -152,55 +158,16 @@ class FakeLLM:
             self._errors_served[(role, key, step)] = n + 1
         return errors[n]
 
-    def usage_for(self, body: Mapping[str, Any], output_chars: int) -> dict[str, int]:
-        """Default usage for a request, updating the simulated prompt cache."""
-        items: list[tuple[str, bool]] = []  # (canonical json of a prefix item, has cache_control)
-        for tool in body.get("tools") or []:
-            items.append(_canon(tool))
-        system = body.get("system")
-        if isinstance(system, list):
-            items.extend(_canon(b) for b in system)
-        elif system:
-            items.append(_canon(system))
-        for msg in body.get("messages") or []:
-            if not isinstance(msg, dict):
-                continue
-            content = msg.get("content")
-            blocks = content if isinstance(content, list) else [content]
-            role = str(msg.get("role"))
-            items.extend((role + ":" + c, cc) for c, cc in (_canon(b) for b in blocks))
-        total = sum(len(c) for c, _ in items)
-        digest = hashlib.sha256(str(body.get("model")).encode())
-        breakpoints: list[tuple[int, str]] = []  # (prefix chars, prefix hash)
-        chars = 0
-        for text, cached in items:
-            digest.update(text.encode())
-            digest.update(b"\x00")
-            chars += len(text)
-            if cached:
-                breakpoints.append((chars, digest.copy().hexdigest()))
-        read = created = 0
-        if breakpoints:
-            with self._lock:
-                hits = [c for c, h in breakpoints if h in self._cache]
-                self._cache.update(h for _, h in breakpoints)
-            read = max(hits, default=0)
-            created = breakpoints[-1][0] - read
+    def usage_for(self, body: Mapping[str, Any], output_chars: int, api_key: str = "") -> dict[str, int]:
+        """Default usage for a request, reading and writing the simulated prompt cache (of ``api_key``)."""
+        with self._lock:
+            use = self._cache.use(body, api_key)
         return {
-            "input_tokens": max(_tokens(total - read - created), 0 if breakpoints else 1),
-            "output_tokens": max(_tokens(output_chars), 1),
-            "cache_creation_input_tokens": _tokens(created),
-            "cache_read_input_tokens": _tokens(read),
+            "input_tokens": use.input_tokens,
+            "output_tokens": max(tokens(output_chars), 1),
+            "cache_creation_input_tokens": use.cache_creation_input_tokens,
+            "cache_read_input_tokens": use.cache_read_input_tokens,
         }
-
-
-def _canon(block: Any) -> tuple[str, bool]:
-    if isinstance(block, dict):
-        cached = block.get("cache_control") is not None
-        block = {k: v for k, v in block.items() if k != "cache_control"}
-    else:
-        cached = False
-    return json.dumps(block, sort_keys=True, ensure_ascii=False), cached
 
 
 def _build_content(spec: JSONDict) -> tuple[list[JSONDict], str, int]:
@@ -328,25 +295,16 @@ def create_app(fake: FakeLLM) -> FastAPI:
             return _error_response(status, err_type, message, request_id, extra)
 
         # -- authentication and validation, as the real API does it
-        auth = request.headers.get("authorization", "")
-        presented = (
-            auth[7:].strip() if auth.lower().startswith("bearer ") else request.headers.get("x-api-key")
-        )
-        if not presented:
-            return fail(401, "authentication_error", "missing API key (Authorization: Bearer or x-api-key)")
-        if fake.api_key is not None and not secrets.compare_digest(presented, fake.api_key):
-            return fail(401, "authentication_error", "invalid x-api-key")
-        if not request.headers.get("anthropic-version"):
-            return fail(400, "invalid_request_error", "anthropic-version: header is required")
-        if body is None:
-            return fail(400, "invalid_request_error", "request body must be a JSON object")
-        missing = [f for f in ("model", "max_tokens", "messages") if f not in body]
-        if missing:
-            return fail(400, "invalid_request_error", f"{', '.join(missing)}: Field required")
-        if not isinstance(body["messages"], list) or not body["messages"]:
-            return fail(400, "invalid_request_error", "messages: must be a non-empty list")
+        presented, problem = _check_request(fake, request, body, ("model", "max_tokens", "messages"))
+        if problem is not None:
+            return fail(*problem)
+        assert body is not None
         if not isinstance(body["max_tokens"], int) or body["max_tokens"] < 1:
             return fail(400, "invalid_request_error", "max_tokens: must be a positive integer")
+        n_prompt = prompt_tokens(body)
+        if fake.context_window is not None and n_prompt > fake.context_window:
+            too_long = f"prompt is too long: {n_prompt} tokens > {fake.context_window} maximum"
+            return fail(400, "invalid_request_error", too_long)
 
         # -- the script
         steps, why = fake._steps_for(role, key)
@@ -385,7 +343,14 @@ def create_app(fake: FakeLLM) -> FastAPI:
             return _malformed(rec, fake, request_id, spec["malformed"])
 
         content, stop_reason, out_chars = _build_content(spec)
-        usage = {**fake.usage_for(body, out_chars), **spec.get("usage", {})}
+        # the model stops where its output budget ends: max_tokens, or what is left of the window
+        limit, limit_reason = body["max_tokens"], "max_tokens"
+        if fake.context_window is not None and fake.context_window - n_prompt < limit:
+            limit, limit_reason = max(fake.context_window - n_prompt, 1), "model_context_window_exceeded"
+        if tokens(out_chars) > limit:
+            content, out_chars = _truncate(content, limit * 4), limit * 4
+            stop_reason = limit_reason
+        usage = {**fake.usage_for(body, out_chars, presented), **spec.get("usage", {})}
         message_obj: JSONDict = {
             "id": _rand("msg_"),
             "type": "message",
@@ -409,9 +374,18 @@ def create_app(fake: FakeLLM) -> FastAPI:
 
     @app.post("/v1/messages/count_tokens", response_model=None)
     async def count_tokens(request: Request) -> Response:
-        body = await request.json()
-        chars = len(json.dumps([body.get("tools"), body.get("system"), body.get("messages")]))
-        return JSONResponse({"input_tokens": max(_tokens(chars), 1)})
+        """The prompt's size as ``usage`` would count it (cached or not), without answering it."""
+        request_id = _rand("req_")
+        try:
+            parsed: Any = json.loads(await request.body())
+        except ValueError:
+            parsed = None
+        body: JSONDict | None = parsed if isinstance(parsed, dict) else None
+        _key, problem = _check_request(fake, request, body, ("model", "messages"))
+        if problem is not None:
+            return _error_response(*problem, request_id)
+        assert body is not None
+        return JSONResponse({"input_tokens": max(prompt_tokens(body), 1)}, headers={"request-id": request_id})
 
     @app.put("/_scenario", response_model=None)
     async def put_scenario(request: Request) -> Response:
@@ -431,6 +405,68 @@ def create_app(fake: FakeLLM) -> FastAPI:
         return JSONResponse({"ok": True})
 
     return app
+
+
+def _check_request(
+    fake: FakeLLM, request: Request, body: JSONDict | None, required: tuple[str, ...]
+) -> tuple[str, tuple[int, str, str] | None]:
+    """(the API key presented, the (status, type, message) of the first problem or None)."""
+    auth = request.headers.get("authorization", "")
+    presented = auth[7:].strip() if auth.lower().startswith("bearer ") else request.headers.get("x-api-key")
+    if not presented:
+        return "", (401, "authentication_error", "missing API key (Authorization: Bearer or x-api-key)")
+    if fake.api_key is not None and not secrets.compare_digest(presented, fake.api_key):
+        return presented, (401, "authentication_error", "invalid x-api-key")
+    if not request.headers.get("anthropic-version"):
+        return presented, (400, "invalid_request_error", "anthropic-version: header is required")
+    if body is None:
+        return presented, (400, "invalid_request_error", "request body must be a JSON object")
+    missing = [f for f in required if f not in body]
+    if missing:
+        return presented, (400, "invalid_request_error", f"{', '.join(missing)}: Field required")
+    if not isinstance(body["messages"], list) or not body["messages"]:
+        return presented, (400, "invalid_request_error", "messages: must be a non-empty list")
+    n = breakpoint_count(body)
+    if n > MAX_BREAKPOINTS:
+        return presented, (
+            400,
+            "invalid_request_error",
+            f"A maximum of {MAX_BREAKPOINTS} blocks with cache_control may be provided. Found {n}.",
+        )
+    return presented, None
+
+
+def _truncate(content: list[JSONDict], budget_chars: int) -> list[JSONDict]:
+    """The content a model cut off after ``budget_chars`` of output writes: text is cut where the budget
+    ends; a tool call cut in the middle keeps only the input fields it finished (possibly none)."""
+    out: list[JSONDict] = []
+    left = budget_chars
+    for block in content:
+        if block["type"] == "text":
+            text: str = block["text"]
+            if len(text) > left:
+                if left > 0:
+                    out.append({"type": "text", "text": text[:left]})
+                return out
+            out.append(block)
+            left -= len(text)
+            continue
+        tool_input: JSONDict = block["input"]
+        size = len(block["name"]) + len(json.dumps(tool_input, ensure_ascii=False))
+        if size <= left:
+            out.append(block)
+            left -= size
+            continue
+        partial: JSONDict = {}
+        used = len(block["name"]) + 2
+        for k, v in tool_input.items():
+            used += len(json.dumps({k: v}, ensure_ascii=False))
+            if used > left:
+                break
+            partial[k] = v
+        out.append({**block, "input": partial})
+        return out
+    return out
 
 
 def _malformed(rec: RecordedRequest, fake: FakeLLM, request_id: str, kind: Any) -> Response:
