@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
+import fcntl
 import logging
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -57,22 +62,105 @@ def temporal_cli() -> str:
     return found
 
 
+class DataDirInUse(RuntimeError):
+    """Another Otto (or its Temporal) holds this data dir."""
+
+
+_PR_SET_PDEATHSIG = 1
+_prctl: Any
+try:
+    _prctl = ctypes.CDLL(None, use_errno=True).prctl
+except (OSError, AttributeError):  # pragma: no cover - not Linux
+    _prctl = None
+
+
+def _die_with(parent: int) -> Callable[[], None]:
+    """In the child before exec: SIGTERM when the process that started it dies (even by SIGKILL)."""
+
+    def setup() -> None:
+        if _prctl is not None:
+            _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # the parent died before the signal was armed
+            os._exit(1)
+
+    return setup
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
 @dataclass
 class EmbeddedTemporal:
-    """Temporal's single-binary dev server on loopback, its SQLite file under Otto's data dir."""
+    """Temporal's single-binary dev server on loopback, its SQLite file under Otto's data dir, supervised:
+
+    - one Otto per data dir: an exclusive lock (``<data dir>/lock``) is held while the server runs, so a
+      second Otto (or a restart while the first still runs) fails at once instead of two servers fighting
+      over one ``temporal.db``;
+    - the server dies with Otto (a parent-death signal, whatever killed Otto), and one left by a crashed
+      older Otto (its pid in ``server.pid``, our database on its command line) is ended before starting;
+    - :meth:`watch` notices when the server dies while Otto runs, so Otto can stop instead of answering
+      ``/healthz`` with a dead engine.
+    """
 
     data_dir: Path
     host: str = "127.0.0.1"
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
+    _lock_fd: int = -1
 
     @property
     def address(self) -> str:
         return f"{self.host}:{self.port}"
 
+    @property
+    def db(self) -> Path:
+        return self.data_dir / "temporal.db"
+
+    def _lock(self) -> None:
+        fd = os.open(self.data_dir / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 64).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise DataDirInUse(
+                f"{self.data_dir} is in use by another Otto (pid {holder}); stop it first, or give this one "
+                "its own OTTO_DATA_DIR"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._lock_fd = fd
+
+    def _unlock(self) -> None:
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)  # releases the flock
+            self._lock_fd = -1
+
+    def _end_orphan(self) -> None:
+        """End the server a crashed Otto left running on our database (it would hold temporal.db)."""
+        pid_file = self.data_dir / "server.pid"
+        try:
+            pid = int(pid_file.read_text().strip())
+        except (OSError, ValueError):
+            return
+        if str(self.db) in _cmdline(pid) and "start-dev" in _cmdline(pid):
+            log.warning("ending the Temporal dev server a previous Otto left running (pid %d)", pid)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + 10
+            while _cmdline(pid) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        pid_file.unlink(missing_ok=True)
+
     def _spawn(self) -> subprocess.Popen[bytes]:
         with (self.data_dir / "temporal.log").open("ab") as log_file:
-            return subprocess.Popen(
+            proc = subprocess.Popen(
                 [
                     temporal_cli(),
                     "server",
@@ -83,19 +171,34 @@ class EmbeddedTemporal:
                     "--port",
                     str(self.port),
                     "--db-filename",
-                    str(self.data_dir / "temporal.db"),
+                    str(self.db),
                     "--log-level",
                     "error",
                 ],
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
+                preexec_fn=_die_with(os.getpid()),
             )
+        (self.data_dir / "server.pid").write_text(str(proc.pid))
+        return proc
 
     async def start(self, timeout_s: float = 60.0) -> str:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.port = self.port or _free_port(self.host)
-        self.process = await asyncio.to_thread(self._spawn)
+        self._lock()
+        try:
+            self._end_orphan()
+            self.port = self.port or _free_port(self.host)
+            # spawned from this (the event loop's) thread: the parent-death signal follows the spawning thread
+            self.process = self._spawn()
+            await self._wait_ready(timeout_s)
+        except BaseException:
+            self.stop()
+            raise
+        return self.address
+
+    async def _wait_ready(self, timeout_s: float) -> None:
+        assert self.process is not None
         deadline = time.monotonic() + timeout_s
         while True:
             if self.process.poll() is not None:
@@ -108,22 +211,37 @@ class EmbeddedTemporal:
                 await client.workflow_service.describe_namespace(
                     DescribeNamespaceRequest(namespace="default")
                 )
-                return self.address
+                return
             except Exception:
                 if time.monotonic() > deadline:
-                    self.stop()
                     raise RuntimeError(f"Temporal dev server did not come up on {self.address}") from None
                 await asyncio.sleep(0.2)
 
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    async def watch(self, on_death: Callable[[int | None], None], every_s: float = 1.0) -> None:
+        """Call ``on_death(exit code)`` once if the server dies (not when :meth:`stop` ended it)."""
+        while self.process is not None:
+            code = self.process.poll()
+            if code is not None:
+                log.error("the embedded Temporal dev server exited (code %s); see %s", code, self.data_dir)
+                on_death(code)
+                return
+            await asyncio.sleep(every_s)
+
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
+        proc, self.process = self.process, None
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
             try:
-                self.process.wait(timeout=15)
+                proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.process = None
+                proc.kill()
+                proc.wait()
+        (self.data_dir / "server.pid").unlink(missing_ok=True)
+        self._unlock()
 
 
 def connect_options(settings: Settings) -> dict[str, Any]:
