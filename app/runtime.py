@@ -16,6 +16,7 @@ from app.activities.github import GitHubActivities
 from app.activities.intake import IntakeActivities
 from app.activities.model import ModelActivities
 from app.activities.workspace import Workspace
+from app.artifacts import ArtifactStore, store_from_settings
 from app.engine import TemporalHandoff, build_worker
 from app.github_auth import GitHubApp
 from app.intake import Router
@@ -31,6 +32,7 @@ class Services:
     github: GitHubApp
     llm: LLM
     workspace: Workspace
+    store: ArtifactStore
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Services:
@@ -40,15 +42,16 @@ class Services:
             github=GitHubApp(settings),
             llm=LLM(settings),
             workspace=Workspace(settings.mirrors_dir, settings.worktrees_dir),
+            store=store_from_settings(settings),
         )
 
 
 def activities(client: Client, services: Services) -> dict[str, list[object]]:
     """Every activity, by the task queue it is served on (model-bound and CPU-bound work apart)."""
     s = services.settings
-    gh = GitHubActivities(services.github, s.trigger_label)
-    model = ModelActivities(services.llm, s.artifacts_dir)
-    tasks = TaskActivities(s, services.github, services.llm, services.workspace, client)
+    gh = GitHubActivities(services.github, s.trigger_label, services.store, s.public_url)
+    model = ModelActivities(services.llm, services.store)
+    tasks = TaskActivities(s, services.github, services.llm, services.workspace, client, services.store)
     intake = IntakeActivities(client, s)
     by_queue: dict[str, list[object]] = {s.task_queue: [], s.model_task_queue: [], s.cpu_task_queue: []}
     by_queue[s.task_queue] += [

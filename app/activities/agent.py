@@ -131,7 +131,12 @@ class Agent:
             content = [block.model_dump(mode="json", exclude_none=True) for block in reply.message.content]
             self.transcript.write(
                 "assistant",
-                {"step": self.steps, "content": content, "stop_reason": reply.message.stop_reason},
+                {
+                    "step": self.steps,
+                    "content": content,
+                    "stop_reason": reply.message.stop_reason,
+                    "usage": reply.usage.model_dump(mode="json"),
+                },
             )
             self.messages.append(
                 cast(MessageParam, {"role": "assistant", "content": content or "(no content)"})

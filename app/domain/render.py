@@ -69,8 +69,9 @@ def _task_state(r: TaskRecord) -> str:
     return _cell(text)
 
 
-def render_status(state: RunState, label: str = "otto") -> str:
+def render_status(state: RunState, label: str = "otto", run_url: str | None = None) -> str:
     return _env.get_template("status.md.j2").render(
+        run_url=run_url,
         marker=status_marker(state.run_id),
         headline=_HEADLINES[state.phase],
         state=state,
@@ -94,8 +95,10 @@ def render_pr_body(
     log_tail: str,
     attempt: int,
     fix_rounds: int = 0,
+    attempt_url: str | None = None,
 ) -> str:
     return _env.get_template("pr_body.md.j2").render(
+        attempt_url=attempt_url,
         marker=pr_marker(run_id, task.id),
         issue_number=issue_number,
         task=task,
