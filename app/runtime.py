@@ -78,9 +78,14 @@ def activities(client: Client, services: Services) -> dict[str, list[object]]:
     return by_queue
 
 
-def web_app(settings: Settings, client: Client) -> FastAPI:
+def web_app(settings: Settings, client: Client, store: ArtifactStore | None = None) -> FastAPI:
+    """Webhooks, health, metrics, and Mission Control (reading runs from the artifact store)."""
+    from app import web
+
     router = Router(settings, TemporalHandoff(client, settings.task_queue), HANDLERS)
-    return create_app(settings, router)
+    app = create_app(settings, router)
+    web.mount(app, settings, client, store or store_from_settings(settings))
+    return app
 
 
 def workers(client: Client, services: Services, queues: Sequence[str] | None = None) -> list[Worker]:

@@ -490,8 +490,7 @@ class TaskActivities:
         )
         result.log = redact(result.log, self.secrets())
         (artifacts / "verify.log").write_text(result.log, encoding="utf-8")
-        if round_no:
-            (artifacts / f"verify-round-{round_no}.log").write_text(result.log, encoding="utf-8")
+        (artifacts / f"verify-round-{round_no}.log").write_text(result.log, encoding="utf-8")  # every round's
         return result
 
     async def _stop_requested(self, run_id: str) -> bool:

@@ -76,6 +76,7 @@ class SimulatorCore:
         self._pushes: list[PushRecord] = []
         self._faults = FaultInjector()
         self._queue = DeliveryQueue(self._webhook_url)
+        self.oauth_codes: dict[str, Any] = {}  # one-time codes of the user authorization flow (oauth.py)
 
     # ----------------------------------------------------------------- ids and lookups
     def new_id(self) -> int:
@@ -173,6 +174,7 @@ class SimulatorCore:
                 node_id=node_id("A", app_id),
                 permissions=dict(permissions or DEFAULT_APP_PERMISSIONS),
                 events=list(events or DEFAULT_APP_EVENTS),
+                client_secret=new_token(""),
             )
             self.apps[app_id] = created
             return created

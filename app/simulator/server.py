@@ -8,7 +8,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.simulator import api_app, api_checks, api_issues, api_pulls, api_repos, git_http, graphql
+from app.simulator import api_app, api_checks, api_issues, api_pulls, api_repos, git_http, graphql, oauth
 from app.simulator.auth import Actor
 from app.simulator.errors import ApiError
 from app.simulator.faults import Fault
@@ -94,7 +94,8 @@ def create_app(sim: Simulator) -> FastAPI:
     """The simulator's ASGI app; requests are served from ``app.state.sim`` (tests may swap it)."""
     app = FastAPI(title="GitHub simulator", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.sim = sim
-    for module in (api_app, api_repos, api_issues, api_pulls, api_checks, graphql, git_http):
+    # oauth before git_http: git's catch-all /{owner}/{repo}/... would take /login/oauth/...
+    for module in (api_app, api_repos, api_issues, api_pulls, api_checks, graphql, oauth, git_http):
         app.include_router(module.router)
 
     @app.exception_handler(ApiError)
