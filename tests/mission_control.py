@@ -205,3 +205,15 @@ async def mission_control_world(root: Path) -> AsyncIterator[MC]:
     finally:
         world.stop()
         temporal.stop()
+
+
+# Debian's chromium (Playwright can't download its own browser here); `make test` installs it when missing
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]

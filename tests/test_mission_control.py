@@ -211,3 +211,34 @@ async def test_stop_from_mission_control_is_a_signal_to_the_run(mc: MC) -> None:
         assert 'id="stop"' not in page.text  # the run is over
         again = await http.post(path + "/stop", data={"csrf": csrf_of(page.text)})
         assert again.status_code == 409
+
+
+async def test_a_huge_transcript_renders_bounded_with_expand_on_demand(mc: MC) -> None:
+    from app.artifacts import LocalArtifactStore
+    from app.domain.run import RepoRef
+    from bench import ui_data
+
+    sim, a = mc.sim, mc.a
+    repo = RepoRef(
+        installation_id=sim.installation_for(mc.world.app_id, a.owner).id,
+        owner=a.owner,
+        name=a.name,
+        repo_id=mc.repo_id(a),
+    )
+    ui_data.run(LocalArtifactStore(mc.settings.artifacts_dir), repo, 9000, steps=300)
+    base = mc.run_path(a, 9000) + "/tasks/t1/attempts/1"
+    async with mc.signed_in("alice") as http:
+        page = await http.get(base)
+        assert page.status_code == 200
+        text = text_of(page.text)
+        assert "Step 1" in text and "Step 12" in text and "Step 300" in text and "Step 150" not in text
+        assert "Show the 276 steps in between (13–288)" in text
+        everything = await http.get(base, params={"all": "1"})
+        assert "Step 150" in text_of(everything.text) and "steps in between" not in everything.text
+        # 15 results of 60 kB each are clipped to their first 1,500 characters, the rest on demand
+        assert len(everything.content) < 1_500_000
+        expand = re.search(r'href="([^"]+/transcript/[^"]+)">show (\d+) more characters', everything.text)
+        assert expand, "no clipped result"
+        full = await http.get(unescape(expand.group(1)))
+        assert full.status_code == 200 and full.headers["content-type"].startswith("text/plain")
+        assert len(full.text) == 1_500 + int(expand.group(2))
