@@ -20,14 +20,16 @@ import httpx
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from temporalio.client import Client
 
+from app.artifacts import ArtifactStore, store_from_settings
 from app.demo import SAMPLE_REPO
-from app.domain.run import RunState
+from app.domain.run import RepoRef, RunState
 from app.engine import EmbeddedTemporal, connect, ensure_retention
 from app.fake_llm.scenario import identify
 from app.local import LocalWorld, running_otto
 from app.serve_thread import RunningServer
 from app.settings import Settings
 from tests.e2e import Repo, demo_scenario, settled, wait_for_state
+from tests.s3_server import running_s3
 
 
 class ModelGate:
@@ -107,6 +109,14 @@ class MC:
         rid: int = self.sim.repo(r.owner, r.name).id
         return rid
 
+    @property
+    def store(self) -> ArtifactStore:
+        return store_from_settings(self.settings)
+
+    def repo_ref(self, r: Repo) -> RepoRef:
+        inst = self.sim.installation_for(self.world.app_id, r.owner)
+        return RepoRef(installation_id=inst.id, owner=r.owner, name=r.name, repo_id=self.repo_id(r))
+
     def run_path(self, r: Repo, number: int) -> str:
         return f"/runs/{self.repo_id(r)}/{number}"
 
@@ -161,16 +171,20 @@ async def sign_in(http: httpx.AsyncClient, login: str) -> httpx.Response:
 
 @contextlib.asynccontextmanager
 async def mission_control_world(root: Path) -> AsyncIterator[MC]:
-    temporal = EmbeddedTemporal(root / "temporal")
-    address = await temporal.start()
     gate_box: list[ModelGate] = []
 
     def wrap(app: ASGIApp) -> ASGIApp:
         gate_box.append(ModelGate(app))
         return gate_box[0]
 
-    world = LocalWorld.start(root / "world", demo_scenario(), wrap_model=wrap)
-    try:
+    async with contextlib.AsyncExitStack() as stack:
+        temporal = EmbeddedTemporal(root / "temporal")
+        address = await temporal.start()
+        stack.callback(temporal.stop)
+        world = LocalWorld.start(root / "world", demo_scenario(), wrap_model=wrap)
+        stack.callback(world.stop)
+        s3 = await stack.enter_async_context(running_s3(root / "s3"))
+        # every artifact and snapshot goes through S3 (moto's server): workers write, the web process reads
         settings = world.settings(
             root / "otto",
             address,
@@ -179,6 +193,7 @@ async def mission_control_world(root: Path) -> AsyncIterator[MC]:
             heartbeat_timeout_s=5.0,
             max_active_runs_per_installation=4,
             artifact_sync_s=0.5,
+            **s3.settings("mission-control"),
         )
         client = await connect(address, settings.temporal_namespace)
         await ensure_retention(client, settings.temporal_namespace)
@@ -193,18 +208,15 @@ async def mission_control_world(root: Path) -> AsyncIterator[MC]:
             sim.install_app(world.app_id, r.owner)
         sim.create_user("rita")
         sim.set_permission(a.owner, a.name, "rita", "read")
-        async with running_otto(world, settings, client) as server:
-            mc = MC(root, world, settings, client, server, gate_box[0], a, b, reader="rita")
-            # the demo's story on A, and one run on B, side by side
-            demo = mc.start_issue(a, "Add a shout mode", "A `shout(name)` function and a `--shout` flag.")
-            other = mc.start_issue(b, "Add a shout mode to widgets", "Same, for widgets.")
-            for r, n in ((a, demo), (b, other)):
-                await wait_for_state(client, mc.repo_id(r), n, settled, within=180)
-            mc.demo_issue, mc.b_issue = demo, other
-            yield mc
-    finally:
-        world.stop()
-        temporal.stop()
+        server = await stack.enter_async_context(running_otto(world, settings, client))
+        mc = MC(root, world, settings, client, server, gate_box[0], a, b, reader="rita")
+        # the demo's story on A, and one run on B, side by side
+        demo = mc.start_issue(a, "Add a shout mode", "A `shout(name)` function and a `--shout` flag.")
+        other = mc.start_issue(b, "Add a shout mode to widgets", "Same, for widgets.")
+        for r, n in ((a, demo), (b, other)):
+            await wait_for_state(client, mc.repo_id(r), n, settled, within=180)
+        mc.demo_issue, mc.b_issue = demo, other
+        yield mc
 
 
 # Debian's chromium (Playwright can't download its own browser here); `make test` installs it when missing

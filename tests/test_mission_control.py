@@ -214,18 +214,10 @@ async def test_stop_from_mission_control_is_a_signal_to_the_run(mc: MC) -> None:
 
 
 async def test_a_huge_transcript_renders_bounded_with_expand_on_demand(mc: MC) -> None:
-    from app.artifacts import LocalArtifactStore
-    from app.domain.run import RepoRef
     from bench import ui_data
 
-    sim, a = mc.sim, mc.a
-    repo = RepoRef(
-        installation_id=sim.installation_for(mc.world.app_id, a.owner).id,
-        owner=a.owner,
-        name=a.name,
-        repo_id=mc.repo_id(a),
-    )
-    ui_data.run(LocalArtifactStore(mc.settings.artifacts_dir), repo, 9000, steps=300)
+    a = mc.a
+    ui_data.run(mc.store, mc.repo_ref(a), 9000, steps=300)
     base = mc.run_path(a, 9000) + "/tasks/t1/attempts/1"
     async with mc.signed_in("alice") as http:
         page = await http.get(base)

@@ -11,8 +11,7 @@ from typing import Any
 import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
-from app.artifacts import LocalArtifactStore
-from app.domain.run import RepoRef, RunPhase
+from app.domain.run import RunPhase
 from bench import ui_data
 from tests.e2e import demo_scenario, settled, wait_for_state
 from tests.mission_control import CHROMIUM, CHROMIUM_ARGS, MC
@@ -178,14 +177,8 @@ async def test_a_reader_sees_the_pages_but_no_stop_or_retry(browser: Browser, mc
 
 
 async def test_a_clipped_result_expands_on_demand_as_text(browser: Browser, mc: MC) -> None:
-    sim, a = mc.sim, mc.a
-    repo = RepoRef(
-        installation_id=sim.installation_for(mc.world.app_id, a.owner).id,
-        owner=a.owner,
-        name=a.name,
-        repo_id=mc.repo_id(a),
-    )
-    ui_data.run(LocalArtifactStore(mc.settings.artifacts_dir), repo, 9001, steps=30)
+    a = mc.a
+    ui_data.run(mc.store, mc.repo_ref(a), 9001, steps=30)
     page = await signed_in_page(browser, mc, "alice", mc.run_path(a, 9001) + "/tasks/t1/attempts/1")
     link = page.locator("a.expand").first
     target = await link.get_attribute("data-expand")
