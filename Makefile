@@ -8,6 +8,7 @@ OCTOKIT := .cache/octokit
 WEBHOOK_EXAMPLES_VERSION := 7.6.1
 OPENAPI_VERSION := 23.0.2
 SOURCES := app handlers tests $(wildcard bench)
+CHROMIUM := /usr/bin/chromium
 
 .PHONY: demo test lint typecheck unit serve bench clean
 
@@ -17,7 +18,7 @@ demo: $(STAMP)
 serve: $(STAMP)
 	$(BIN)/otto serve
 
-test: $(STAMP) $(OCTOKIT)/.done lint typecheck
+test: $(STAMP) $(OCTOKIT)/.done $(CHROMIUM) lint typecheck
 	$(BIN)/pytest -q
 
 lint: $(STAMP)
@@ -36,6 +37,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e ".[dev]"
 	rm -f $(VENV)/.installed-*
 	touch $@
+
+# Mission Control's browser tests drive Debian's chromium (Playwright can't download its own browser here).
+$(CHROMIUM):
+	@if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
+	else \
+	    echo "Mission Control's browser tests need $(CHROMIUM): sudo apt-get install chromium" >&2; exit 1; \
+	fi
 
 # GitHub's published webhook examples and REST description (npm registry), used by the fidelity tests.
 $(OCTOKIT)/.done:

@@ -160,7 +160,7 @@ def test_snapshots_record_a_timeline_and_durations() -> None:
         ("phase", "planning"),
         ("phase", "running"),
         ("task", "t1 attempt 1 started"),
-        ("phase", "waiting_review"),
+        ("phase", "waiting review"),
         ("task", "t1 passed"),
         ("notice", "🔁 @alice asked to retry t1."),
         ("stop", "@bob asked to stop"),

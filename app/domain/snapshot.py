@@ -69,7 +69,7 @@ def advance(
     old = prev.state if prev else None
     events: list[TimelineEvent] = []
     if old is None or old.phase != state.phase:
-        text = state.phase.value + (f": {state.reason}" if state.reason and state.phase.final else "")
+        text = phase_label(state.phase) + (f": {state.reason}" if state.reason and state.phase.final else "")
         events.append(TimelineEvent(at=now, kind="phase", text=text, status=state.phase.value))
     events += _task_events(old, state, now)
     seen = len(old.notices) if old else 0
