@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from app.domain.run import RunPhase
+from app.domain.run import RunPhase, TaskStatus
 from tests.mission_control import MC, sign_in, until
 
 
@@ -234,3 +234,36 @@ async def test_a_huge_transcript_renders_bounded_with_expand_on_demand(mc: MC) -
         full = await http.get(unescape(expand.group(1)))
         assert full.status_code == 200 and full.headers["content-type"].startswith("text/plain")
         assert len(full.text) == 1_500 + int(expand.group(2))
+
+
+async def test_retry_from_mission_control_runs_the_task_again_with_guidance(mc: MC) -> None:
+    from tests.e2e import demo_scenario
+
+    scenario = demo_scenario()
+    scenario["agent"]["t1.2"] = [{"text": "Looked again as asked: nothing more to change."}]
+    number = await mc.run_issue(mc.b, "Shout again", "Once more, louder.", scenario)
+    path = mc.run_path(mc.b, number)
+    async with mc.signed_in("bob") as http:
+        page = await http.get(path)
+        assert "Retry t1" in page.text
+        sent = await http.post(
+            path + "/tasks/t1/retry", data={"csrf": csrf_of(page.text), "guidance": "<b>check</b> the docs"}
+        )
+        assert sent.status_code == 303 and sent.headers["location"] == f"{path}?sent=retry"
+
+        async def retried() -> bool:
+            state = await mc.state(mc.b, number)
+            rec = state.record("t1")
+            return rec.attempts == 2 and rec.status != TaskStatus.RUNNING and state.events_handled >= 1
+
+        await until(retried)
+        requests = mc.world.model.requests_for("agent", "t1.2")
+        assert requests and "<b>check</b> the docs" in str(requests[0].body)  # the guidance reached the agent
+
+        async def second_attempt_shown() -> bool:
+            return (await http.get(path + "/tasks/t1/attempts/2")).status_code == 200
+
+        await until(second_attempt_shown)
+        attempt = await http.get(path + "/tasks/t1/attempts/2")
+        assert "Looked again as asked" in attempt.text
+        assert "asked to retry t1" in text_of((await http.get(path)).text)  # on the timeline
