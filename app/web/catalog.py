@@ -13,9 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Generic, TypeVar
 
 from app.artifacts import SNAPSHOTS, ArtifactInfo, ArtifactStore, snapshot_key
 from app.domain.snapshot import RunSnapshot
@@ -37,15 +35,18 @@ class RunCatalog:
         self._ordered: list[RunSnapshot] = []
         self._checked = float("-inf")
         self._lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
 
     def _load(self, infos: list[ArtifactInfo]) -> None:
+        """Runs in a thread: builds new maps and swaps them in (readers never see one half-updated)."""
+        entries = dict(self._entries)
         changed = False
         seen = set()
         for info in infos:
             if not info.key.endswith(".json"):
                 continue
             seen.add(info.key)
-            known = self._entries.get(info.key)
+            known = entries.get(info.key)
             if known is not None and known.version == info.version:
                 continue
             raw = self.store.get(info.key)
@@ -56,60 +57,56 @@ class RunCatalog:
             except ValueError:
                 log.warning("unreadable run snapshot %s", info.key)
                 continue
-            self._entries[info.key] = _Entry(info.version, snap)
+            entries[info.key] = _Entry(info.version, snap)
             changed = True
-        for key in [k for k in self._entries if k not in seen]:
-            del self._entries[key]
+        for key in [k for k in entries if k not in seen]:
+            del entries[key]
             changed = True
-        if changed or (not self._ordered and self._entries):
-            self._ordered = sorted(
-                (e.snapshot for e in self._entries.values()), key=lambda s: s.created_at, reverse=True
-            )
+        if changed or (entries and not self._ordered):
+            ordered = sorted((e.snapshot for e in entries.values()), key=lambda s: s.created_at, reverse=True)
+            self._entries, self._ordered = entries, ordered
 
-    async def refresh(self, force: bool = False) -> None:
-        if not force and time.monotonic() - self._checked < self.refresh_s:
-            return
+    async def refresh(self) -> None:
+        """List the store and read the snapshots that changed (one refresh at a time)."""
         async with self._lock:
-            if not force and time.monotonic() - self._checked < self.refresh_s:
-                return
             started = time.monotonic()
-
-            def work() -> None:
-                self._load(self.store.list(SNAPSHOTS))
-
-            await asyncio.to_thread(work)
+            await asyncio.to_thread(lambda: self._load(self.store.list(SNAPSHOTS)))
             self._checked = started
+
+    async def _background(self) -> None:
+        try:
+            await self.refresh()
+        except Exception:
+            log.warning("could not refresh the runs from %s", self.store.describe(), exc_info=True)
+
+    async def _fresh_enough(self) -> None:
+        """The first call loads everything; later ones answer from memory and, once it is older than
+        ``refresh_s``, refresh in the background (stale-while-revalidate: a slow store never slows a page).
+        ``refresh_s`` 0 refreshes before answering, every time."""
+        if self._checked == float("-inf") or self.refresh_s <= 0:
+            await self.refresh()
+            return
+        if time.monotonic() - self._checked >= self.refresh_s and (self._task is None or self._task.done()):
+            self._task = asyncio.create_task(self._background())
 
     async def runs(self) -> list[RunSnapshot]:
         """Every run, newest first."""
-        await self.refresh()
+        await self._fresh_enough()
         return self._ordered
 
     async def get(self, run_id: str) -> RunSnapshot | None:
-        await self.refresh()
-        entry = self._entries.get(snapshot_key(run_id))
-        return entry.snapshot if entry else None
-
-
-K = TypeVar("K")
-V = TypeVar("V")
-
-
-class LRU(Generic[K, V]):
-    """A small least-recently-used cache (parsed transcripts, by key and version)."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._data: OrderedDict[K, V] = OrderedDict()
-
-    def get(self, key: K) -> V | None:
-        if key not in self._data:
+        """One run; one not seen yet (just started, linked from GitHub) is read from the store at once."""
+        await self._fresh_enough()
+        key = snapshot_key(run_id)
+        entry = self._entries.get(key)
+        if entry is not None:
+            return entry.snapshot
+        raw = await asyncio.to_thread(self.store.get, key)
+        if raw is None:
             return None
-        self._data.move_to_end(key)
-        return self._data[key]
-
-    def put(self, key: K, value: V) -> None:
-        self._data[key] = value
-        self._data.move_to_end(key)
-        if len(self._data) > self.size:
-            self._data.popitem(last=False)
+        try:
+            snap = RunSnapshot.model_validate_json(raw)
+        except ValueError:
+            return None
+        self._entries.setdefault(key, _Entry("read directly", snap))
+        return snap

@@ -26,16 +26,17 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from temporalio.client import Client
 
 from app.activities.intake import IntakeActivities, SignalInput
-from app.artifacts import ArtifactKeyError, ArtifactStore, attempt_prefix, check_key, run_key
+from app.artifacts import ArtifactInfo, ArtifactKeyError, ArtifactStore, attempt_prefix, check_key, run_key
 from app.domain.links import run_path
-from app.domain.run import RetryRequest, StopRequest, TaskStatus
+from app.domain.run import RetryRequest, StopRequest, TaskRecord, TaskStatus
 from app.domain.snapshot import RunSnapshot, phase_label
 from app.domain.transcript import Conversation, piece
 from app.github_auth import GitHubApp
 from app.settings import Settings
 from app.web import views
 from app.web.access import Access, can_read, can_write
-from app.web.catalog import LRU, RunCatalog
+from app.web.catalog import RunCatalog
+from app.web.reader import LRU, CachedReads
 from app.web.sessions import Sessions as SessionStore
 from app.web.sessions import SignInError, User, safe_next
 
@@ -120,6 +121,7 @@ class ServerTiming:
 class MissionControl:
     settings: Settings
     store: ArtifactStore
+    reads: CachedReads
     catalog: RunCatalog
     access: Access
     sessions: SessionStore
@@ -170,16 +172,21 @@ class MissionControl:
         level = await self.access.permission(user.login, snap.state.repo)
         return (snap, level) if can_read(level) else None
 
-    async def conversation(self, key: str, version: str) -> tuple[list[bytes], Conversation] | None:
-        def load() -> tuple[list[bytes], Conversation] | None:
-            return views.load_conversation(self.store, key)
-
-        cached = self.transcripts.get((key, version))
+    async def conversation(
+        self, snap: RunSnapshot, rec: TaskRecord, n: int
+    ) -> tuple[list[ArtifactInfo], tuple[list[bytes], Conversation] | None]:
+        """The attempt's artifacts and its transcript (lines and parsed), parsed once per version."""
+        infos = await asyncio.to_thread(views.attempt_infos, self.reads, snap, rec, n)
+        key = attempt_prefix(snap.run_id, rec.task.id, n) + "/transcript.jsonl"
+        info = next((i for i in infos if i.key == key), None)
+        if info is None:
+            return infos, None
+        cached = self.transcripts.get((key, info.version))
         if cached is None:
-            cached = await asyncio.to_thread(load)
+            cached = await asyncio.to_thread(views.load_conversation, self.reads, info)
             if cached is not None:
-                self.transcripts.put((key, version), cached)
-        return cached
+                self.transcripts.put((key, info.version), cached)
+        return infos, cached
 
     async def attempt(
         self, snap: RunSnapshot, task_id: str, n: int, show_all: bool
@@ -190,12 +197,9 @@ class MissionControl:
             return None
         if not 1 <= n <= rec.attempts:
             return None
-        infos = await asyncio.to_thread(views.attempt_infos, self.store, snap.run_id, task_id, n)
-        key = attempt_prefix(snap.run_id, task_id, n) + "/transcript.jsonl"
-        version = next((i.version for i in infos if i.key == key), None)
-        loaded = await self.conversation(key, version) if version is not None else None
+        infos, loaded = await self.conversation(snap, rec, n)
         return await asyncio.to_thread(
-            views.attempt_view, self.store, snap, rec, n, infos, loaded[1] if loaded else None, show_all
+            views.attempt_view, self.reads, snap, rec, n, infos, loaded[1] if loaded else None, show_all
         )
 
 
@@ -293,7 +297,7 @@ def create_router(mc: MissionControl) -> APIRouter:
         if found is None:
             return mc.not_found(request)
         snap, level = found
-        view = await asyncio.to_thread(views.run_view, mc.store, snap, datetime.now(UTC))
+        view = await asyncio.to_thread(views.run_view, mc.reads, snap, datetime.now(UTC))
         return mc.page(
             request, "run.html", v=view, writer=can_write(level), permission=level, notice=SENT.get(sent, "")
         )
@@ -309,7 +313,7 @@ def create_router(mc: MissionControl) -> APIRouter:
         snap, level = found
         if since == str(snap.seq):
             return Response(status_code=204)
-        view = await asyncio.to_thread(views.run_view, mc.store, snap, datetime.now(UTC))
+        view = await asyncio.to_thread(views.run_view, mc.reads, snap, datetime.now(UTC))
         return mc.page(request, "run_live.html", v=view, writer=can_write(level), permission=level, notice="")
 
     async def attempt_or_404(
@@ -365,9 +369,8 @@ def create_router(mc: MissionControl) -> APIRouter:
             return PlainTextResponse("not found", status_code=404)
         if not 1 <= n <= rec.attempts:
             return PlainTextResponse("not found", status_code=404)
-        key = attempt_prefix(snap.run_id, task_id, n) + "/transcript.jsonl"
-        raw = await asyncio.to_thread(mc.store.get, key)
-        text = piece(raw.split(b"\n"), ref) if raw is not None else None
+        _infos, loaded = await mc.conversation(snap, rec, n)
+        text = piece(loaded[0], ref) if loaded is not None else None
         if text is None:
             return PlainTextResponse("not found", status_code=404)
         return PlainTextResponse(text)
@@ -475,6 +478,7 @@ def mission_control(settings: Settings, client: Client | None, store: ArtifactSt
     mc = MissionControl(
         settings=settings,
         store=store,
+        reads=CachedReads(store),
         catalog=RunCatalog(store, settings.ui_catalog_refresh_s),
         access=Access(github, settings.ui_permission_ttl_s),
         sessions=SessionStore(settings),

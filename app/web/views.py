@@ -10,12 +10,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from app.artifacts import ArtifactInfo, ArtifactStore, attempt_prefix, run_key
+from app.artifacts import ArtifactInfo, attempt_prefix, run_key
 from app.domain.links import attempt_path, run_path
 from app.domain.run import RunPhase, RunState, TaskRecord, TaskStatus
 from app.domain.snapshot import RunSnapshot, task_durations
 from app.domain.transcript import Conversation, Diff, Entry, Gap, parse_diff, parse_transcript
 from app.domain.usage import Usage
+from app.web.reader import CachedReads
 
 PAGE_SIZE = 50
 LOG_TAIL_CHARS = 20_000
@@ -110,8 +111,8 @@ class RunView:
         return self.snap.state
 
 
-def read_issue(store: ArtifactStore, run_id: str) -> dict[str, Any]:
-    raw = store.get_text(f"{run_key(run_id)}/issue.json")
+def read_issue(reads: CachedReads, run_id: str, token: str) -> dict[str, Any]:
+    raw = reads.text(f"{run_key(run_id)}/issue.json", token)
     try:
         data = json.loads(raw) if raw else {}
     except ValueError:
@@ -128,7 +129,7 @@ def read_issue(store: ArtifactStore, run_id: str) -> dict[str, Any]:
     }
 
 
-def run_view(store: ArtifactStore, snap: RunSnapshot, now: datetime) -> RunView:
+def run_view(reads: CachedReads, snap: RunSnapshot, now: datetime) -> RunView:
     state = snap.state
     durations = task_durations(snap, now)
     by_batch: dict[int, list[TaskView]] = {}
@@ -144,12 +145,12 @@ def run_view(store: ArtifactStore, snap: RunSnapshot, now: datetime) -> RunView:
             )
         )
     run = run_key(state.run_id)
-    listed = store.list(f"{run}/")
+    listed = reads.list(f"{run}/", str(snap.seq))  # changes come with a status publish
     top = [i.key[len(run) + 1 :] for i in listed if "/" not in i.key[len(run) + 1 :]]
     budget_left = None if state.budget_usd is None else max(0.0, state.budget_usd - state.usage.cost_usd)
     return RunView(
         snap=snap,
-        issue=read_issue(store, state.run_id),
+        issue=read_issue(reads, state.run_id, str(snap.seq)),
         batches=[by_batch[b] for b in sorted(by_batch)],
         pilot_files=[k for k in top if k.startswith("pilot-")],
         budget_left=budget_left,
@@ -200,11 +201,18 @@ def attempt_version(snap: RunSnapshot, infos: list[ArtifactInfo]) -> str:
     return f"{snap.seq}-{digest.hexdigest()[:16]}"
 
 
-def attempt_infos(store: ArtifactStore, run_id: str, task_id: str, attempt: int) -> list[ArtifactInfo]:
-    return store.list(attempt_prefix(run_id, task_id, attempt) + "/")
+def attempt_running(snap: RunSnapshot, rec: TaskRecord, attempt: int) -> bool:
+    return rec.status == TaskStatus.RUNNING and attempt == rec.attempts and not snap.final
 
 
-def verify_logs(store: ArtifactStore, infos: list[ArtifactInfo], run_prefix: str) -> list[VerifyLog]:
+def attempt_infos(reads: CachedReads, snap: RunSnapshot, rec: TaskRecord, attempt: int) -> list[ArtifactInfo]:
+    """What the attempt left; a finished attempt's artifacts were all uploaded before its result was
+    recorded, so its listing never changes."""
+    token = None if attempt_running(snap, rec, attempt) else "final"
+    return reads.list(attempt_prefix(snap.run_id, rec.task.id, attempt) + "/", token)
+
+
+def verify_logs(reads: CachedReads, infos: list[ArtifactInfo], run_prefix: str) -> list[VerifyLog]:
     rounds = sorted(
         ((int(m.group(1)), i) for i in infos if (m := _ROUND.search(i.key))), key=lambda pair: pair[0]
     )
@@ -213,14 +221,14 @@ def verify_logs(store: ArtifactStore, infos: list[ArtifactInfo], run_prefix: str
         chosen = [("last run", i) for i in infos if i.key.endswith("/verify.log")]
     logs = []
     for label, info in chosen:
-        text = store.get_text(info.key) or ""
+        text = reads.text_of(info) or ""
         cut = max(0, len(text) - LOG_TAIL_CHARS)
         logs.append(VerifyLog(info.key[len(run_prefix) + 1 :], label, text[cut:], cut))
     return logs
 
 
 def attempt_view(
-    store: ArtifactStore,
+    reads: CachedReads,
     snap: RunSnapshot,
     rec: TaskRecord,
     attempt: int,
@@ -231,9 +239,9 @@ def attempt_view(
     run = run_key(snap.run_id)
     prefix = attempt_prefix(snap.run_id, rec.task.id, attempt)
     names = {i.key[len(prefix) + 1 :]: i for i in infos}
-    diff_text = store.get_text(f"{prefix}/diff.patch") if "diff.patch" in names else None
-    summary = (store.get_text(f"{prefix}/summary.md") or "") if "summary.md" in names else ""
-    running = rec.status == TaskStatus.RUNNING and attempt == rec.attempts and not snap.final
+    diff_text = reads.text_of(names["diff.patch"]) if "diff.patch" in names else None
+    summary = (reads.text_of(names["summary.md"]) or "") if "summary.md" in names else ""
+    running = attempt_running(snap, rec, attempt)
     return AttemptView(
         snap=snap,
         rec=rec,
@@ -242,7 +250,7 @@ def attempt_view(
         conversation=conversation,
         entries=conversation.view(show_all) if conversation else [],
         show_all=show_all,
-        logs=verify_logs(store, infos, run),
+        logs=verify_logs(reads, infos, run),
         diff=parse_diff(diff_text) if diff_text is not None else None,
         summary=summary,
         prefix=prefix[len(run) + 1 :],
@@ -251,8 +259,8 @@ def attempt_view(
     )
 
 
-def load_conversation(store: ArtifactStore, key: str) -> tuple[list[bytes], Conversation] | None:
-    raw = store.get(key)
+def load_conversation(reads: CachedReads, info: ArtifactInfo) -> tuple[list[bytes], Conversation] | None:
+    raw = reads.store.get(info.key)  # the parsed form is what the caller caches
     if raw is None:
         return None
     lines = raw.split(b"\n")
