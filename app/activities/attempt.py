@@ -33,7 +33,14 @@ from app.activities.diff import write_pr_diff
 from app.activities.github import CheckConclusion, RepoGitHub
 from app.activities.verify import VerifyPlan, VerifyResult, resolve_plan, run_verify
 from app.activities.workspace import MergeConflict, PushRejected, Workspace, WorkspaceError, Worktree
-from app.artifacts import ArtifactStore, append_learning, attempt_prefix, mirrored, store_from_settings
+from app.artifacts import (
+    ArtifactStore,
+    append_learning,
+    attempt_prefix,
+    mirrored,
+    run_key,
+    store_from_settings,
+)
 from app.domain.links import attempt_url
 from app.domain.logs import tail
 from app.domain.progress import Outcome, failure_signature, made_progress
@@ -194,7 +201,7 @@ class TaskActivities:
         prefix = attempt_prefix(inp.run_id, inp.task.id, inp.attempt)
         # artifacts are written to a scratch dir and mirrored to the store; a retried activity (e.g. on
         # another worker after this one died) starts from what the store has
-        scratch = self.settings.scratch_dir / f"{prefix}-{activity.info().attempt}"
+        scratch = self.settings.scratch_dir / f"{run_key(prefix)}-{activity.info().attempt}"
         async with (
             heartbeating(progress),
             mirrored(
@@ -346,7 +353,9 @@ class TaskActivities:
                 head = pushed
             pr_base = inp.pr_base or inp.base_branch
             files = [f.path for f in await asyncio.to_thread(ws.changed_files, worktree, pr_base)]
-            await asyncio.to_thread(write_pr_diff, worktree.path, pr_base, artifacts / "diff.patch")
+            await asyncio.to_thread(
+                write_pr_diff, worktree.path, pr_base, artifacts / "diff.patch", self.secrets()
+            )
             link = attempt_url(s.public_url, inp.run_id, inp.task.id, inp.attempt)
 
             progress["stage"] = "pull request"

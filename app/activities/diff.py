@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+from app.domain.redact import redact
+
 DIFF_LIMIT = 2_000_000  # bytes kept; a larger diff is cut with a note
 _SAFE = ["-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false", "-c", "diff.external="]
 _ENV = {"GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": "/dev/null", "PATH": "/usr/bin:/bin"}
@@ -38,5 +40,5 @@ def pr_diff(root: Path, base_ref: str) -> str:
     return out.decode("utf-8", errors="replace")
 
 
-def write_pr_diff(root: Path, base_ref: str, dest: Path) -> None:
-    dest.write_text(pr_diff(root, base_ref), encoding="utf-8")
+def write_pr_diff(root: Path, base_ref: str, dest: Path, secrets: list[str]) -> None:
+    dest.write_text(redact(pr_diff(root, base_ref), secrets), encoding="utf-8")

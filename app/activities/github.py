@@ -394,6 +394,7 @@ class GitHubActivities:
         if store is None:
             return
         execution = activity.info().workflow_run_id or ""
+        secrets = self.app.cached_tokens() + self.app.settings.secret_values()
 
         def write() -> None:
             key = snapshot_key(state.run_id)
@@ -413,7 +414,7 @@ class GitHubActivities:
                     except (ValueError, AttributeError):
                         title = ""
             snap = advance(prev, state, now=datetime.now(UTC), execution=execution, issue_title=title)
-            store.put_text(key, snap.model_dump_json())
+            store.put_text(key, redact(snap.model_dump_json(), secrets))
 
         try:
             await asyncio.to_thread(write)

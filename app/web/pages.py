@@ -135,7 +135,6 @@ class MissionControl:
         html = _env.get_template(name).render(
             user=user,
             request_path=request.url.path,
-            temporal_ui_url=self.settings.temporal_ui_url,
             now=datetime.now(UTC),
             age=_age,
             **context,
