@@ -572,7 +572,9 @@ class GitHubActivities:
         repo = await gh.repository()
         issue = await gh.issue(q.issue_number)
         base = q.base_branch or repo.default_branch
-        run_id = activity.info().workflow_id or ""
+        run_id = (
+            (activity.info().workflow_id or "") if self.store is not None and activity.in_activity() else ""
+        )
         if self.store is not None and run_id.startswith("otto/"):
             record = {
                 "number": q.issue_number,
