@@ -267,3 +267,45 @@ async def test_retry_from_mission_control_runs_the_task_again_with_guidance(mc: 
         attempt = await http.get(path + "/tasks/t1/attempts/2")
         assert "Looked again as asked" in attempt.text
         assert "asked to retry t1" in text_of((await http.get(path)).text)  # on the timeline
+
+
+async def test_the_run_page_shows_pilot_decisions_timeline_budget_and_the_temporal_link(mc: MC) -> None:
+    from datetime import timedelta
+
+    from app.artifacts import run_key, snapshot_key
+    from app.domain.pilot import PilotDecision, TaskDecision
+    from app.domain.snapshot import advance
+    from bench import ui_data
+
+    store = mc.store
+    snap = ui_data.run(store, mc.repo_ref(mc.a), 9002, phase=RunPhase.RUNNING)
+    state = snap.state.model_copy(deep=True)
+    state.temporal_ui_url = "https://temporal.example.com/namespaces/default/workflows/otto/1/9002"
+    analysis = "The <b>import</b> was circular."
+    state.decisions = [
+        PilotDecision(
+            tasks=[TaskDecision(task_id="t1", analysis=analysis, action="retry", strategy="Import lazily.")],
+            summary="t1: retry",
+        )
+    ]
+    state.notices.append("🔁 @alice asked to retry t1.")
+    state.tasks[0].status = TaskStatus.RUNNING
+    state.tasks[0].attempts = 2
+    later = advance(snap, state, now=snap.updated_at + timedelta(seconds=30), execution="bench")
+    store.put_text(snapshot_key(state.run_id), later.model_dump_json())
+    store.put_text(f"{run_key(state.run_id)}/pilot-00017.json", '{"input": "..."}')
+    async with mc.signed_in("alice") as http:
+
+        async def shows_attempt_two() -> bool:
+            return "attempts/2" in (await http.get(mc.run_path(mc.a, 9002))).text
+
+        await until(shows_attempt_two)
+        page = await http.get(mc.run_path(mc.a, 9002))
+        text = text_of(page.text)
+        assert analysis in text and "Strategy: Import lazily." in text
+        assert "pilot-00017.json" in text
+        assert f'href="{state.temporal_ui_url}"' in page.text
+        assert "$0.7350 used of $5.0000 · $4.2650 left" in text  # the budget, used and left
+        for line in ("planning", "t1 passed", "t1 attempt 2 started", "🔁 @alice asked to retry t1."):
+            assert line in text, line
+        assert "&lt;b&gt;import&lt;/b&gt;" in page.text  # the model's analysis is text, not HTML
