@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from app.artifacts import (
+    ArtifactInfo,
     ArtifactKeyError,
     ArtifactStore,
     LocalArtifactStore,
@@ -190,3 +191,36 @@ async def test_the_catalog_reads_only_changed_snapshots(store: ArtifactStore) ->
     again = await catalog.get("otto/7/0")
     assert again is not None and again.state.phase == RunPhase.DONE and again.seq == 2
     assert (await catalog.get("otto/7/1")) is runs[1]  # unchanged: not read again
+
+
+def test_cached_reads_reuse_by_version_and_token_within_a_byte_budget(tmp_path: Path) -> None:
+    from app.web.reader import CachedReads
+
+    class Counting(LocalArtifactStore):
+        gets = lists = 0
+
+        def get(self, key: str) -> bytes | None:
+            self.gets += 1
+            return super().get(key)
+
+        def list(self, prefix: str = "") -> list[ArtifactInfo]:
+            self.lists += 1
+            return super().list(prefix)
+
+    store = Counting(tmp_path / "s")
+    for name in "abcdef":
+        store.put(f"r/{name}", name.encode() * 100)
+    reads = CachedReads(store, object_bytes=400)
+    assert reads.get("r/a", "v1") == b"a" * 100 and reads.get("r/a", "v1") == b"a" * 100
+    assert store.gets == 1
+    reads.get("r/a", "v2")  # another version: read again
+    assert store.gets == 2
+    for name in "bcdef":
+        reads.get(f"r/{name}", "v1")
+    reads.get("r/a", "v1")  # pushed out by the budget (400 bytes, 100 each): read again
+    assert store.gets == 8
+    assert len(reads.list("r/", "seq-3")) == 6 and len(reads.list("r/", "seq-3")) == 6
+    assert store.lists == 1
+    reads.list("r/", None)
+    reads.list("r/", None)
+    assert store.lists == 3  # no token: always asked

@@ -38,9 +38,12 @@ class LRU(Generic[K, V]):
 
 
 class CachedReads:
-    def __init__(self, store: ArtifactStore, objects: int = 128, listings: int = 256) -> None:
+    def __init__(self, store: ArtifactStore, object_bytes: int = 64 << 20, listings: int = 256) -> None:
         self.store = store
-        self._objects: LRU[tuple[str, str], bytes | None] = LRU(objects)
+        self.object_bytes = object_bytes  # the objects kept, in bytes at most
+        self._objects: OrderedDict[tuple[str, str], bytes] = OrderedDict()
+        self._held = 0
+        self._lock = threading.Lock()
         self._listings: LRU[tuple[str, str], list[ArtifactInfo]] = LRU(listings)
 
     def list(self, prefix: str, token: str | None) -> list[ArtifactInfo]:
@@ -57,12 +60,20 @@ class CachedReads:
     def get(self, key: str, version: str) -> bytes | None:
         """The object, reused while its ``version`` (from a listing, or a token) is the same."""
         cache_key = (key, version)
-        hit = self._objects.get(cache_key)
-        if hit is not None:
-            return hit
+        with self._lock:
+            hit = self._objects.get(cache_key)
+            if hit is not None:
+                self._objects.move_to_end(cache_key)
+                return hit
         data = self.store.get(key)
-        if data is not None:
-            self._objects.put(cache_key, data)
+        if data is not None and len(data) <= self.object_bytes // 4:
+            with self._lock:
+                if cache_key not in self._objects:
+                    self._objects[cache_key] = data
+                    self._held += len(data)
+                while self._held > self.object_bytes:
+                    _key, dropped = self._objects.popitem(last=False)
+                    self._held -= len(dropped)
         return data
 
     def text(self, key: str, version: str) -> str | None:
