@@ -120,12 +120,14 @@ async def running_otto(world: LocalWorld, settings: Settings, client: Client) ->
         settings = settings.model_copy(update={"public_url": server.url})
     services = Services.from_settings(settings)
     world.sim.set_webhook_url(world.app_id, f"{server.url}/webhooks")
-    world.sim.app(world.app_id).callback_url = f"{settings.public_url}/login/callback"
+    sim_app = world.sim.app(world.app_id)
+    callback_before, sim_app.callback_url = sim_app.callback_url, f"{settings.public_url}/login/callback"
     try:
         async with running_worker(client, services):
             yield server
     finally:
         world.sim.set_webhook_url(world.app_id, None)
+        sim_app.callback_url = callback_before
         server.stop()
         await services.llm.aclose()
         await asyncio.sleep(0)

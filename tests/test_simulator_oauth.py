@@ -4,13 +4,24 @@ the user token acts with that person's own permissions."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
+import pytest
 
 from app.local import LocalWorld
 
 CALLBACK = "http://127.0.0.1:9/login/callback"
+
+
+@pytest.fixture(autouse=True)
+def callback(world: LocalWorld) -> Iterator[None]:
+    """This App's registered callback URL for the test (a running Otto registers its own)."""
+    app = world.sim.app(world.app_id)
+    before, app.callback_url = app.callback_url, CALLBACK
+    yield
+    app.callback_url = before
 
 
 def _code(world: LocalWorld, login: str, state: str = "s1") -> str:
@@ -104,15 +115,10 @@ def test_wrong_secret_unknown_code_and_wrong_redirect_are_refused(world: LocalWo
 
 def test_a_registered_callback_url_bounds_the_redirect_uri(world: LocalWorld) -> None:
     app = world.sim.app(world.app_id)
-    before = app.callback_url
-    app.callback_url = "http://127.0.0.1:9/login/"
-    try:
-        bad = httpx.get(
-            f"{world.sim_server.url}/login/oauth/authorize",
-            params={"client_id": app.client_id, "redirect_uri": "https://evil.example/login/callback"},
-        )
-        assert bad.status_code == 400
-        world.sim.create_user("oauth-dee")
-        assert _code(world, "oauth-dee", state="s2")
-    finally:
-        app.callback_url = before
+    bad = httpx.get(
+        f"{world.sim_server.url}/login/oauth/authorize",
+        params={"client_id": app.client_id, "redirect_uri": "https://evil.example/login/callback"},
+    )
+    assert bad.status_code == 400
+    world.sim.create_user("oauth-dee")
+    assert _code(world, "oauth-dee", state="s2")
