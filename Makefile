@@ -12,6 +12,7 @@ SOURCES := app handlers tests $(wildcard bench)
 # system's python where there is one (a uid other than Otto's must be able to read the interpreter).
 SANDBOX_TOOLS := .cache/sandbox-tools
 SANDBOX_PY ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || echo $(PY))
+CHROMIUM := /usr/bin/chromium
 
 .PHONY: demo test lint typecheck unit serve bench clean
 
@@ -22,6 +23,7 @@ serve: $(STAMP)
 	$(BIN)/otto serve
 
 test: $(STAMP) $(OCTOKIT)/.done $(SANDBOX_TOOLS)/.done lint typecheck
+test: $(STAMP) $(OCTOKIT)/.done $(CHROMIUM) lint typecheck
 	$(BIN)/pytest -q
 
 lint: $(STAMP)
@@ -47,6 +49,13 @@ $(SANDBOX_TOOLS)/.done: $(STAMP)
 	$(BIN)/python -m pip --python $(SANDBOX_TOOLS)/bin/python install -q pip "pytest>=9,<10"
 	chmod -R a+rX $(SANDBOX_TOOLS)
 	touch $@
+# Mission Control's browser tests drive Debian's chromium (Playwright can't download its own browser here).
+$(CHROMIUM):
+	@if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
+	else \
+	    echo "Mission Control's browser tests need $(CHROMIUM): sudo apt-get install chromium" >&2; exit 1; \
+	fi
 
 # GitHub's published webhook examples and REST description (npm registry), used by the fidelity tests.
 $(OCTOKIT)/.done:

@@ -101,6 +101,12 @@ async def run_demo(keep: bool = False, root: Path = Path(".otto/demo"), timeout_
 
             state = await _follow(client, world, number, timeout_s)
             _report(world, number, state, time.monotonic() - started, settings.artifacts_dir)
+            mission_control = f"{otto.url}/runs/{sim.repo(OWNER, REPO).id}/{number}"
+            _say(
+                f"\nMission Control: {mission_control} (sign in as @{MAINTAINER} on the simulator's page"
+                + ("" if keep else "; `.venv/bin/otto demo --keep` keeps it running")
+                + ")"
+            )
             ok = state is not None and state.phase == RunPhase.WAITING_REVIEW
             if keep:
                 _say("Everything keeps running; press Ctrl-C to stop.")

@@ -88,7 +88,13 @@ class LocalWorld:
         return cls(sim, sim_server, model, model_server, private_pem, webhook_secret, api_key)
 
     def settings(self, data_dir: Path, temporal_address: str | None, **overrides: Any) -> Settings:
+        app = self.sim.app(self.app_id)
         values: dict[str, Any] = {
+            # Mission Control: sign-in with the simulator's user authorization flow
+            "github_client_id": app.client_id,
+            "github_client_secret": SecretStr(app.client_secret),
+            "github_web_url": self.sim_server.url,
+            "session_secret": SecretStr(secrets.token_hex(16)),
             "github_app_id": self.app_id,
             "github_private_key": SecretStr(self.private_key_pem),
             "webhook_secret": SecretStr(self.webhook_secret),
@@ -111,15 +117,21 @@ class LocalWorld:
 
 @contextlib.asynccontextmanager
 async def running_otto(world: LocalWorld, settings: Settings, client: Client) -> AsyncIterator[RunningServer]:
-    """Otto's web server (own thread, real HTTP) and a worker (this event loop), webhooks pointed at it."""
-    services = Services.from_settings(settings)
+    """Otto's web server (own thread, real HTTP) and a worker (this event loop), webhooks pointed at it.
+    Without ``public_url`` the server's own URL is the base of the links Otto posts and the sign-in's."""
     server = serve_in_thread(web_app(settings, client), name="otto-web")
+    if settings.public_url is None:
+        settings = settings.model_copy(update={"public_url": server.url})
+    services = Services.from_settings(settings)
     world.sim.set_webhook_url(world.app_id, f"{server.url}/webhooks")
+    sim_app = world.sim.app(world.app_id)
+    callback_before, sim_app.callback_url = sim_app.callback_url, f"{settings.public_url}/login/callback"
     try:
         async with running_worker(client, services):
             yield server
     finally:
         world.sim.set_webhook_url(world.app_id, None)
+        sim_app.callback_url = callback_before
         server.stop()
         await services.llm.aclose()
         await asyncio.sleep(0)

@@ -16,6 +16,7 @@ from app.activities.attempt import TaskActivities
 from app.activities.github import GitHubActivities
 from app.activities.intake import IntakeActivities
 from app.activities.model import ModelActivities
+from app.artifacts import ArtifactStore, store_from_settings
 from app.engine import TemporalHandoff, build_worker
 from app.github_auth import GitHubApp
 from app.intake import Router
@@ -35,6 +36,7 @@ class Services:
     llm: LLM
     workspace: Workspace
     sandbox: Sandbox
+    store: ArtifactStore
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Services:
@@ -55,15 +57,20 @@ class Services:
                 sandbox_objects=SANDBOX_OBJECTS if sandbox.enabled else None,
             ),
             sandbox=sandbox,
+            store=store_from_settings(settings),
         )
 
 
 def activities(client: Client, services: Services) -> dict[str, list[object]]:
     """Every activity, by the task queue it is served on (model-bound and CPU-bound work apart)."""
     s = services.settings
-    gh = GitHubActivities(services.github, s.trigger_label, services.sandbox.warning)
-    model = ModelActivities(services.llm, s.artifacts_dir)
-    tasks = TaskActivities(s, services.github, services.llm, services.workspace, services.sandbox, client)
+    gh = GitHubActivities(
+        services.github, s.trigger_label, services.store, s.public_url, services.sandbox.warning
+    )
+    model = ModelActivities(services.llm, services.store)
+    tasks = TaskActivities(
+        s, services.github, services.llm, services.workspace, services.sandbox, client, services.store
+    )
     intake = IntakeActivities(client, s)
     by_queue: dict[str, list[object]] = {s.task_queue: [], s.model_task_queue: [], s.cpu_task_queue: []}
     by_queue[s.task_queue] += [
@@ -90,9 +97,14 @@ def activities(client: Client, services: Services) -> dict[str, list[object]]:
     return by_queue
 
 
-def web_app(settings: Settings, client: Client) -> FastAPI:
+def web_app(settings: Settings, client: Client, store: ArtifactStore | None = None) -> FastAPI:
+    """Webhooks, health, metrics, and Mission Control (reading runs from the artifact store)."""
+    from app import web
+
     router = Router(settings, TemporalHandoff(client, settings.task_queue), HANDLERS)
-    return create_app(settings, router)
+    app = create_app(settings, router)
+    web.mount(app, settings, client, store or store_from_settings(settings))
+    return app
 
 
 def workers(client: Client, services: Services, queues: Sequence[str] | None = None) -> list[Worker]:

@@ -132,6 +132,20 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
 
+    # --- Mission Control (the web UI under /runs) and artifacts -------------------------------------
+    public_url: str | None = None  # the base of links to Otto's pages (status comment, PRs, check runs)
+    github_web_url: str = "https://github.com"  # where /login/oauth/* lives (GHES: https://HOST)
+    session_secret: SecretStr | None = None  # signs session cookies; unset: random per process
+    ui_session_max_age_s: int = Field(default=12 * 3600, gt=0)
+    ui_permission_ttl_s: float = Field(default=60.0, ge=0)  # how long a repository permission is reused
+    ui_catalog_refresh_s: float = Field(default=1.0, ge=0)  # how stale the runs list may be
+    artifacts_url: str | None = None  # s3://BUCKET[/PREFIX] or a directory; unset: <data_dir>/artifacts
+    s3_endpoint_url: str | None = None  # an S3-compatible server (MinIO, Ceph, ...); unset: AWS
+    s3_region: str | None = None
+    s3_access_key_id: str | None = None  # unset: boto3's usual credential chain (AWS_* env, profiles)
+    s3_secret_access_key: SecretStr | None = None
+    artifact_sync_s: float = Field(default=2.0, gt=0)  # how often a running attempt's artifacts are uploaded
+
     @cached_property
     def private_key_pem(self) -> str | None:
         if self.github_private_key is not None:
@@ -147,6 +161,11 @@ class Settings(BaseSettings):
     @property
     def artifacts_dir(self) -> Path:
         return self.data_dir / "artifacts"
+
+    @property
+    def scratch_dir(self) -> Path:
+        """Worker-local copies of a running attempt's artifacts, uploaded to the store as they change."""
+        return self.data_dir / "scratch"
 
     @property
     def mirrors_dir(self) -> Path:
@@ -176,8 +195,9 @@ class Settings(BaseSettings):
             values.append(self.temporal_api_key.get_secret_value())
         if self.anthropic_api_key is not None:
             values.append(self.anthropic_api_key.get_secret_value())
-        if self.github_client_secret is not None:
-            values.append(self.github_client_secret.get_secret_value())
         if self.private_key_pem:
             values.append(self.private_key_pem)
+        for extra in (self.github_client_secret, self.session_secret, self.s3_secret_access_key):
+            if extra is not None:
+                values.append(extra.get_secret_value())
         return [v for v in values if v]

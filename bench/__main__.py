@@ -1,4 +1,5 @@
-"""``python -m bench <intake|orchestration|concurrency|tokens|all> [--quick]``."""
+"""``python -m bench <intake|orchestration|concurrency|tokens|ui|all> [--quick]``; ``ui --s3`` puts
+Mission Control's store on S3 (moto); ``screenshots`` (not in ``all``) renews the README's pictures."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ import importlib
 import sys
 import time
 
-NAMES = ["intake", "orchestration", "concurrency", "tokens", "agent", "sandbox"]
-USAGE = f"usage: python -m bench <{'|'.join([*NAMES, 'all'])}> [--quick]"
+NAMES = ["intake", "orchestration", "concurrency", "tokens", "agent", "sandbox", "ui"]
+EXTRA = ["screenshots"]
+USAGE = f"usage: python -m bench <{'|'.join([*NAMES, 'all', *EXTRA])}> [--quick] [--s3]"
 
 
 def main(argv: list[str]) -> int:
@@ -16,8 +18,8 @@ def main(argv: list[str]) -> int:
     if "-h" in flags or "--help" in flags:
         print(USAGE)
         return 0
-    unknown = [f for f in flags if f != "--quick"]
-    if unknown or len(args) > 1 or (args and args[0] not in [*NAMES, "all"]):
+    unknown = [f for f in flags if f not in ("--quick", "--s3")]
+    if unknown or len(args) > 1 or (args and args[0] not in [*NAMES, "all", *EXTRA]):
         print(USAGE, file=sys.stderr)
         return 2
     names = NAMES if not args or args[0] == "all" else [args[0]]

@@ -15,6 +15,7 @@ import pytest
 from app.engine import EmbeddedTemporal, connect, ensure_retention
 from app.local import PROJECT_SANDBOX_TOOLS, LocalWorld, running_otto
 from tests.e2e import Otto, Repo
+from tests.mission_control import MC, mission_control_world
 from tests.sandboxing import traversable
 
 _names = itertools.count(1)
@@ -106,3 +107,11 @@ def repo(otto: Otto) -> Callable[..., Repo]:
         return r
 
     return make
+
+
+@pytest.fixture(scope="session")
+async def mc(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[MC]:
+    """Mission Control's own world (Temporal, simulator, gated model, Otto), two repositories and their
+    people, with the demo's run on A and one run on B settled (see tests/mission_control.py)."""
+    async with mission_control_world(tmp_path_factory.mktemp("mission-control")) as world:
+        yield world

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -30,9 +31,19 @@ from temporalio.exceptions import ApplicationError
 from app import prompts
 from app.activities.agent import Agent, AgentResult, Transcript
 from app.activities.agent_tools import CommandTool, EditorTool
+from app.activities.diff import write_pr_diff
 from app.activities.github import CheckConclusion, repo_client
 from app.activities.verify import VerifyPlan, VerifyResult, resolve_plan, run_verify
+from app.artifacts import (
+    ArtifactStore,
+    append_learning,
+    attempt_prefix,
+    mirrored,
+    run_key,
+    store_from_settings,
+)
 from app.domain.context import ContextPolicy
+from app.domain.links import attempt_url
 from app.domain.logs import tail
 from app.domain.progress import Outcome, failure_signature, made_progress
 from app.domain.redact import redact
@@ -47,6 +58,8 @@ from app.sandbox.bwrap import WORKSPACE
 from app.settings import Settings
 from app.workspace import MergeConflict, PushRejected, Workspace, WorkspaceError, Worktree
 from app.workspace.checkouts import SANDBOX_OBJECTS
+
+log = logging.getLogger("otto.attempt")
 
 LOG_TAIL_BYTES = 3_000
 HEARTBEAT_EVERY_S = 1.0  # the SDK throttles what it sends; beating often gets a cancel delivered promptly
@@ -132,7 +145,9 @@ class TaskActivities:
         workspace: Workspace,
         sandbox: Sandbox,
         client: Client | None = None,
+        store: ArtifactStore | None = None,
     ) -> None:
+        self.store = store or store_from_settings(settings)
         self.client = client
         self.settings = settings
         self.app = app
@@ -191,10 +206,23 @@ class TaskActivities:
     @activity.defn
     async def execute_task(self, inp: TaskInput) -> TaskResult:
         progress: dict[str, object] = {"task": inp.task.id, "attempt": inp.attempt, "stage": "workspace"}
-        async with heartbeating(progress):
+        prefix = attempt_prefix(inp.run_id, inp.task.id, inp.attempt)
+        # artifacts are written to a scratch dir and mirrored to the store; a retried activity (e.g. on
+        # another worker after this one died) starts from what the store has
+        scratch = self.settings.scratch_dir / f"{run_key(prefix)}-{activity.info().attempt}"
+        async with (
+            heartbeating(progress),
+            mirrored(
+                self.store,
+                scratch,
+                prefix,
+                hydrate=activity.info().attempt > 1,
+                every_s=self.settings.artifact_sync_s,
+            ) as artifacts,
+        ):
             try:
-                result = await self._execute(inp, progress)
-                self._write_context(inp, result)
+                result = await self._execute(inp, progress, artifacts)
+                await self._write_context(inp, result)
                 return result
             except SandboxUnavailable as e:
                 raise ApplicationError(
@@ -213,14 +241,12 @@ class TaskActivities:
                     f"Task {inp.task.id}: {e}.", type="ModelError", non_retryable=True
                 ) from e
 
-    async def _execute(self, inp: TaskInput, progress: dict[str, object]) -> TaskResult:
+    async def _execute(self, inp: TaskInput, progress: dict[str, object], artifacts: Path) -> TaskResult:
         s = self.settings
         ws = self.workspace
         await asyncio.to_thread(self.sandbox.ensure_available)  # fail closed before touching anything
         token = await self.app.installation_token(inp.repo.installation_id)
         identity = await self.app.bot_identity(inp.repo.installation_id)
-        artifacts = s.artifacts_dir / safe_name(inp.run_id) / inp.task.id / f"attempt-{inp.attempt}"
-        artifacts.mkdir(parents=True, exist_ok=True)
 
         info = activity.info()
         resume = resume_point(info.heartbeat_details[-1]) if info.heartbeat_details else None
@@ -370,6 +396,10 @@ class TaskActivities:
                 head = pushed
             pr_base = inp.pr_base or inp.base_branch
             files = [f.path for f in await asyncio.to_thread(ws.changed_files, worktree, pr_base)]
+            await asyncio.to_thread(
+                write_pr_diff, worktree.path, pr_base, artifacts / "diff.patch", self.secrets()
+            )
+            link = attempt_url(s.public_url, inp.run_id, inp.task.id, inp.attempt)
 
             progress["stage"] = "pull request"
             gh = await repo_client(self.app, inp.repo)
@@ -389,6 +419,7 @@ class TaskActivities:
                     attempt=inp.attempt,
                     fix_rounds=rounds,
                     refused=[r.describe() for r in worktree.refused],
+                    attempt_url=link,
                 ),
                 self.secrets(),
             )
@@ -409,6 +440,7 @@ class TaskActivities:
                 + (f" — {verified.failures} failing" if verified.failures else "")
                 + (f" — {budget_note or stop_note}" if budget_note or stop_note else ""),
                 text=f"```\n{log}\n```",
+                details_url=link,
             )
             status = TaskStatus.PASSED if verified.passed else TaskStatus.FAILED
             return TaskResult(
@@ -485,14 +517,21 @@ class TaskActivities:
                 "the run was stopped; nothing more is pushed", type="Stopped", non_retryable=True
             )
 
-    def _write_context(self, inp: TaskInput, result: TaskResult) -> None:
-        """The run's learnings as they accrue, one line per finished attempt: ``context.md``."""
+    async def _write_context(self, inp: TaskInput, result: TaskResult) -> None:
+        """The run's learnings as they accrue, one line per finished attempt: ``context.md`` in the store."""
         if not result.learning:
             return
-        path = self.settings.artifacts_dir / safe_name(inp.run_id) / "context.md"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("a", encoding="utf-8") as f:
-            f.write(redact(result.learning, self.secrets()) + "\n")
+        try:
+            await asyncio.to_thread(
+                append_learning,
+                self.store,
+                inp.run_id,
+                inp.task.id,
+                inp.attempt,
+                redact(result.learning, self.secrets()),
+            )
+        except Exception:  # an artifact must not fail the task it describes
+            log.warning("could not record the learning of %s", inp.task.id, exc_info=True)
 
     async def _commit(
         self, worktree: Worktree, inp: TaskInput, identity: GitIdentity, suffix: str

@@ -6,9 +6,13 @@ exposes the ones the workflows call directly as Temporal activities.
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import json
+import logging
 import re
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Literal, cast
 
 from githubkit import GitHub, TokenAuthStrategy
@@ -22,12 +26,17 @@ from pydantic import BaseModel
 from temporalio import activity
 
 from app import observability
+from app.artifacts import ArtifactStore, put_quietly, run_key, snapshot_key
+from app.domain.links import run_url
 from app.domain.redact import redact
 from app.domain.render import refusal_marker, render_refusal, render_status, status_marker
 from app.domain.repo_config import CONFIG_PATH
-from app.domain.run import WRITE_PERMISSIONS, PublishStatus, Refusal, RepoRef
+from app.domain.run import WRITE_PERMISSIONS, PublishStatus, Refusal, RepoRef, RunState
+from app.domain.snapshot import RunSnapshot, advance
 from app.github_auth import GitHubApp
 from app.github_retry import durable_rate_limits
+
+log = logging.getLogger("otto.github")
 
 CHECK_NAME = "otto/verify"
 CHECK_TEXT_LIMIT = 60_000  # GitHub caps check-run output text at 65535 characters
@@ -210,6 +219,7 @@ class RepoGitHub:
         resp = await self.gh.rest.checks.async_list_for_ref(
             self.owner, self.name, head_sha, check_name=CHECK_NAME, filter_="latest"
         )
+        link: dict[str, Any] = {"details_url": details_url} if details_url else {}
         for run in resp.parsed_data.check_runs:
             ours = self.app_id is None or (run.app is not None and run.app.id == self.app_id)
             if run.name == CHECK_NAME and ours:
@@ -220,6 +230,7 @@ class RepoGitHub:
                     status="completed",
                     conclusion=conclusion,
                     output=cast(ReposOwnerRepoCheckRunsCheckRunIdPatchBodyPropOutputType, output),
+                    **link,
                 )
                 return int(run.id)
         created = await self.gh.rest.checks.async_create(
@@ -230,6 +241,7 @@ class RepoGitHub:
             status="completed",
             conclusion=conclusion,
             output=output,
+            **link,
         )
         return int(created.parsed_data.id)
 
@@ -359,10 +371,19 @@ class GitHubActivities:
     activity with a non-retryable ``ApplicationError(type="RateLimited", details=[wait_s, guessed])``: the
     workflow sleeps on a durable timer and calls again (``app.workflows.github_calls.github``)."""
 
-    def __init__(self, app: GitHubApp, label: str, warning: str | None = None) -> None:
+    def __init__(
+        self,
+        app: GitHubApp,
+        label: str,
+        store: ArtifactStore | None = None,
+        public_url: str | None = None,
+        warning: str | None = None,
+    ) -> None:
         """``warning``: shown at the top of every status comment (e.g. commands run without a sandbox)."""
         self.app = app
         self.label = label
+        self.store = store  # Mission Control's run snapshots and the issue as loaded
+        self.public_url = public_url
         self.warning = warning
 
     async def repo(self, ref: RepoRef) -> RepoGitHub:
@@ -383,14 +404,50 @@ class GitHubActivities:
     async def publish_status(self, p: PublishStatus) -> int:
         state = p.state
         observability.run_published(state)
+        await self._write_snapshot(state)
         body = redact(
-            render_status(state, self.label, self.warning),
+            render_status(state, self.label, run_url(self.public_url, state.run_id), self.warning),
             self.app.cached_tokens() + self.app.settings.secret_values(),
         )
         gh = await self.repo(state.repo)
         return await gh.upsert_comment(
             state.issue_number, status_marker(state.run_id), body, state.status_comment_id
         )
+
+    async def _write_snapshot(self, state: RunState) -> None:
+        """The run as Mission Control shows it, beside its artifacts (best effort: the status comment is
+        what must not fail). Publishes of one run are serialised by the workflow, so read-advance-write
+        has a single writer."""
+        store = self.store
+        if store is None:
+            return
+        execution = activity.info().workflow_run_id or ""
+        secrets = self.app.cached_tokens() + self.app.settings.secret_values()
+
+        def write() -> None:
+            key = snapshot_key(state.run_id)
+            prev: RunSnapshot | None = None
+            raw = store.get(key)
+            if raw:
+                try:
+                    prev = RunSnapshot.model_validate_json(raw)
+                except ValueError:
+                    prev = None
+            title = prev.issue_title if prev is not None and prev.execution == execution else ""
+            if not title:
+                issue = store.get_text(f"{run_key(state.run_id)}/issue.json")
+                if issue:
+                    try:
+                        title = str(json.loads(issue).get("title") or "")
+                    except (ValueError, AttributeError):
+                        title = ""
+            snap = advance(prev, state, now=datetime.now(UTC), execution=execution, issue_title=title)
+            store.put_text(key, redact(snap.model_dump_json(), secrets))
+
+        try:
+            await asyncio.to_thread(write)
+        except Exception:
+            log.warning("could not write the snapshot of %s", state.run_id, exc_info=True)
 
     @activity.defn
     @durable_rate_limits
@@ -543,6 +600,19 @@ class GitHubActivities:
         repo = await gh.repository()
         issue = await gh.issue(q.issue_number)
         base = q.base_branch or repo.default_branch
+        run_id = (
+            (activity.info().workflow_id or "") if self.store is not None and activity.in_activity() else ""
+        )
+        if self.store is not None and run_id.startswith("otto/"):
+            record = {
+                "number": q.issue_number,
+                "title": issue.title,
+                "body": issue.body or "",
+                "author": issue.user.login if issue.user else "unknown",
+                "html_url": issue.html_url,
+            }
+            key = f"{run_key(run_id)}/issue.json"
+            await asyncio.to_thread(put_quietly, self.store, key, json.dumps(record))
         return LoadedIssue(
             title=issue.title,
             body=issue.body or "",

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
+import asyncio
+import json
 
 from anthropic.types import MessageParam
 from pydantic import BaseModel, ValidationError
@@ -11,6 +11,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from app import prompts
+from app.artifacts import ArtifactStore, put_quietly, run_key
 from app.domain.jsonreply import NotJSON, extract_json_object
 from app.domain.logs import tail
 from app.domain.pilot import InvalidDecision, PilotDecision, validate_decision
@@ -136,17 +137,16 @@ def _over_budget(e: BudgetExhausted, spent: Usage | None = None) -> ApplicationE
 
 
 class ModelActivities:
-    def __init__(self, llm: LLM, artifacts_dir: Path | None = None) -> None:
+    def __init__(self, llm: LLM, store: ArtifactStore | None = None) -> None:
         self.llm = llm
-        self.artifacts_dir = artifacts_dir
+        self.store = store
 
-    def _record(self, name: str, data: PlanResult) -> None:
-        """Keep the plan with the run's artifacts (``plan.json``, ``replan-N.json``)."""
-        if self.artifacts_dir is None:
+    async def _record(self, name: str, text: str) -> None:
+        """Keep it with the run's artifacts (``plan.json``, ``replan-N.json``, ``pilot-N.json``)."""
+        if self.store is None:
             return
-        run_dir = self.artifacts_dir / re.sub(r"[^A-Za-z0-9._-]+", "-", activity.info().workflow_id or "run")
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / name).write_text(data.model_dump_json(indent=2), encoding="utf-8")
+        key = f"{run_key(activity.info().workflow_id or 'run')}/{name}"
+        await asyncio.to_thread(put_quietly, self.store, key, text)
 
     @activity.defn
     async def classify(self, inp: ModelInput) -> ClassifyResult:
@@ -201,7 +201,7 @@ class ModelActivities:
                         f"the plan has {len(plan.tasks)} tasks; at most {inp.max_tasks} are allowed"
                     )
                 result = PlanResult(plan_summary=plan.summary, tasks=plan.tasks, usage=usage)
-                self._record("plan.json", result)
+                await self._record("plan.json", result.model_dump_json(indent=2))
                 return result
             except (NotJSON, ValidationError, ValueError) as e:
                 problem = _short(e)
@@ -225,11 +225,15 @@ class ModelActivities:
     @activity.defn
     async def pilot(self, inp: PilotInput) -> PilotResult:
         """One call, no tools, bounded context; the decision is validated whole or the call fails."""
+        message = _pilot_message(inp)
+        call = activity.info().activity_id
+        name = f"pilot-{int(call):05d}.json" if call.isdigit() else f"pilot-{run_key(call)}.json"
+        record: dict[str, object] = {"failed": inp.failed, "pending": inp.pending, "input": message}
         try:
             reply = await self.llm.create(
                 role="pilot",
                 system=prompts.render("pilot_system", max_retries=inp.max_retries),
-                messages=[{"role": "user", "content": _pilot_message(inp)}],
+                messages=[{"role": "user", "content": message}],
                 model=inp.model_input.model,
                 max_tokens=4096,
                 budget_left_usd=inp.model_input.budget_left_usd,
@@ -249,12 +253,16 @@ class ModelActivities:
                 max_retries=inp.max_retries,
             )
         except (NotJSON, ValidationError, InvalidDecision) as e:
+            record.update(answer=reply.text, problem=_short(e))
+            await self._record(name, json.dumps(record, indent=2))
             raise ApplicationError(
                 f"The gate pilot's decision was unusable ({_short(e)})",
                 reply.usage.model_dump(mode="json"),
                 type=PILOT_FAILED,
                 non_retryable=True,
             ) from e
+        record.update(answer=reply.text, decision=decision.model_dump(mode="json"))
+        await self._record(name, json.dumps(record, indent=2))
         return PilotResult(decision=decision, usage=reply.usage)
 
     @activity.defn
@@ -300,7 +308,9 @@ class ModelActivities:
                 non_retryable=True,
             ) from e
         result = PlanResult(plan_summary=str(data.get("summary") or ""), tasks=new, usage=reply.usage)
-        self._record(f"replan-{activity.info().attempt}-{len(inp.tasks)}.json", result)
+        await self._record(
+            f"replan-{activity.info().attempt}-{len(inp.tasks)}.json", result.model_dump_json(indent=2)
+        )
         return result
 
 

@@ -79,8 +79,11 @@ def _task_state(r: TaskRecord) -> str:
     return _cell(text)
 
 
-def render_status(state: RunState, label: str = "otto", warning: str | None = None) -> str:
+def render_status(
+    state: RunState, label: str = "otto", run_url: str | None = None, warning: str | None = None
+) -> str:
     return _env.get_template("status.md.j2").render(
+        run_url=run_url,
         marker=status_marker(state.run_id),
         warning=warning,
         headline=_HEADLINES[state.phase],
@@ -106,8 +109,10 @@ def render_pr_body(
     attempt: int,
     fix_rounds: int = 0,
     refused: Sequence[str] = (),
+    attempt_url: str | None = None,
 ) -> str:
     return _env.get_template("pr_body.md.j2").render(
+        attempt_url=attempt_url,
         marker=pr_marker(run_id, task.id),
         issue_number=issue_number,
         task=task,

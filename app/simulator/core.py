@@ -92,6 +92,7 @@ class SimulatorCore:
         self.web_sessions: dict[str, str] = {}  # browser session cookie → login (see app_manifests)
         self.manifest_codes: dict[str, ManifestCode] = {}
         self._queue = DeliveryQueue(self._webhook_url)
+        self.oauth_codes: dict[str, Any] = {}  # one-time codes of the user authorization flow (oauth.py)
 
     # ----------------------------------------------------------------- ids and lookups
     def new_id(self) -> int:
@@ -189,6 +190,7 @@ class SimulatorCore:
                 node_id=node_id("A", app_id),
                 permissions=dict(permissions or DEFAULT_APP_PERMISSIONS),
                 events=list(events or DEFAULT_APP_EVENTS),
+                client_secret=new_token(""),
             )
             self.apps[app_id] = created
             return created

@@ -19,6 +19,7 @@ from app.simulator import (
     api_repos,
     git_http,
     graphql,
+    oauth,
     web_apps,
 )
 from app.simulator.auth import Actor
@@ -123,9 +124,10 @@ def create_app(sim: Simulator) -> FastAPI:
     """The simulator's ASGI app; requests are served from ``app.state.sim`` (tests may swap it)."""
     app = FastAPI(title="GitHub simulator", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.sim = sim
-    # order matters: literal paths before parameterised ones, git smart HTTP's catch-all last
+    # order matters: literal paths before parameterised ones; oauth before git smart HTTP's catch-all
+    # (/{owner}/{repo}/... would take /login/oauth/...), which comes last
     routers = (api_app, api_meta, api_repos, api_labels, api_issues, api_pulls, api_checks, api_commits)
-    for module in (*routers, web_apps, graphql, git_http):
+    for module in (*routers, web_apps, graphql, oauth, git_http):
         app.include_router(module.router)
 
     @app.exception_handler(ApiError)

@@ -47,6 +47,8 @@ class SimApp:
     created_at: datetime = field(default_factory=now)
     permissions: dict[str, str] = field(default_factory=dict)
     events: list[str] = field(default_factory=list)
+    client_secret: str = ""  # the OAuth client secret (user authorization flow)
+    callback_url: str | None = None  # redirect_uri must start with it, when set
 
 
 @dataclass
