@@ -113,5 +113,7 @@ def repo(otto: Otto) -> Callable[..., Repo]:
 async def mc(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[MC]:
     """Mission Control's own world (Temporal, simulator, gated model, Otto), two repositories and their
     people, with the demo's run on A and one run on B settled (see tests/mission_control.py)."""
-    async with mission_control_world(tmp_path_factory.mktemp("mission-control")) as world:
+    root = tmp_path_factory.mktemp("mission-control")
+    traversable(root, tmp_path_factory.getbasetemp())
+    async with mission_control_world(root) as world:
         yield world
