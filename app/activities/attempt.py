@@ -31,7 +31,6 @@ from temporalio.exceptions import ApplicationError
 from app import prompts
 from app.activities.agent import Agent, AgentResult, Transcript
 from app.activities.agent_tools import CommandTool, EditorTool
-from app.activities.diff import write_pr_diff
 from app.activities.github import CheckConclusion, repo_client
 from app.activities.verify import VerifyPlan, VerifyResult, resolve_plan, run_verify
 from app.artifacts import (
@@ -396,9 +395,8 @@ class TaskActivities:
                 head = pushed
             pr_base = inp.pr_base or inp.base_branch
             files = [f.path for f in await asyncio.to_thread(ws.changed_files, worktree, pr_base)]
-            await asyncio.to_thread(
-                write_pr_diff, worktree.path, pr_base, artifacts / "diff.patch", self.secrets()
-            )
+            diff = await asyncio.to_thread(ws.pr_diff, worktree, pr_base)
+            (artifacts / "diff.patch").write_text(redact(diff, self.secrets()), encoding="utf-8")
             link = attempt_url(s.public_url, inp.run_id, inp.task.id, inp.attempt)
 
             progress["stage"] = "pull request"

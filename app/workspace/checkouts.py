@@ -369,6 +369,21 @@ class Workspace:
         ).stdout
         return _parse_name_status(out)
 
+    def pr_diff(self, wt: Worktree, base_ref: str, limit: int = 2_000_000) -> str:
+        """What the pull request shows: ``git diff`` from the merge-base with ``base_ref`` to HEAD, computed in
+        Otto's git dir (no external diff drivers, no textconv); cut at ``limit`` bytes with a note."""
+        base = self._resolve(wt, base_ref)
+        mb = git.run(["merge-base", base, "HEAD"], git_dir=wt.git_dir, check=False).stdout.strip()
+        if not mb:
+            return ""
+        out = git.run(
+            ["diff", "--no-color", "--no-ext-diff", "--no-textconv", "--find-renames", mb, "HEAD"],
+            git_dir=wt.git_dir,
+        ).stdout
+        if len(out) > limit:
+            out = out[:limit] + f"\n[… diff cut at {limit} characters of {len(out)}]\n"
+        return out
+
     def _resolve(self, wt: Worktree, ref: str) -> str:
         sha = git.rev(wt.mirror, REMOTE_REFS + ref) if _looks_like_branch(ref) else None
         sha = sha or git.rev(wt.git_dir, ref)
