@@ -7,7 +7,6 @@ import contextlib
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
-from fastapi import FastAPI
 from temporalio.client import Client
 from temporalio.worker import Worker
 
@@ -20,9 +19,9 @@ from app.engine import TemporalHandoff, build_worker
 from app.github_auth import GitHubApp
 from app.intake import Router
 from app.llm import LLM
-from app.server import create_app
+from app.server import WebhookEndpoint, create_app
 from app.settings import Settings
-from handlers import HANDLERS
+from handlers import ROUTES
 
 
 @dataclass
@@ -75,8 +74,8 @@ def activities(client: Client, services: Services) -> dict[str, list[object]]:
     return by_queue
 
 
-def web_app(settings: Settings, client: Client) -> FastAPI:
-    router = Router(settings, TemporalHandoff(client, settings.task_queue), HANDLERS)
+def web_app(settings: Settings, client: Client) -> WebhookEndpoint:
+    router = Router(settings, TemporalHandoff(client, settings.task_queue), ROUTES)
     return create_app(settings, router)
 
 

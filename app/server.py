@@ -1,79 +1,197 @@
-"""The web process: ``POST /webhooks`` plus health endpoints. Routes are thin; decisions live in handlers."""
+"""The web process: ``POST /webhooks`` as a lean ASGI endpoint in front of FastAPI (``/metrics``,
+``/healthz``). Decisions live in the handlers; this module only guards the door.
+
+The webhook endpoint, in order: a declared ``Content-Length`` over the limit is 413 before anything is read;
+at most ``webhook_max_concurrent_reads`` requests read their bodies at once, holding at most
+``webhook_max_buffered_bytes`` between them (excess: 503 at once); a body not complete within
+``webhook_body_timeout_s`` is cut off with 408 and dropped; then the signature (401), the event and
+delivery headers (400), and the router (202 ignored, 400 malformed, 202 accepted, 200 redelivery). A body
+left unread behind an early answer is discarded by the server as it arrives, never buffered; a stalled
+client's connection is closed. A client that goes away mid-body is one log line.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from typing import Annotated
+from collections.abc import Iterable
 
-from fastapi import Depends, FastAPI, Header, Request
-from fastapi.responses import JSONResponse, Response
+import orjson
+from fastapi import FastAPI
+from fastapi.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app import observability
-from app.intake import Outcome, Router, verify_signature
+from app.intake import Router, Verifier, valid_delivery_id, valid_event
+from app.routing import HandoffUnavailable, Outcome
 from app.settings import Settings
 
 log = logging.getLogger("otto.server")
 
-
-class BodyTooLarge(Exception):
-    pass
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise BodyTooLarge
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge
-        chunks.append(chunk)
-    return b"".join(chunks)
+WEBHOOK_PATH = "/webhooks"
+_JSON = (b"content-type", b"application/json")
+_CLOSE = (b"connection", b"close")
 
 
-def _answer(outcome: Outcome, delivery: str | None) -> JSONResponse:
-    return JSONResponse({"status": outcome.message, "delivery": delivery}, status_code=outcome.status)
+class _Gone(Exception):
+    """The client disconnected before its body was complete."""
+
+    def __init__(self, received: int) -> None:
+        self.received = received
 
 
-def get_router(request: Request) -> Router:
-    router: Router = request.app.state.router
-    return router
+class _Refused(Exception):
+    def __init__(self, outcome: Outcome) -> None:
+        self.outcome = outcome
 
 
-def create_app(settings: Settings, router: Router) -> FastAPI:
-    app = FastAPI(title="Otto", docs_url=None, redoc_url=None, openapi_url=None)
-    app.state.router = router
-    app.add_middleware(observability.LogContextMiddleware)
+class _Headers:
+    """The headers the endpoint reads (the first of each). Values are anyone's text until the signature
+    is checked: ``event`` and ``delivery`` are set only when well-formed (short, plain ASCII)."""
 
-    @app.post("/webhooks")
-    async def webhooks(
-        request: Request,
-        router: Annotated[Router, Depends(get_router)],
-        x_github_event: Annotated[str | None, Header()] = None,
-        x_github_delivery: Annotated[str | None, Header()] = None,
-        x_hub_signature_256: Annotated[str | None, Header()] = None,
-    ) -> JSONResponse:
-        def answer(outcome: Outcome, verified: bool = True) -> JSONResponse:
-            observability.webhook_answered(x_github_event, outcome.status, verified, router.handlers)
-            return _answer(outcome, x_github_delivery)
+    __slots__ = ("delivery", "delivery_raw", "event", "event_raw", "length", "signature")
 
-        try:
-            body = await read_body(request, settings.max_webhook_bytes)
-        except BodyTooLarge:
-            return answer(Outcome(413, "payload too large"), verified=False)
-        if not verify_signature(settings.webhook_secret.get_secret_value(), body, x_hub_signature_256):
-            log.warning("delivery %s: bad or missing X-Hub-Signature-256", x_github_delivery)
-            observability.signature_failed(x_hub_signature_256)
-            return answer(Outcome(401, "bad signature"), verified=False)
-        if not x_github_event or not x_github_delivery:
-            return answer(Outcome(400, "missing X-GitHub-Event or X-GitHub-Delivery"))
-        outcome = await router.dispatch(x_github_event, x_github_delivery, body)
-        log.info(
-            "delivery %s (%s): %s %s", x_github_delivery, x_github_event, outcome.status, outcome.message
+    def __init__(self, raw: Iterable[tuple[bytes, bytes]]) -> None:
+        self.signature = self.event_raw = self.delivery_raw = self.length = None
+        for name, value in raw:
+            if name == b"x-hub-signature-256":
+                self.signature = self.signature if self.signature is not None else value
+            elif name == b"x-github-event":
+                self.event_raw = self.event_raw if self.event_raw is not None else value
+            elif name == b"x-github-delivery":
+                self.delivery_raw = self.delivery_raw if self.delivery_raw is not None else value
+            elif name == b"content-length":
+                self.length = value
+        self.event = self.event_raw.decode() if self.event_raw and valid_event(self.event_raw) else None
+        d = self.delivery_raw
+        self.delivery = d.decode() if d and valid_delivery_id(d) else None
+
+    @property
+    def event_label(self) -> str | None:
+        return self.event or ("other" if self.event_raw else None)
+
+    def problem(self) -> str:
+        which, raw = (
+            ("X-GitHub-Event", self.event_raw)
+            if self.event is None
+            else ("X-GitHub-Delivery", self.delivery_raw)
         )
-        return answer(outcome)
+        return f"{'malformed' if raw else 'missing'} {which} header"
+
+
+TOO_LARGE = Outcome(413, "payload too large")
+TOO_SLOW = Outcome(408, "body not received in time")
+BUSY = Outcome(503, "too many deliveries being received; retry later")
+
+
+class WebhookEndpoint:
+    """ASGI app: ``POST /webhooks`` handled here, everything else passed to ``fallback``."""
+
+    def __init__(self, settings: Settings, router: Router, fallback: ASGIApp) -> None:
+        self.router = router
+        self.fallback = fallback
+        self.verify = Verifier(settings.webhook_secret.get_secret_value())
+        self.max_bytes = settings.max_webhook_bytes
+        self.body_timeout_s = settings.webhook_body_timeout_s
+        self.max_reads = settings.webhook_max_concurrent_reads
+        self.max_buffered = settings.webhook_max_buffered_bytes
+        self.known_events = router.events
+        self.reading = 0  # requests reading their body right now
+        self.buffered = 0  # bytes held by those bodies
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == WEBHOOK_PATH:
+            if scope["method"] == "POST":
+                await self.webhook(scope, receive, send)
+            else:
+                await _respond(send, 405, b'{"status": "method not allowed"}', [(b"allow", b"POST")])
+            return
+        await self.fallback(scope, receive, send)
+
+    async def webhook(self, scope: Scope, receive: Receive, send: Send) -> None:
+        h = _Headers(scope["headers"])
+        with observability.log_context(delivery_id=h.delivery, event=h.event):
+            await self._webhook(h, receive, send)
+
+    async def _webhook(self, h: _Headers, receive: Receive, send: Send) -> None:
+        try:
+            body = await self.read_body(receive, h.length)
+        except _Refused as refused:  # a stalled client gets its connection closed; others can read the answer
+            close = refused.outcome is TOO_SLOW
+            return await self.answer(send, refused.outcome, h, verified=False, close=close)
+        except _Gone as gone:
+            log.info("delivery %s: client disconnected after %d body bytes", h.delivery or "?", gone.received)
+            observability.webhook_answered(h.event_label, "disconnected", False, self.known_events)
+            return None
+        if not self.verify(body, h.signature):
+            log.warning("delivery %s: bad or missing X-Hub-Signature-256", h.delivery or "?")
+            observability.signature_failed(h.signature)
+            return await self.answer(send, Outcome(401, "bad signature"), h, verified=False)
+        if h.event is None or h.delivery is None:
+            return await self.answer(send, Outcome(400, h.problem()), h)
+        try:
+            outcome = await self.router.dispatch(h.event, h.delivery, body)
+        except HandoffUnavailable as e:
+            log.warning("delivery %s (%s): engine unavailable: %s", h.delivery, h.event, e)
+            outcome = Outcome(503, "engine unavailable; redeliver later")
+        if outcome.quiet:
+            log.debug("delivery %s (%s): %s %s", h.delivery, h.event, outcome.status, outcome.message)
+        else:
+            log.info("delivery %s (%s): %s %s", h.delivery, h.event, outcome.status, outcome.message)
+        return await self.answer(send, outcome, h)
+
+    async def read_body(self, receive: Receive, declared: bytes | None) -> bytes:
+        """The whole body, within the size, concurrency, memory and time limits (else :class:`_Refused`);
+        :class:`_Gone` when the client disconnects first."""
+        if declared is not None and (not declared.isdigit() or len(declared) > 12):
+            raise _Refused(Outcome(400, "malformed Content-Length"))
+        if declared is not None and int(declared) > self.max_bytes:
+            raise _Refused(TOO_LARGE)
+        if self.reading >= self.max_reads:
+            raise _Refused(BUSY)
+        self.reading += 1
+        chunks: list[bytes] = []
+        size = 0  # bytes held in chunks (and counted in self.buffered)
+        try:
+            async with asyncio.timeout(self.body_timeout_s):
+                while True:
+                    message = await receive()
+                    if message["type"] != "http.request":
+                        raise _Gone(size)
+                    chunk: bytes = message.get("body", b"")
+                    if chunk:
+                        if size + len(chunk) > self.max_bytes:
+                            raise _Refused(TOO_LARGE)
+                        if self.buffered + len(chunk) > self.max_buffered:
+                            raise _Refused(BUSY)
+                        size += len(chunk)
+                        self.buffered += len(chunk)
+                        chunks.append(chunk)
+                    if not message.get("more_body", False):
+                        break
+        except TimeoutError:
+            raise _Refused(TOO_SLOW) from None
+        finally:
+            self.reading -= 1
+            self.buffered -= size
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    async def answer(
+        self, send: Send, outcome: Outcome, h: _Headers, verified: bool = True, close: bool = False
+    ) -> None:
+        observability.webhook_answered(h.event_label, outcome.status, verified, self.known_events)
+        body = orjson.dumps({"status": outcome.message, "delivery": h.delivery})
+        await _respond(send, outcome.status, body, [_CLOSE] if close else [])
+
+
+async def _respond(send: Send, status: int, body: bytes, extra: list[tuple[bytes, bytes]]) -> None:
+    headers = [_JSON, (b"content-length", str(len(body)).encode()), *extra]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def create_app(settings: Settings, router: Router) -> WebhookEndpoint:
+    app = FastAPI(title="Otto", docs_url=None, redoc_url=None, openapi_url=None)
 
     @app.get("/metrics")
     async def metrics() -> Response:
@@ -84,4 +202,4 @@ def create_app(settings: Settings, router: Router) -> FastAPI:
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    return app
+    return WebhookEndpoint(settings, router, app)

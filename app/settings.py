@@ -62,6 +62,11 @@ class Settings(BaseSettings):
         default_factory=list, description="directories put first on PATH for agent and verify commands"
     )
     max_webhook_bytes: int = 25 * 1024 * 1024
+    webhook_body_timeout_s: float = Field(default=10.0, gt=0, description="a slower upload is cut off (408)")
+    webhook_max_concurrent_reads: int = Field(default=64, ge=1, description="more at once are answered 503")
+    webhook_max_buffered_bytes: int = Field(
+        default=128 * 1024 * 1024, ge=1, description="webhook bodies held in memory at once, at most (503)"
+    )
 
     # --- Engine -------------------------------------------------------------------------------------
     temporal_address: str | None = None  # unset: Otto starts Temporal's dev server itself
