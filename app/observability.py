@@ -78,6 +78,22 @@ def log_context(**fields: str | None) -> Iterator[None]:
             var.reset(token)
 
 
+_delivery_var = _context["delivery_id"]
+_event_var = _context["event"]
+DeliveryContext = tuple[Token[str | None], Token[str | None]]
+
+
+def set_delivery_context(delivery_id: str | None, event: str | None) -> DeliveryContext:
+    """``log_context(delivery_id=…, event=…)`` for the webhook hot path: no generator, no loop. The values
+    must already be short and well-formed; undo with :func:`reset_delivery_context`."""
+    return _delivery_var.set(delivery_id), _event_var.set(event)
+
+
+def reset_delivery_context(tokens: DeliveryContext) -> None:
+    _event_var.reset(tokens[1])
+    _delivery_var.reset(tokens[0])
+
+
 class LogContextMiddleware:
     """ASGI middleware: a webhook request's log lines (access log included) carry its delivery id."""
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable
+from typing import Any
 
 import orjson
 from fastapi import FastAPI
@@ -79,6 +80,50 @@ class _Headers:
         return f"{'malformed' if raw else 'missing'} {which} header"
 
 
+class ReadDeadlines:
+    """The body-read timeout for every request with one timer: readers are noted with their deadline, and
+    a watchdog task (running only while someone reads) cancels those past it, every ``timeout_s / 4``
+    (at most 1 s) — cheaper than a timer per request on the hot path; a read is cut off between
+    ``timeout_s`` and ``timeout_s`` + one tick."""
+
+    def __init__(self, timeout_s: float) -> None:
+        self.timeout_s = timeout_s
+        self.tick_s = min(1.0, timeout_s / 4)
+        self._deadlines: dict[asyncio.Task[Any], float] = {}
+        self._expired: set[asyncio.Task[Any]] = set()
+        self._watchdog: asyncio.Task[None] | None = None
+
+    def enter(self) -> asyncio.Task[Any]:
+        task = asyncio.current_task()
+        assert task is not None
+        loop = task.get_loop()
+        self._deadlines[task] = loop.time() + self.timeout_s
+        if self._watchdog is None:
+            self._watchdog = loop.create_task(self._watch(loop), name="otto-webhook-read-deadlines")
+        return task
+
+    def leave(self, task: asyncio.Task[Any]) -> None:
+        self._deadlines.pop(task, None)
+        if task in self._expired:
+            self._expired.discard(task)
+            task.uncancel()
+
+    def expired(self, task: asyncio.Task[Any]) -> bool:
+        return task in self._expired
+
+    async def _watch(self, loop: asyncio.AbstractEventLoop) -> None:
+        try:
+            while self._deadlines:
+                await asyncio.sleep(self.tick_s)
+                now = loop.time()
+                for task, deadline in list(self._deadlines.items()):
+                    if deadline <= now and task not in self._expired:
+                        self._expired.add(task)
+                        task.cancel()
+        finally:
+            self._watchdog = None
+
+
 TOO_LARGE = Outcome(413, "payload too large")
 TOO_SLOW = Outcome(408, "body not received in time")
 BUSY = Outcome(503, "too many deliveries being received; retry later")
@@ -92,10 +137,10 @@ class WebhookEndpoint:
         self.fallback = fallback
         self.verify = Verifier(settings.webhook_secret.get_secret_value())
         self.max_bytes = settings.max_webhook_bytes
-        self.body_timeout_s = settings.webhook_body_timeout_s
         self.max_reads = settings.webhook_max_concurrent_reads
         self.max_buffered = settings.webhook_max_buffered_bytes
         self.known_events = router.events
+        self.deadlines = ReadDeadlines(settings.webhook_body_timeout_s)
         self.reading = 0  # requests reading their body right now
         self.buffered = 0  # bytes held by those bodies
 
@@ -110,8 +155,11 @@ class WebhookEndpoint:
 
     async def webhook(self, scope: Scope, receive: Receive, send: Send) -> None:
         h = _Headers(scope["headers"])
-        with observability.log_context(delivery_id=h.delivery, event=h.event):
+        context = observability.set_delivery_context(h.delivery, h.event)
+        try:
             await self._webhook(h, receive, send)
+        finally:
+            observability.reset_delivery_context(context)
 
     async def _webhook(self, h: _Headers, receive: Receive, send: Send) -> None:
         try:
@@ -150,28 +198,31 @@ class WebhookEndpoint:
         if self.reading >= self.max_reads:
             raise _Refused(BUSY)
         self.reading += 1
+        task = self.deadlines.enter()
         chunks: list[bytes] = []
         size = 0  # bytes held in chunks (and counted in self.buffered)
         try:
-            async with asyncio.timeout(self.body_timeout_s):
-                while True:
-                    message = await receive()
-                    if message["type"] != "http.request":
-                        raise _Gone(size)
-                    chunk: bytes = message.get("body", b"")
-                    if chunk:
-                        if size + len(chunk) > self.max_bytes:
-                            raise _Refused(TOO_LARGE)
-                        if self.buffered + len(chunk) > self.max_buffered:
-                            raise _Refused(BUSY)
-                        size += len(chunk)
-                        self.buffered += len(chunk)
-                        chunks.append(chunk)
-                    if not message.get("more_body", False):
-                        break
-        except TimeoutError:
+            while True:
+                message = await receive()
+                if message["type"] != "http.request":
+                    raise _Gone(size)
+                chunk: bytes = message.get("body", b"")
+                if chunk:
+                    if size + len(chunk) > self.max_bytes:
+                        raise _Refused(TOO_LARGE)
+                    if self.buffered + len(chunk) > self.max_buffered:
+                        raise _Refused(BUSY)
+                    size += len(chunk)
+                    self.buffered += len(chunk)
+                    chunks.append(chunk)
+                if not message.get("more_body", False):
+                    break
+        except asyncio.CancelledError:
+            if not self.deadlines.expired(task):
+                raise  # the server is shutting down
             raise _Refused(TOO_SLOW) from None
         finally:
+            self.deadlines.leave(task)
             self.reading -= 1
             self.buffered -= size
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
