@@ -30,9 +30,11 @@ def _logging(level: str, settings: Settings | None = None) -> None:
 @cli.command()
 def serve(log_level: str = "info") -> None:
     """Web server and a worker in one process (starts Temporal's dev server when no address is set)."""
+    from app import webserver
+
     settings = Settings()
     _logging(log_level, settings)
-    asyncio.run(_serve(settings, with_worker=True))
+    webserver.run(_serve(settings, with_worker=True))
 
 
 @cli.command()
@@ -42,7 +44,9 @@ def web(log_level: str = "info") -> None:
     _logging(log_level, settings)
     if not settings.temporal_address:
         raise typer.BadParameter("`otto web` needs OTTO_TEMPORAL_ADDRESS; use `otto serve` for one machine")
-    asyncio.run(_serve(settings, with_worker=False))
+    from app import webserver
+
+    webserver.run(_serve(settings, with_worker=False))
 
 
 @cli.command()
@@ -74,18 +78,20 @@ def demo(
 
 
 async def _serve(settings: Settings, with_worker: bool) -> None:
+    from app import webserver
     from app.engine import temporal_client
     from app.runtime import Services, running_worker, web_app
 
     async with temporal_client(settings) as client:
         server = uvicorn.Server(
-            # log_config=None: uvicorn's loggers propagate to Otto's (JSON, redacting) root handler
-            uvicorn.Config(web_app(settings, client), host=settings.host, port=settings.port, log_config=None)
+            webserver.server_config(web_app(settings, client), settings.host, settings.port)
         )
         if not with_worker:
+            webserver.freeze_heap()
             await server.serve()
             return
         async with running_worker(client, Services.from_settings(settings)):
+            webserver.freeze_heap()
             await server.serve()
 
 
