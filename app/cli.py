@@ -6,7 +6,6 @@ import asyncio
 import logging
 
 import typer
-import uvicorn
 
 from app.settings import Settings
 
@@ -83,16 +82,15 @@ async def _serve(settings: Settings, with_worker: bool) -> None:
     from app.runtime import Services, running_worker, web_app
 
     async with temporal_client(settings) as client:
-        server = uvicorn.Server(
-            webserver.server_config(web_app(settings, client), settings.host, settings.port)
-        )
+        app = web_app(settings, client)
+        log.info("web server on http://%s:%d", settings.host, settings.port)
         if not with_worker:
             webserver.freeze_heap()
-            await server.serve()
+            await webserver.serve(app, settings.host, settings.port)
             return
         async with running_worker(client, Services.from_settings(settings)):
             webserver.freeze_heap()
-            await server.serve()
+            await webserver.serve(app, settings.host, settings.port)
 
 
 async def _worker(settings: Settings, queues: list[str]) -> None:

@@ -1,13 +1,14 @@
 """The web process: ``POST /webhooks`` as a lean ASGI endpoint in front of FastAPI (``/metrics``,
 ``/healthz``). Decisions live in the handlers; this module only guards the door.
 
-The webhook endpoint, in order: a declared ``Content-Length`` over the limit is 413 before anything is read;
-at most ``webhook_max_concurrent_reads`` requests read their bodies at once, holding at most
-``webhook_max_buffered_bytes`` between them (excess: 503 at once); a body not complete within
-``webhook_body_timeout_s`` is cut off with 408 and dropped; then the signature (401), the event and
-delivery headers (400), and the router (202 ignored, 400 malformed, 202 accepted, 200 redelivery). A body
-left unread behind an early answer is discarded by the server as it arrives, never buffered; a stalled
-client's connection is closed. A client that goes away mid-body is one log line.
+The webhook endpoint, in order: at most ``webhook_max_concurrent_reads`` requests read their bodies at once,
+holding at most ``webhook_max_buffered_bytes`` between them (excess: 503 at once); a body over
+``max_webhook_bytes`` (declared or counted) is 413, its rest read and dropped as it arrives so the sender
+can read the answer (a body declared over twice the limit is refused before it is read, and the connection
+closed); a body not complete within ``webhook_body_timeout_s`` is cut off with 408, its buffer dropped and
+its connection closed; then the signature (401), the event and delivery headers (400), and the router
+(202 ignored, 400 malformed, 202 accepted, 200 redelivery, 503 when Temporal is unreachable). A client
+that goes away mid-body is one log line.
 """
 
 from __future__ import annotations
@@ -42,8 +43,9 @@ class _Gone(Exception):
 
 
 class _Refused(Exception):
-    def __init__(self, outcome: Outcome) -> None:
+    def __init__(self, outcome: Outcome, close: bool = False) -> None:
         self.outcome = outcome
+        self.close = close  # the rest of the body is not read: the connection can't be reused
 
 
 class _Headers:
@@ -164,9 +166,8 @@ class WebhookEndpoint:
     async def _webhook(self, h: _Headers, receive: Receive, send: Send) -> None:
         try:
             body = await self.read_body(receive, h.length)
-        except _Refused as refused:  # a stalled client gets its connection closed; others can read the answer
-            close = refused.outcome is TOO_SLOW
-            return await self.answer(send, refused.outcome, h, verified=False, close=close)
+        except _Refused as refused:
+            return await self.answer(send, refused.outcome, h, verified=False, close=refused.close)
         except _Gone as gone:
             log.info("delivery %s: client disconnected after %d body bytes", h.delivery or "?", gone.received)
             observability.webhook_answered(h.event_label, "disconnected", False, self.known_events)
@@ -190,28 +191,38 @@ class WebhookEndpoint:
 
     async def read_body(self, receive: Receive, declared: bytes | None) -> bytes:
         """The whole body, within the size, concurrency, memory and time limits (else :class:`_Refused`);
-        :class:`_Gone` when the client disconnects first."""
+        :class:`_Gone` when the client disconnects first. A body over the size limit is read on and
+        dropped as it arrives (up to twice the limit), so that the sender can read its 413."""
         if declared is not None and (not declared.isdigit() or len(declared) > 12):
             raise _Refused(Outcome(400, "malformed Content-Length"))
-        if declared is not None and int(declared) > self.max_bytes:
-            raise _Refused(TOO_LARGE)
+        if declared is not None and int(declared) > 2 * self.max_bytes:
+            raise _Refused(TOO_LARGE, close=True)
         if self.reading >= self.max_reads:
             raise _Refused(BUSY)
         self.reading += 1
         task = self.deadlines.enter()
         chunks: list[bytes] = []
         size = 0  # bytes held in chunks (and counted in self.buffered)
+        seen = 0  # bytes received
+        too_large = declared is not None and int(declared) > self.max_bytes
         try:
             while True:
                 message = await receive()
                 if message["type"] != "http.request":
-                    raise _Gone(size)
+                    raise _Gone(seen)
                 chunk: bytes = message.get("body", b"")
-                if chunk:
-                    if size + len(chunk) > self.max_bytes:
-                        raise _Refused(TOO_LARGE)
+                seen += len(chunk)
+                if not too_large and seen > self.max_bytes:
+                    too_large = True  # drop what is held; the rest is dropped as it arrives
+                    self.buffered -= size
+                    size = 0
+                    chunks.clear()
+                if too_large:
+                    if seen > 2 * self.max_bytes:
+                        raise _Refused(TOO_LARGE, close=True)
+                elif chunk:
                     if self.buffered + len(chunk) > self.max_buffered:
-                        raise _Refused(BUSY)
+                        raise _Refused(BUSY, close=True)
                     size += len(chunk)
                     self.buffered += len(chunk)
                     chunks.append(chunk)
@@ -220,11 +231,13 @@ class WebhookEndpoint:
         except asyncio.CancelledError:
             if not self.deadlines.expired(task):
                 raise  # the server is shutting down
-            raise _Refused(TOO_SLOW) from None
+            raise _Refused(TOO_SLOW, close=True) from None
         finally:
             self.deadlines.leave(task)
             self.reading -= 1
             self.buffered -= size
+        if too_large:
+            raise _Refused(TOO_LARGE)
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     async def answer(

@@ -572,7 +572,7 @@ async def run(quick: bool) -> int:
                 "probot": Subject("probot", probot_url, probot_proc.pid, 200),
             }
             say(
-                f"Otto web pid {otto_proc.pid} (otto web: uvicorn+httptools on uvloop) · Probot "
+                f"Otto web pid {otto_proc.pid} (otto web: granian on uvloop) · Probot "
                 f"{probot_version()} pid {probot_proc.pid} (node) · Temporal dev server {address}"
             )
             for s in subjects.values():

@@ -1,5 +1,6 @@
 """The webhook intake under abuse, through real HTTP: Otto's web app (the real router, handlers and Temporal
-hand-off) served by uvicorn in a thread; raw sockets where an HTTP client can't misbehave enough."""
+hand-off) on its production server stack (``app.webserver``: granian) in a thread; raw sockets where an HTTP
+client can't misbehave enough."""
 
 from __future__ import annotations
 
@@ -22,9 +23,9 @@ from temporalio.client import Client
 from app.engine import EmbeddedTemporal, connect
 from app.intake import sign
 from app.runtime import web_app
-from app.serve_thread import RunningServer, serve_in_thread
 from app.server import WebhookEndpoint
 from app.settings import Settings
+from app.webserver import RunningWeb, serve_in_thread
 from tests.e2e import eventually
 
 SECRET = "hardening-" + uuid.uuid4().hex
@@ -46,7 +47,7 @@ LABELED = json.dumps(labeled_example(), separators=(",", ":")).encode()  # GitHu
 @dataclass
 class Intake:
     app: WebhookEndpoint
-    server: RunningServer
+    server: RunningWeb
     settings: Settings
 
     @property
@@ -62,7 +63,7 @@ async def temporal_client(temporal_address: str) -> Client:
 @pytest.fixture
 def intake(temporal_client: Client, temporal_address: str) -> Iterator[Callable[..., Intake]]:
     """Start Otto's web app with settings overrides; every one started is stopped at the end."""
-    started: list[RunningServer] = []
+    started: list[RunningWeb] = []
 
     def start(client: Client | None = None, **overrides: Any) -> Intake:
         values: dict[str, Any] = {
@@ -320,6 +321,14 @@ async def test_size_limits_hold_for_declared_and_chunked_bodies(intake: Callable
     assert fits.status_code == 202
     assert get.status_code == 405 and get.headers["allow"] == "POST"
     assert health.status_code == 200
+
+    # declared over twice the limit: refused before a byte of it is read, and the connection closed
+    head: dict[str, bytes | str] = {**headers(LABELED), "Content-Length": "200001"}
+    with open_raw(web, head) as sock:
+        status, response_headers, _ = await asyncio.to_thread(read_answer, sock)
+        assert (status, response_headers["connection"]) == (413, "close")
+        assert closed_by_server(sock)
+    assert (web.app.reading, web.app.buffered) == (0, 0)
 
 
 # --- routing before parsing -------------------------------------------------------------------------
