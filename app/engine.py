@@ -85,6 +85,10 @@ class EmbeddedTemporal:
                     str(self.port),
                     "--db-filename",
                     str(self.data_dir / "temporal.db"),
+                    # write-ahead log: one fsync per commit instead of the rollback journal's several;
+                    # still durable at every commit, ~2x the workflow starts per second
+                    "--sqlite-pragma",
+                    "journal_mode=wal",
                     "--log-level",
                     "error",
                 ],

@@ -172,7 +172,7 @@ def otto_web(root: Path, payloads: Payloads, temporal_address: str) -> tuple[Man
             "OTTO_PORT": str(port),
         }
     )
-    argv = [str(VENV_BIN / "otto"), "web", "--log-level", "warning"]
+    argv = [*loadgen.pinned(loadgen.SERVER_CPU), str(VENV_BIN / "otto"), "web", "--log-level", "warning"]
     proc = ManagedProcess("otto web", argv, root / "otto-web.log", env=env, cwd=root)
     return proc, f"http://{LOOPBACK}:{port}/webhooks"
 
@@ -191,7 +191,8 @@ def probot(root: Path, payloads: Payloads) -> tuple[ManagedProcess, str]:
             "LOG_LEVEL": "warn",
         }
     )
-    proc = ManagedProcess("probot", ["node", str(app)], root / "probot.log", env=env, cwd=PROBOT_DIR)
+    argv = [*loadgen.pinned(loadgen.SERVER_CPU), "node", str(app)]
+    proc = ManagedProcess("probot", argv, root / "probot.log", env=env, cwd=PROBOT_DIR)
     return proc, f"http://{LOOPBACK}:{port}/webhooks"
 
 
@@ -798,8 +799,9 @@ def report(
             ["deliveries/s", "otto web processes"],
             [[rate, math.ceil(rate / per)] for rate in (100, 1_000, 5_000, 20_000)],
         )
+    pin = "each server pinned to CPU 1, the generators to CPU 0 (taskset); " if loadgen.pinned(0) else ""
     say(
-        "\nwrk and h2load are C programs on the same 2-core machine as the servers; their CPU is shown "
+        f"\n{pin}wrk and h2load are C programs on the same machine as the servers; their CPU is shown "
         "in cores (1.00 = one core busy). 'sends behind' is how far h2load's sends fell behind the "
         "constant-rate schedule at worst (large = the latencies under-state). 'steal' is CPU time the "
         "hypervisor gave to other machines. (b) ran without a worker: deliveries are accepted, not run."

@@ -57,6 +57,18 @@ class ToolMissing(RuntimeError):
     pass
 
 
+SERVER_CPU, GENERATOR_CPU = 1, 0
+
+
+def pinned(cpu: int) -> list[str]:
+    """An argv prefix running a program (all its threads) on one CPU, so that a server and its load
+    generator don't take each other's CPU (and a multi-threaded server gets no more CPU than one core);
+    nothing when the machine has one CPU or no ``taskset``."""
+    if (os.cpu_count() or 1) < 2 or not shutil.which("taskset"):
+        return []
+    return ["taskset", "-c", str(cpu)]
+
+
 def ensure_tool(binary: str, package: str) -> str:
     """The path of ``binary``; installs Debian's ``package`` first when it is missing and we are root."""
     found = shutil.which(binary)
@@ -192,7 +204,16 @@ def wrk(
     env = {**os.environ, "OTTO_BENCH_BODY": str(body)}
     if delivery_prefix is not None:
         env["OTTO_BENCH_DELIVERY_PREFIX"] = delivery_prefix
-    argv = [binary, "-t1", f"-c{connections}", f"-d{duration_s:g}s", "--timeout", "10s", "-s", script.name]
+    argv = [
+        *pinned(GENERATOR_CPU),
+        binary,
+        "-t1",
+        f"-c{connections}",
+        f"-d{duration_s:g}s",
+        "--timeout",
+        "10s",
+    ]
+    argv += ["-s", script.name]
     argv += [*header_args(headers), url]
     try:
         code, out, cpu, _wall = _run_measured(argv, env, duration_s + 30)
@@ -270,7 +291,8 @@ def h2load(
     binary = ensure_tool("h2load", "nghttp2-client")
     with tempfile.NamedTemporaryFile(suffix=".log", delete=False) as log:
         log_path = Path(log.name)
-    argv = [binary, "--h1", f"-c{clients}", f"--rps={rate / clients:.4f}", f"-D{duration_s:g}"]
+    argv = [*pinned(GENERATOR_CPU), binary, "--h1", f"-c{clients}", f"--rps={rate / clients:.4f}"]
+    argv += [f"-D{duration_s:g}"]
     argv += ["-d", str(body), f"--log-file={log_path}", *header_args(headers), url]
     try:
         code, out, cpu, _wall = _run_measured(argv, dict(os.environ), duration_s + 30)
