@@ -15,9 +15,11 @@
     - Latency at 50/s: this process's Python open-loop generator (well below its own saturation; its
       schedule lag is reported), with 20% redeliveries of already accepted ids (each must answer 200).
 
-The generators' own CPU time is printed next to every figure, with the servers' CPU per request, the
-1-minute load average and the CPU share the hypervisor stole during the run: all of it shares one small
-machine, so read the ratios, not the absolute numbers.
+Each server runs pinned to CPU 1 and the C generators to CPU 0 (``taskset``), so neither takes the other's
+core and a multi-threaded server gets no more than one core. The generators' own CPU time is printed next
+to every figure, with the servers' CPU per request, the 1-minute load average and the CPU share the
+hypervisor stole during the run: all of it shares one small machine, so read the ratios, not the absolute
+numbers.
 """
 
 from __future__ import annotations
