@@ -14,6 +14,8 @@
       data converter, 16 in flight, from this process), alternating rounds.
     - Latency at 50/s: this process's Python open-loop generator (well below its own saturation; its
       schedule lag is reported), with 20% redeliveries of already accepted ids (each must answer 200).
+(c) The incident that made the intake bounded: 40 clients each declare a 25 MiB body, send 20 MiB and
+    stall; ``otto web``'s memory before, at its peak and after they were all answered.
 
 Each server runs pinned to CPU 1 and the C generators to CPU 0 (``taskset``), so neither takes the other's
 core and a multi-threaded server gets no more than one core. The generators' own CPU time is printed next
@@ -52,8 +54,10 @@ from bench.common import (
     cpu_seconds,
     embedded_temporal,
     free_port,
+    mib,
     ms,
     percentile,
+    rss_of,
     run_main,
     say,
     table,
@@ -539,6 +543,77 @@ def trigger_maker(payloads: Payloads, dedupe: Dedupe, rng: random.Random) -> Cal
     return make
 
 
+# --------------------------------------------------------------------------------------------- (c)
+
+STALLED = 40
+STALLED_DECLARED = 25 * 1024 * 1024  # GitHub's largest payload
+STALLED_SENT = 20 * 1024 * 1024
+
+
+@dataclass
+class Abuse:
+    rss_before: int
+    rss_peak: int
+    rss_after: int
+    answers: Counter[str]
+    seconds: float
+
+
+def stalled_uploads(url: str, pid: int) -> Abuse:
+    """``STALLED`` clients each declare a 25 MiB body, send 20 MiB of it and stall: the process's RSS
+    before, at its peak and after every one was answered."""
+    import socket
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    host, port = parts.hostname or LOOPBACK, parts.port or 80
+    chunk = b" " * (1024 * 1024)
+    head = (
+        f"POST {parts.path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+        f"X-GitHub-Event: issues\r\nX-GitHub-Delivery: {uuid.uuid4()}\r\n"
+        f"X-Hub-Signature-256: sha256={'0' * 64}\r\nContent-Length: {STALLED_DECLARED}\r\n\r\n"
+    ).encode()
+    answers: Counter[str] = Counter()
+    lock = threading.Lock()
+    peak = [rss_of(pid)]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.05):
+            peak[0] = max(peak[0], rss_of(pid))
+
+    def one(_: int) -> None:
+        outcome = "no answer"
+        try:
+            with socket.create_connection((host, port), timeout=60) as sock:
+                sock.sendall(head)
+                try:
+                    for _ in range(STALLED_SENT // len(chunk)):
+                        sock.sendall(chunk)
+                except OSError:
+                    pass  # answered and closed early (503): read what was said
+                data = sock.recv(64)
+                outcome = data.split(b"\r\n", 1)[0].decode(errors="replace")[9:12] or "closed"
+        except OSError as e:
+            outcome = type(e).__name__
+        with lock:
+            answers[outcome] += 1
+
+    before = rss_of(pid)
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    started = time.perf_counter()
+    with ThreadPoolExecutor(STALLED) as pool:
+        list(pool.map(one, range(STALLED)))
+    elapsed = time.perf_counter() - started
+    done.set()
+    sampler.join()
+    time.sleep(1.0)
+    return Abuse(before, peak[0], rss_of(pid), answers, elapsed)
+
+
 # --------------------------------------------------------------------------------------------- main
 
 
@@ -643,7 +718,25 @@ async def run(quick: bool) -> int:
                 at_50 = await open_loop(client, otto_url, 50, 10.0 if not quick else 4.0, make, pids)
             say(f"  (b) otto at 50/s: p99 {at_50.p(99) or 0:.1f} ms")
 
+            # (c) the incident: stalled 25 MiB uploads
+            abuse = await asyncio.to_thread(stalled_uploads, otto_url, otto_proc.pid)
+            say(f"  (c) {STALLED} stalled uploads: RSS peak {mib(abuse.rss_peak) or 0:.0f} MiB")
+
     report(sat, fixed, raw, trig, at_50, dedupe)
+    table(
+        f"(c) {STALLED} clients each declare 25 MiB, send 20 MiB and stall (otto web's limits: 64 readers, "
+        "128 MiB held, 10 s per body)",
+        ["RSS before MiB", "RSS peak MiB", "RSS after MiB", "answers", "seconds"],
+        [
+            [
+                mib(abuse.rss_before),
+                mib(abuse.rss_peak),
+                mib(abuse.rss_after),
+                ", ".join(f"{k}×{v}" for k, v in sorted(abuse.answers.items())),
+                abuse.seconds,
+            ]
+        ],
+    )
     return 0 if dedupe.ok else 1
 
 
