@@ -287,15 +287,22 @@ def h2load(
     duration_s: float,
     expect: int,
 ) -> FixedRate:
-    """``h2load --h1 -c<clients> --rps <rate/clients> -D <duration>``, every request logged."""
+    """``h2load --h1 -c<clients> --rps <rate/clients>``, ``rate × duration`` requests, every one logged.
+
+    The connections are opened one every ``1/rate`` s (at least 1 ms: ``-r 1 --rate-period``), so that
+    their per-connection timers are out of phase and the sends add up to an even stream; opened all at
+    once (``-D``), the timers fire together and the server gets bursts of ``clients`` requests, which
+    measures the burst, not the rate."""
     binary = ensure_tool("h2load", "nghttp2-client")
     with tempfile.NamedTemporaryFile(suffix=".log", delete=False) as log:
         log_path = Path(log.name)
+    period_ms = max(1, round(1000 / rate))
+    count = max(clients, round(rate * duration_s))
     argv = [*pinned(GENERATOR_CPU), binary, "--h1", f"-c{clients}", f"--rps={rate / clients:.4f}"]
-    argv += [f"-D{duration_s:g}"]
+    argv += [f"-n{count}", "-r1", f"--rate-period={period_ms}ms"]
     argv += ["-d", str(body), f"--log-file={log_path}", *header_args(headers), url]
     try:
-        code, out, cpu, _wall = _run_measured(argv, dict(os.environ), duration_s + 30)
+        code, out, cpu, _wall = _run_measured(argv, dict(os.environ), duration_s * 3 + 30)
         rows = [ln.split("\t") for ln in log_path.read_text().splitlines() if ln.strip()]
     finally:
         log_path.unlink(missing_ok=True)
@@ -309,13 +316,16 @@ def h2load(
             }
     starts = sorted(int(r[0]) for r in rows)
     behind = 0.0
-    if starts:
-        t0 = starts[0]
-        behind = max((s - t0) / 1e6 - i / rate for i, s in enumerate(starts))
+    ramp_us = clients * period_ms * 1000  # connections still opening: fewer senders, on purpose
+    steady = [t for t in starts if starts and t >= starts[0] + ramp_us]
+    if steady:
+        t0 = steady[0]
+        behind = max((t - t0) / 1e6 - i / rate for i, t in enumerate(steady))
+    seconds = (starts[-1] - starts[0]) / 1e6 if len(starts) > 1 else duration_s
     return FixedRate(
         target=target,
         offered=rate,
-        seconds=duration_s,
+        seconds=seconds,
         started=counts.get("started", 0),
         done=counts.get("done", 0),
         errors=counts.get("errored", 0) + counts.get("timeout", 0),
