@@ -8,7 +8,6 @@ import os
 from pathlib import Path
 
 import typer
-import uvicorn
 
 from app.settings import Settings
 
@@ -32,9 +31,11 @@ def _logging(level: str, settings: Settings | None = None) -> None:
 @cli.command()
 def serve(log_level: str = "info") -> None:
     """Web server and a worker in one process (starts Temporal's dev server when no address is set)."""
+    from app import webserver
+
     settings = Settings()
     _logging(log_level, settings)
-    asyncio.run(_serve(settings, with_worker=True))
+    webserver.run(_serve(settings, with_worker=True))
 
 
 @cli.command()
@@ -44,7 +45,9 @@ def web(log_level: str = "info") -> None:
     _logging(log_level, settings)
     if not settings.temporal_address:
         raise typer.BadParameter("`otto web` needs OTTO_TEMPORAL_ADDRESS; use `otto serve` for one machine")
-    asyncio.run(_serve(settings, with_worker=False))
+    from app import webserver
+
+    webserver.run(_serve(settings, with_worker=False))
 
 
 @cli.command()
@@ -146,19 +149,20 @@ def setup(
 
 
 async def _serve(settings: Settings, with_worker: bool) -> None:
+    from app import webserver
     from app.engine import temporal_client
     from app.runtime import Services, running_worker, web_app
 
     async with temporal_client(settings) as client:
-        server = uvicorn.Server(
-            # log_config=None: uvicorn's loggers propagate to Otto's (JSON, redacting) root handler
-            uvicorn.Config(web_app(settings, client), host=settings.host, port=settings.port, log_config=None)
-        )
+        app = web_app(settings, client)
+        log.info("web server on http://%s:%d", settings.host, settings.port)
         if not with_worker:
-            await server.serve()
+            webserver.freeze_heap()
+            await webserver.serve(app, settings.host, settings.port)
             return
         async with running_worker(client, Services.from_settings(settings)):
-            await server.serve()
+            webserver.freeze_heap()
+            await webserver.serve(app, settings.host, settings.port)
 
 
 async def _worker(settings: Settings, queues: list[str]) -> None:

@@ -28,10 +28,11 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import WorkflowAlreadyStartedError
-from temporalio.service import TLSConfig
+from temporalio.service import RPCError, RPCStatusCode, TLSConfig
 from temporalio.worker import Worker
 
 from app.domain.run import DeliveryRequest
+from app.routing import HandoffUnavailable
 from app.settings import Settings
 
 log = logging.getLogger("otto.engine")
@@ -172,6 +173,10 @@ class EmbeddedTemporal:
                     str(self.port),
                     "--db-filename",
                     str(self.db),
+                    # write-ahead log: one fsync per commit instead of the rollback journal's several;
+                    # still durable at every commit, ~2x the workflow starts per second
+                    "--sqlite-pragma",
+                    "journal_mode=wal",
                     "--log-level",
                     "error",
                 ],
@@ -315,6 +320,11 @@ async def temporal_client(settings: Settings) -> AsyncIterator[Client]:
             embedded.stop()
 
 
+_TRANSIENT = frozenset(
+    {RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.RESOURCE_EXHAUSTED}
+)
+
+
 class TemporalHandoff:
     """The webhook hand-off: one workflow per delivery id, so a redelivery is recognised durably."""
 
@@ -335,6 +345,10 @@ class TemporalHandoff:
             )
         except WorkflowAlreadyStartedError:
             return False
+        except RPCError as e:
+            if e.status in _TRANSIENT:
+                raise HandoffUnavailable(f"Temporal: {e.status.name} {e.message}") from e
+            raise
         log.debug("delivery %s handed off as %s", delivery_id, handle.id)
         return True
 

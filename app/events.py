@@ -1,4 +1,5 @@
-"""The webhook payloads Otto acts on, typed down to the fields Otto reads.
+"""The webhook payloads Otto acts on, typed down to the fields Otto reads. Which handler takes which model
+is declared by the handlers themselves (``handlers/``, ``app.routing``).
 
 Why not githubkit's full webhook models: they follow GitHub's newest schema and require fields that older
 payloads lack (label ``archived_at``, comment ``reactions``, installation ``app_slug``, …). Nine of GitHub's
@@ -144,20 +145,4 @@ class CheckRunCompleted(Event):
 class InstallationEvent(Model):
     action: str
     sender: SimpleUser
-
-
-# (event, action) → the model Otto parses it into. Anything else is acknowledged and ignored unparsed.
-ACTED_ON: dict[tuple[str, str], type[Model]] = {
-    ("issues", "labeled"): IssuesLabeled,
-    ("issue_comment", "created"): IssueCommentCreated,
-    ("pull_request", "closed"): PullRequestEvent,
-    ("pull_request", "synchronize"): PullRequestEvent,
-    ("pull_request_review", "submitted"): ReviewSubmitted,
-    ("check_suite", "completed"): CheckSuiteCompleted,
-    ("check_run", "completed"): CheckRunCompleted,
-    ("installation", "created"): InstallationEvent,
-    ("installation", "deleted"): InstallationEvent,
-    ("installation", "suspend"): InstallationEvent,
-    ("installation", "unsuspend"): InstallationEvent,
-    ("installation", "new_permissions_accepted"): InstallationEvent,
-}
+    installation: Installation | None = None

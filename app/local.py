@@ -24,6 +24,8 @@ from app.serve_thread import RunningServer, serve_in_thread
 from app.settings import Settings
 from app.simulator import Simulator
 from app.simulator import create_app as create_simulator_app
+from app.webserver import RunningWeb
+from app.webserver import serve_in_thread as serve_web_in_thread
 
 APP_ID = 424242
 APP_SLUG = "otto"
@@ -116,10 +118,11 @@ class LocalWorld:
 
 
 @contextlib.asynccontextmanager
-async def running_otto(world: LocalWorld, settings: Settings, client: Client) -> AsyncIterator[RunningServer]:
-    """Otto's web server (own thread, real HTTP) and a worker (this event loop), webhooks pointed at it.
-    Without ``public_url`` the server's own URL is the base of the links Otto posts and the sign-in's."""
-    server = serve_in_thread(web_app(settings, client), name="otto-web")
+async def running_otto(world: LocalWorld, settings: Settings, client: Client) -> AsyncIterator[RunningWeb]:
+    """Otto's web server (own thread, real HTTP, the production server stack) and a worker (this event
+    loop), webhooks pointed at it. Without ``public_url`` the server's own URL is the base of the links Otto
+    posts and the sign-in's."""
+    server = serve_web_in_thread(web_app(settings, client), name="otto-web")
     if settings.public_url is None:
         settings = settings.model_copy(update={"public_url": server.url})
     services = Services.from_settings(settings)

@@ -8,7 +8,6 @@ import os
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
-from fastapi import FastAPI
 from temporalio.client import Client
 from temporalio.worker import Worker
 
@@ -22,11 +21,11 @@ from app.github_auth import GitHubApp
 from app.intake import Router
 from app.llm import LLM
 from app.sandbox import Sandbox, SandboxUnavailable, sandbox_from_settings
-from app.server import create_app
+from app.server import WebhookEndpoint, create_app
 from app.settings import Settings
 from app.workspace import Workspace
 from app.workspace.checkouts import SANDBOX_OBJECTS
-from handlers import HANDLERS
+from handlers import ROUTES
 
 
 @dataclass
@@ -97,14 +96,16 @@ def activities(client: Client, services: Services) -> dict[str, list[object]]:
     return by_queue
 
 
-def web_app(settings: Settings, client: Client, store: ArtifactStore | None = None) -> FastAPI:
+def web_app(settings: Settings, client: Client, store: ArtifactStore | None = None) -> WebhookEndpoint:
     """Webhooks, health, metrics, and Mission Control (reading runs from the artifact store)."""
     from app import web
 
-    router = Router(settings, TemporalHandoff(client, settings.task_queue), HANDLERS)
-    app = create_app(settings, router)
-    web.mount(app, settings, client, store or store_from_settings(settings))
-    return app
+    router = Router(settings, TemporalHandoff(client, settings.task_queue), ROUTES)
+    return create_app(
+        settings,
+        router,
+        extend=lambda app: web.mount(app, settings, client, store or store_from_settings(settings)),
+    )
 
 
 def workers(client: Client, services: Services, queues: Sequence[str] | None = None) -> list[Worker]:

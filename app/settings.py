@@ -82,6 +82,11 @@ class Settings(BaseSettings):
         description="prepared checkouts kept per repository for the next task (warm workspaces)",
     )
     max_webhook_bytes: int = 25 * 1024 * 1024
+    webhook_body_timeout_s: float = Field(default=10.0, gt=0, description="a slower upload is cut off (408)")
+    webhook_max_concurrent_reads: int = Field(default=64, ge=1, description="more at once are answered 503")
+    webhook_max_buffered_bytes: int = Field(
+        default=128 * 1024 * 1024, ge=1, description="webhook bodies held in memory at once, at most (503)"
+    )
 
     # --- Sandbox (every untrusted command: the agent's, the repository's setup and checks) ------------
     sandbox: Literal["bwrap", "off"] = Field(

@@ -6,39 +6,42 @@ Check events come from CI apps, so unlike other events a bot sender is expected 
 from __future__ import annotations
 
 from app.domain.run import CiFailure
-from app.events import App, CheckRunCompleted, CheckSuiteCompleted, PullNumber
-from app.intake import IGNORED, HandlerContext, Outcome
+from app.events import App, CheckRunCompleted, CheckSuiteCompleted, Event, PullNumber
+from app.routing import HandlerContext, Outcome, Routes, ignored
 from handlers.common import repo_ref
 
 FAILED = frozenset({"failure", "timed_out"})
 
+routes = Routes()
 
-async def handle(ctx: HandlerContext, event: object) -> Outcome:
-    app: App | None
-    pulls: list[PullNumber]
-    if isinstance(event, CheckSuiteCompleted):
-        app, sha, conclusion, pulls = (
-            event.check_suite.app,
-            event.check_suite.head_sha,
-            event.check_suite.conclusion,
-            event.check_suite.pull_requests,
-        )
-    elif isinstance(event, CheckRunCompleted):
-        app, sha, conclusion, pulls = (
-            event.check_run.app,
-            event.check_run.head_sha,
-            event.check_run.conclusion,
-            event.check_run.pull_requests,
-        )
-    else:
-        return IGNORED
+
+@routes.register("check_suite", action="completed")
+async def suite_completed(ctx: HandlerContext, event: CheckSuiteCompleted) -> Outcome:
+    s = event.check_suite
+    return await _completed(ctx, event, s.app, s.head_sha, s.conclusion, s.pull_requests)
+
+
+@routes.register("check_run", action="completed")
+async def run_completed(ctx: HandlerContext, event: CheckRunCompleted) -> Outcome:
+    r = event.check_run
+    return await _completed(ctx, event, r.app, r.head_sha, r.conclusion, r.pull_requests)
+
+
+async def _completed(
+    ctx: HandlerContext,
+    event: Event,
+    app: App | None,
+    sha: str,
+    conclusion: str | None,
+    pulls: list[PullNumber],
+) -> Outcome:
     if app is None or app.id == ctx.settings.github_app_id:
-        return Outcome(202, "ignored: Otto's own check")
+        return ignored("Otto's own check")
     if conclusion not in FAILED:
-        return Outcome(202, f"ignored: check {conclusion}")
+        return ignored(f"check {conclusion}")
     repo = repo_ref(event)
     if repo is None or not pulls:
-        return Outcome(202, "ignored: not on a pull request")
+        return ignored("not on a pull request")
     request = CiFailure(
         repo=repo,
         head_sha=sha,
@@ -46,6 +49,4 @@ async def handle(ctx: HandlerContext, event: object) -> Outcome:
         app_name=app.slug or str(app.id),
         delivery_id=ctx.delivery_id,
     )
-    if await ctx.handoff.submit(ctx.delivery_id, request):
-        return Outcome(202, "accepted: CI failure")
-    return Outcome(200, "duplicate delivery: already accepted")
+    return await ctx.hand_off(request, "accepted: CI failure")

@@ -5,21 +5,22 @@ from __future__ import annotations
 from app.domain.commands import parse_command
 from app.domain.run import CommandRequest
 from app.events import IssueCommentCreated
-from app.intake import IGNORED, HandlerContext, Outcome
+from app.routing import HandlerContext, Outcome, Routes, ignored
 from handlers.common import is_bot, repo_ref
 
+routes = Routes()
 
-async def handle(ctx: HandlerContext, event: object) -> Outcome:
-    if not isinstance(event, IssueCommentCreated):
-        return IGNORED
+
+@routes.register("issue_comment", action="created")
+async def created(ctx: HandlerContext, event: IssueCommentCreated) -> Outcome:
     if is_bot(event.sender) or is_bot(event.comment.user):
-        return Outcome(202, "ignored: comment by a bot")
+        return ignored("comment by a bot")
     command = parse_command(event.comment.body or "")
     if command is None:
-        return Outcome(202, "ignored: no /otto command")
+        return ignored("no /otto command")
     repo = repo_ref(event)
     if repo is None:
-        return Outcome(202, "ignored: no installation in payload")
+        return ignored("no installation in payload")
     request = CommandRequest(
         repo=repo,
         number=event.issue.number,
@@ -29,6 +30,4 @@ async def handle(ctx: HandlerContext, event: object) -> Outcome:
         delivery_id=ctx.delivery_id,
         command=command,
     )
-    if await ctx.handoff.submit(ctx.delivery_id, request):
-        return Outcome(202, f"accepted: /otto {command.word}")
-    return Outcome(200, "duplicate delivery: already accepted")
+    return await ctx.hand_off(request, f"accepted: /otto {command.word}")

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import logging
 
-from app.intake import HandlerContext, Outcome
+from app.events import InstallationEvent
+from app.routing import HandlerContext, Outcome, Routes
 
 log = logging.getLogger("otto.installation")
 
+routes = Routes()
 
-async def handle(ctx: HandlerContext, event: object) -> Outcome:
-    action = getattr(event, "action", "?")
-    installation = getattr(event, "installation", None)
-    log.info("installation %s: %s", getattr(installation, "id", "?"), action)
-    return Outcome(200, f"installation {action} noted")
+
+@routes.register(
+    "installation", action=("created", "deleted", "suspend", "unsuspend", "new_permissions_accepted")
+)
+async def changed(ctx: HandlerContext, event: InstallationEvent) -> Outcome:
+    log.info("installation %s: %s", event.installation.id if event.installation else "?", event.action)
+    return Outcome(200, f"installation {event.action} noted")

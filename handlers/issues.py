@@ -4,21 +4,22 @@ from __future__ import annotations
 
 from app.domain.run import StartRun, Trigger
 from app.events import IssuesLabeled
-from app.intake import IGNORED, HandlerContext, Outcome
+from app.routing import HandlerContext, Outcome, Routes, ignored
 from handlers.common import is_bot, repo_ref
 
+routes = Routes()
 
-async def handle(ctx: HandlerContext, event: object) -> Outcome:
-    if not isinstance(event, IssuesLabeled):
-        return IGNORED
+
+@routes.register("issues", action="labeled")
+async def labeled(ctx: HandlerContext, event: IssuesLabeled) -> Outcome:
     label = event.label.name if event.label else None
     if label != ctx.settings.trigger_label:
-        return Outcome(202, "ignored: not the trigger label")
+        return ignored("not the trigger label")
     if is_bot(event.sender):
-        return Outcome(202, "ignored: labeled by a bot")
+        return ignored("labeled by a bot")
     repo = repo_ref(event)
     if repo is None:
-        return Outcome(202, "ignored: no installation in payload")
+        return ignored("no installation in payload")
     request = StartRun(
         repo=repo,
         issue_number=event.issue.number,
@@ -31,6 +32,4 @@ async def handle(ctx: HandlerContext, event: object) -> Outcome:
             issue_body=event.issue.body or "",
         ),
     )
-    if await ctx.handoff.submit(ctx.delivery_id, request):
-        return Outcome(202, "accepted: run requested")
-    return Outcome(200, "duplicate delivery: already accepted")
+    return await ctx.hand_off(request, "accepted: run requested")

@@ -4,21 +4,22 @@ from __future__ import annotations
 
 from app.domain.run import ReviewRequest
 from app.events import ReviewSubmitted
-from app.intake import IGNORED, HandlerContext, Outcome
+from app.routing import HandlerContext, Outcome, Routes, ignored
 from handlers.common import is_bot, repo_ref
 
+routes = Routes()
 
-async def handle(ctx: HandlerContext, event: object) -> Outcome:
-    if not isinstance(event, ReviewSubmitted):
-        return IGNORED
+
+@routes.register("pull_request_review", action="submitted")
+async def submitted(ctx: HandlerContext, event: ReviewSubmitted) -> Outcome:
     if is_bot(event.sender):
-        return Outcome(202, "ignored: review by a bot")
+        return ignored("review by a bot")
     state = event.review.state.lower()
     if state not in ("approved", "changes_requested"):
-        return Outcome(202, f"ignored: a {state} review starts nothing")
+        return ignored(f"a {state} review starts nothing")
     repo = repo_ref(event)
     if repo is None:
-        return Outcome(202, "ignored: no installation in payload")
+        return ignored("no installation in payload")
     request = ReviewRequest(
         repo=repo,
         pr_number=event.pull_request.number,
@@ -29,6 +30,4 @@ async def handle(ctx: HandlerContext, event: object) -> Outcome:
         body=event.review.body or "",
         delivery_id=ctx.delivery_id,
     )
-    if await ctx.handoff.submit(ctx.delivery_id, request):
-        return Outcome(202, f"accepted: review {state}")
-    return Outcome(200, "duplicate delivery: already accepted")
+    return await ctx.hand_off(request, f"accepted: review {state}")

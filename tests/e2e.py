@@ -15,8 +15,8 @@ from temporalio.client import Client
 
 from app.domain.run import RunPhase, RunState
 from app.local import LocalWorld
-from app.serve_thread import RunningServer
 from app.settings import Settings
+from app.webserver import RunningWeb
 
 DEMO_SCENARIO = Path(__file__).parents[1] / "app" / "demo_data" / "scenario.yaml"
 
@@ -58,7 +58,7 @@ class Otto:
     world: LocalWorld
     settings: Settings
     client: Client
-    server: RunningServer
+    server: RunningWeb
 
     @property
     def sim(self) -> Any:

@@ -23,7 +23,7 @@ from app.domain.run import RunPhase, TaskStatus
 from app.engine import EmbeddedTemporal, connect, ensure_retention
 from app.local import LocalWorld, running_otto
 from app.runtime import web_app
-from app.serve_thread import RunningServer, serve_in_thread
+from app.webserver import RunningWeb, serve_in_thread
 from bench.common import VENV_BIN, ManagedProcess, otto_env
 from tests.e2e import Otto, Repo, eventually, label_new_issue, settled, status_comment, wait_for_state
 from tests.test_failures_e2e import NO_FIX_ROUNDS, SINGLE, create, head, pr_of, scenario, task
@@ -45,7 +45,7 @@ class Cluster:
     root: Path
     world: LocalWorld
     client: Client
-    web: RunningServer
+    web: RunningWeb
     workers: list[ManagedProcess] = field(default_factory=list)
 
     def start_worker(self, **settings: object) -> ManagedProcess:
@@ -84,7 +84,7 @@ async def cluster(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Clu
     address = await temporal.start()
     world = LocalWorld.start(root / "world")
     world.extra["temporal"] = address
-    web: RunningServer | None = None
+    web: RunningWeb | None = None
     c: Cluster | None = None
     try:
         settings = world.settings(root / "otto", address)

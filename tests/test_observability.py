@@ -107,7 +107,8 @@ def test_json_lines_carry_context_and_never_secrets() -> None:
             root.addHandler(h)
         root.setLevel(saved_level)
 
-    lines = stream.getvalue().splitlines()
+    # the root logger hears every thread: a late webhook from an earlier test may log meanwhile
+    lines = [line for line in stream.getvalue().splitlines() if json.loads(line)["logger"] == "otto.test"]
     assert len(lines) == 3
     first, second, third = (json.loads(line) for line in lines)
     assert {"timestamp", "level", "logger", "message"} <= first.keys()
@@ -175,7 +176,8 @@ async def test_webhook_lines_and_counters(otto: Otto, captured: Capture) -> None
     mine = [e for e in entries if e.get("delivery_id") == delivery]
     assert mine, entries
     line = next(e for e in mine if e["logger"] == "otto.server")
-    assert line["event"] == "ping" and line["level"] == "INFO" and "202" in line["message"]
+    # an ignored delivery is a debug line (no per-request INFO logging on the hot path)
+    assert line["event"] == "ping" and line["level"] == "DEBUG" and "202" in line["message"]
     assert {"timestamp", "level", "logger", "message"} <= line.keys()
     assert all(secret not in raw for raw in captured.lines)
 

@@ -11,7 +11,7 @@ import pytest
 from app.domain.run import DeliveryRequest, StartRun
 from app.intake import Router
 from app.settings import Settings
-from handlers import HANDLERS
+from handlers import ROUTES
 
 EXAMPLES = Path(__file__).parents[1] / ".cache" / "octokit" / "webhooks-examples.json"
 
@@ -21,7 +21,7 @@ def _examples() -> list[tuple[str, int, dict[str, Any]]]:
         raise FileNotFoundError(f"{EXAMPLES} is missing: `make test` fetches it from the npm registry")
     out = []
     for entry in json.loads(EXAMPLES.read_text()):
-        if entry["name"] in HANDLERS:
+        if ROUTES.handles_event(entry["name"]):
             for i, example in enumerate(entry["examples"]):
                 out.append((entry["name"], i, example))
     return out
@@ -40,14 +40,14 @@ class RecordingHandoff:
 
 
 def test_every_handled_event_has_examples() -> None:
-    assert {name for name, _, _ in CASES} == set(HANDLERS)
+    assert {name for name, _, _ in CASES} == ROUTES.events
     assert len(CASES) > 50
 
 
 @pytest.mark.parametrize(("event", "index", "payload"), CASES, ids=[f"{e}-{i}" for e, i, _ in CASES])
 async def test_example_parses_and_routes(event: str, index: int, payload: dict[str, Any]) -> None:
     handoff = RecordingHandoff()
-    router = Router(Settings(_env_file=None, trigger_label="otto"), handoff, HANDLERS)
+    router = Router(Settings(_env_file=None, trigger_label="otto"), handoff, ROUTES)
     outcome = await router.dispatch(event, f"example-{index}", json.dumps(payload).encode())
     assert outcome.status in (200, 202), outcome.message
     if event == "issues":
@@ -59,7 +59,7 @@ async def test_example_parses_and_routes(event: str, index: int, payload: dict[s
 async def test_a_labeled_example_without_installation_starts_nothing() -> None:
     labeled = next(p for e, _, p in CASES if e == "issues" and p["action"] == "labeled")
     handoff = RecordingHandoff()
-    router = Router(Settings(_env_file=None, trigger_label=labeled["label"]["name"]), handoff, HANDLERS)
+    router = Router(Settings(_env_file=None, trigger_label=labeled["label"]["name"]), handoff, ROUTES)
     human = dict(labeled, sender={**labeled["sender"], "type": "User"})
     human.pop("installation", None)
     outcome = await router.dispatch("issues", "d-2", json.dumps(human).encode())
@@ -69,7 +69,7 @@ async def test_a_labeled_example_without_installation_starts_nothing() -> None:
 async def test_an_example_with_the_trigger_label_asks_for_a_run() -> None:
     labeled = next(p for e, _, p in CASES if e == "issues" and p["action"] == "labeled")
     handoff = RecordingHandoff()
-    router = Router(Settings(_env_file=None, trigger_label=labeled["label"]["name"]), handoff, HANDLERS)
+    router = Router(Settings(_env_file=None, trigger_label=labeled["label"]["name"]), handoff, ROUTES)
     human = dict(
         labeled, installation={"id": 77}, sender={**labeled["sender"], "type": "User", "login": "mona"}
     )
