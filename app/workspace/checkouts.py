@@ -371,7 +371,7 @@ class Workspace:
 
     def pr_diff(self, wt: Worktree, base_ref: str, limit: int = 2_000_000) -> str:
         """What the pull request shows: ``git diff`` from the merge-base with ``base_ref`` to HEAD, computed
-        in Otto's git dir (no external diff drivers, no textconv); cut at ``limit`` characters, with a note."""
+        in Otto's git dir (no external diff drivers, no textconv); cut at ``limit`` characters."""
         base = self._resolve(wt, base_ref)
         mb = git.run(["merge-base", base, "HEAD"], git_dir=wt.git_dir, check=False).stdout.strip()
         if not mb:
