@@ -72,7 +72,7 @@ def demo(
     keep: bool = typer.Option(False, help="keep everything running after the run (Ctrl-C to end)"),
 ) -> None:
     """Run Otto end to end against the local GitHub simulator and the scripted model."""
-    from app.demo import run_demo
+    from app.dev.demo import run_demo
 
     _logging("warning")
     raise typer.Exit(asyncio.run(run_demo(keep=keep)))

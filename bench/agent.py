@@ -1,6 +1,6 @@
-"""The agent loop on long tasks: the scripted model (its prompt cache and 200k-token context window simulated
-as documented in ``app/fake_llm``), the real ``Agent`` loop over HTTP with the real ``anthropic`` client, and
-real commands through ``CommandTool`` in a scratch worktree.
+"""The agent loop on long tasks: the scripted model (its prompt cache and 200k-token context window
+simulated as documented in ``app/dev/fake_llm``), the real ``Agent`` loop over HTTP with the real
+``anthropic`` client, and real sandboxed commands through ``CommandTool`` in a scratch checkout.
 
 (a) 40 steps, each reading ~4 KB with ``sed``: share of prompt tokens served from the cache, cost of the
     request at step 5 and at step 40.
@@ -25,7 +25,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from app.activities.agent_tools import CommandTool, EditorTool
+from app.agent.tools import CommandTool, EditorTool
 from bench.common import REPO_ROOT, bench_dir, run_main, say, table, targets, verdict
 
 BEFORE_COMMIT = "bc55b04"  # the last commit before incremental caching and context management
@@ -91,7 +91,8 @@ def _metered_llm(settings: Any, calls: list[Call]) -> Any:
 
 
 def _before_module(scratch: Path) -> ModuleType | None:
-    """``app/activities/agent.py`` as of ``BEFORE_COMMIT``, importable under another name."""
+    """The agent loop as of ``BEFORE_COMMIT`` (then ``app/activities/agent.py``), importable under another
+    name."""
     shown = subprocess.run(
         ["git", "show", f"{BEFORE_COMMIT}:app/activities/agent.py"],
         cwd=REPO_ROOT,
@@ -150,7 +151,7 @@ class _Sandboxes:
 
     def get(self, wt: Path) -> Any:
         if self.sandbox is None:
-            from app.local import LocalWorld
+            from app.dev.local import LocalWorld
             from app.sandbox import Limits, Sandbox, SandboxConfig
             from app.sandbox.runner import find_bwrap
 
@@ -308,12 +309,12 @@ HEADERS = [
 
 
 async def run(quick: bool) -> int:
+    from app.dev.fake_llm import FakeLLM, create_app
     from app.domain.context import ContextPolicy
-    from app.fake_llm import FakeLLM, create_app
     from app.serve_thread import serve_in_thread
     from app.settings import Settings
 
-    activities = importlib.import_module("app.activities.agent")
+    activities = importlib.import_module("app.agent.loop")
     root = bench_dir("agent")
     before = _before_module(root)
     long_steps = 120 if quick else 300

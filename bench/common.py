@@ -347,7 +347,7 @@ class TimedModel:
             await self.app(scope, capture, send)
         finally:
             end = time.perf_counter()
-            from app.fake_llm import identify
+            from app.dev.fake_llm import identify
 
             try:
                 role, key, _step = identify(json.loads(b"".join(chunks)))
@@ -367,7 +367,7 @@ class TimedModel:
 
 def start_world(root: Path, scenario: Mapping[str, Any] | Path | None) -> tuple[Any, TimedModel]:
     """``LocalWorld.start`` with the scripted model wrapped in :class:`TimedModel`."""
-    from app.local import LocalWorld
+    from app.dev.local import LocalWorld
 
     timed: list[TimedModel] = []
 

@@ -71,7 +71,7 @@ def sizes(events: list[Any]) -> tuple[int, int]:
 
 
 async def run(quick: bool) -> int:
-    from app.demo import SAMPLE_REPO
+    from app.dev.demo import SAMPLE_REPO
     from app.domain.run import RunPhase
     from app.engine import connect
     from app.workflows.run import RunWorkflow

@@ -87,8 +87,8 @@ class Payloads:
 
 def build_payloads(root: Path) -> Payloads:
     """Real payloads from the GitHub simulator (its webhook URL unset, so they are only recorded)."""
-    from app.local import new_private_key
-    from app.simulator import Simulator
+    from app.dev.local import new_private_key
+    from app.dev.simulator import Simulator
 
     secret = os.urandom(16).hex()
     private_pem, public_pem = new_private_key()

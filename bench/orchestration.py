@@ -95,7 +95,7 @@ def source_tree() -> Path:
 
 
 def _git(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> str:
-    from app.simulator.gitrepo import git_env
+    from app.dev.simulator.gitrepo import git_env
 
     proc = subprocess.run(
         ["git", *args],
@@ -113,7 +113,7 @@ def _git(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None)
 def seed_repo(sim: Any, tree: Path) -> tuple[int, int]:
     """The simulator's repository with ``tree`` as its first commit (one ``git add -A`` into the bare repo
     instead of a subprocess per file), then ``.github/otto.yml``. Returns (files, bytes)."""
-    from app.simulator import gitrepo
+    from app.dev.simulator import gitrepo
 
     repo = sim.create_repo(OWNER, REPO, {})
     owner = sim.identity(sim.user(OWNER))
@@ -205,7 +205,7 @@ def activity_timings(events: list[Any]) -> list[dict[str, Any]]:
 
 def naive_tasks(clone_url: str, token: str, n: int, scratch: Path) -> list[tuple[float, float]]:
     """Per task: fresh ``git clone`` over smart HTTP, one file, commit, push. (clone s, total s) each."""
-    from app.simulator.gitrepo import git_env
+    from app.dev.simulator.gitrepo import git_env
     from app.workspace.git import auth_header
 
     env = git_env() | {

@@ -13,7 +13,7 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from app.local import LocalWorld
+from app.dev.local import LocalWorld
 from app.sandbox import Limits, Mounts, Sandbox, SandboxConfig
 from app.sandbox.proc import DEFAULT_PATH, run_bounded
 from app.sandbox.runner import find_bwrap

@@ -1,4 +1,4 @@
-"""Tokens per task for the demo scenario (``app/demo_data/scenario.yaml``: the greeter repository, an
+"""Tokens per task for the demo scenario (``app/dev/demo_data/scenario.yaml``: the greeter repository, an
 issue planned as two tasks). The scripted model counts tokens as characters / 4 and simulates Anthropic's
 prompt cache from the ``cache_control`` breakpoints Otto sends; figures come from the run's own
 accounting (``RunState.usage`` and each task's ``usage``), i.e. what the model reported back to Otto.
@@ -45,7 +45,7 @@ def row(name: str, u: Any) -> list[object]:
 
 
 async def run(quick: bool) -> int:
-    from app.demo import ISSUE_BODY, ISSUE_TITLE, OWNER, REPO, SAMPLE_REPO, SCENARIO
+    from app.dev.demo import ISSUE_BODY, ISSUE_TITLE, OWNER, REPO, SAMPLE_REPO, SCENARIO
     from app.domain.run import RunPhase
     from app.domain.usage import Usage
     from app.engine import connect

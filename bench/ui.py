@@ -44,8 +44,8 @@ async def run(quick: bool, s3: bool) -> int:
 
     from app import web
     from app.artifacts import ArtifactStore, LocalArtifactStore
+    from app.dev.local import LocalWorld
     from app.domain.run import RepoRef
-    from app.local import LocalWorld
     from app.serve_thread import serve_in_thread
     from bench import ui_data
     from tests.mission_control import sign_in

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from app.dev.local import PROJECT_SANDBOX_TOOLS, LocalWorld, running_otto
 from app.engine import EmbeddedTemporal, connect, ensure_retention
-from app.local import PROJECT_SANDBOX_TOOLS, LocalWorld, running_otto
 from tests.e2e import Otto, Repo
 from tests.mission_control import MC, mission_control_world
 from tests.sandboxing import traversable
@@ -92,7 +92,7 @@ def repo(otto: Otto) -> Callable[..., Repo]:
     """A fresh organisation + repository with the App installed, a maintainer and a read-only outsider."""
 
     def make(files: dict[str, str] | None = None) -> Repo:
-        from app.demo import SAMPLE_REPO
+        from app.dev.demo import SAMPLE_REPO
 
         n = next(_names)
         r = Repo(owner=f"org{n}", name="greeter", maintainer=f"maint{n}", outsider=f"visitor{n}")

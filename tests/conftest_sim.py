@@ -22,9 +22,9 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from app.local import new_private_key
+from app.dev.local import new_private_key
+from app.dev.simulator import Simulator, create_app
 from app.serve_thread import RunningServer, serve_in_thread
-from app.simulator import Simulator, create_app
 
 APP_ID = 4242
 SECRET = "It's a Secret to Everybody"

@@ -13,12 +13,12 @@ from typing import Any
 import yaml
 from temporalio.client import Client
 
+from app.dev.local import LocalWorld
 from app.domain.run import RunPhase, RunState
-from app.local import LocalWorld
 from app.settings import Settings
 from app.webserver import RunningWeb
 
-DEMO_SCENARIO = Path(__file__).parents[1] / "app" / "demo_data" / "scenario.yaml"
+DEMO_SCENARIO = Path(__file__).parents[1] / "app" / "dev" / "demo_data" / "scenario.yaml"
 
 
 def demo_scenario() -> dict[str, Any]:

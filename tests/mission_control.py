@@ -21,11 +21,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from temporalio.client import Client
 
 from app.artifacts import ArtifactStore, store_from_settings
-from app.demo import SAMPLE_REPO
+from app.dev.demo import SAMPLE_REPO
+from app.dev.fake_llm.scenario import identify
+from app.dev.local import LocalWorld, running_otto
 from app.domain.run import RepoRef, RunState
 from app.engine import EmbeddedTemporal, connect, ensure_retention
-from app.fake_llm.scenario import identify
-from app.local import LocalWorld, running_otto
 from app.serve_thread import RunningServer
 from app.settings import Settings
 from tests.e2e import Repo, demo_scenario, settled, wait_for_state

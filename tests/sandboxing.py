@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from app.local import LocalWorld
+from app.dev.local import LocalWorld
 from app.sandbox import ALWAYS_MASKED, Limits, Mounts, Sandbox, SandboxConfig
 from app.sandbox.runner import find_bwrap
 

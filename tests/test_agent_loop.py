@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from app.activities.agent import Agent, Transcript
-from app.activities.agent_tools import CommandTool, EditorTool
+from app.agent.loop import Agent, Transcript
+from app.agent.tools import CommandTool, EditorTool
+from app.dev.fake_llm import FakeLLM, create_app
+from app.dev.fake_llm.prompt import breakpoint_count, prompt_tokens
 from app.domain.context import CLEARED_PREFIX, ContextPolicy, conversation_problems
 from app.domain.usage import price_for
-from app.fake_llm import FakeLLM, create_app
-from app.fake_llm.prompt import breakpoint_count, prompt_tokens
 from app.llm import LLM
 from app.serve_thread import RunningServer, serve_in_thread
 from app.settings import Settings

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from app.activities.agent_tools import CommandTool, EditorTool
+from app.agent.tools import CommandTool, EditorTool
 from app.domain.paths import PathEscape, resolve_inside
 from app.sandbox import Sandbox
 from app.sandbox.proc import run_bounded

@@ -6,7 +6,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from app.demo import SAMPLE_REPO
+from app.dev.demo import SAMPLE_REPO
 from app.domain.run import RunPhase, TaskStatus
 from tests.e2e import Otto, Repo, eventually, label_new_issue, settled, status_comment, wait_for_state
 

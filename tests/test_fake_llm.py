@@ -15,7 +15,7 @@ import anthropic
 import pytest
 from anthropic import AsyncAnthropic
 
-from app.fake_llm import FakeLLM, ScenarioError, create_app, identify, load_scenario
+from app.dev.fake_llm import FakeLLM, ScenarioError, create_app, identify, load_scenario
 from app.serve_thread import RunningServer, serve_in_thread
 
 KEY = "sk-test-fake-llm"
@@ -545,7 +545,7 @@ def test_scenario_files_and_validation(tmp_path: Path) -> None:
         load_scenario({"plan": [{"tool_use": {"input": {}}}]})
     with pytest.raises(ScenarioError, match="errors"):
         load_scenario({"plan": [{"errors": [{"status": 529, "retry_after": 1}]}]})
-    for example in sorted(Path(__file__).parent.parent.glob("app/scenarios/*.y*ml")):
+    for example in sorted(Path(__file__).parent.parent.glob("app/dev/scenarios/*.y*ml")):
         assert load_scenario(example)
 
 

@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 from temporalio.client import Client
 
-from app.demo import SAMPLE_REPO
+from app.dev.demo import SAMPLE_REPO
+from app.dev.local import LocalWorld, running_otto
 from app.domain.run import RunPhase, TaskStatus
 from app.engine import EmbeddedTemporal, connect, ensure_retention
-from app.local import LocalWorld, running_otto
 from app.runtime import web_app
 from app.webserver import RunningWeb, serve_in_thread
 from bench.common import VENV_BIN, ManagedProcess, otto_env

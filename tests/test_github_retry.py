@@ -25,11 +25,11 @@ with workflow.unsafe.imports_passed_through():
     from temporalio.worker import Worker
 
     from app.activities.github import GitHubActivities, LoadIssueInput
+    from app.dev.simulator import CallRecord, Fault, Simulator
     from app.domain.run import RepoRef
     from app.github_auth import GitHubApp
     from app.github_retry import RATE_LIMITED, GitHubRetry, RateLimited, durable_rate_limits
     from app.settings import Settings
-    from app.simulator import CallRecord, Fault, Simulator
     from app.workflows.github_calls import github, rate_limit_wait
 
 REPO_PATH = f"/repos/{OWNER}/{REPO}"

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from app.demo import SAMPLE_REPO
+from app.dev.demo import SAMPLE_REPO
+from app.dev.local import new_private_key
 from app.domain.run import RunPhase, RunState, TaskStatus
-from app.local import new_private_key
 from tests.e2e import (
     Otto,
     Repo,

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from githubkit.exception import RequestFailed
 
-from app.simulator import Simulator
+from app.dev.simulator import Simulator
 
 
 def app_jwt(

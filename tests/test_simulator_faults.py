@@ -8,7 +8,7 @@ import pytest
 from conftest_sim import OWNER, REPO, World, sim_servers_fixture, world_fixture  # noqa: F401
 from githubkit.exception import PrimaryRateLimitExceeded, RequestFailed, SecondaryRateLimitExceeded
 
-from app.simulator import CallRecord, Fault, Simulator
+from app.dev.simulator import CallRecord, Fault, Simulator
 
 ISSUE_PATH = rf"/repos/{OWNER}/{REPO}/issues/\d+"
 

@@ -17,7 +17,7 @@ from conftest_sim import APP_ID, OWNER, REPO, SECRET, Servers, load_json, rsa_pa
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT7
 
-from app.simulator import Simulator
+from app.dev.simulator import Simulator
 
 SKIPPED_KEYWORDS = {
     "nullable",

@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from app.local import LocalWorld
+from app.dev.local import LocalWorld
 
 CALLBACK = "http://127.0.0.1:9/login/callback"
 

@@ -16,8 +16,8 @@ from conftest_sim import APP_ID, FILES, OWNER, REPO, rsa_pair
 from github import Auth, Github, GithubException, GithubIntegration
 from openapi_recorder import Recorder, operation_for, problems
 
+from app.dev.simulator import Simulator, create_app
 from app.serve_thread import serve_in_thread
-from app.simulator import Simulator, create_app
 
 ORG = "acme"
 # PyGithub spaces requests out (0.25 s, writes 1 s) to be kind to github.com; a local simulator needs none

@@ -9,7 +9,7 @@ import hmac
 import githubkit.webhooks
 from conftest_sim import APP_ID, OWNER, REPO, SECRET, World, sim_servers_fixture, world_fixture  # noqa: F401
 
-from app.simulator.webhooks import signature_256
+from app.dev.simulator.webhooks import signature_256
 
 EXPECTED = {
     ("installation", "created"),

@@ -1,4 +1,4 @@
-"""Detecting and running a repository's checks (app/activities/verify.py)."""
+"""Detecting and running a repository's checks (app/verify.py)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from app.activities.verify import VerifyPlan, VerifyResult, detect_commands, resolve_plan, run_verify
 from app.sandbox import Sandbox
+from app.verify import VerifyPlan, VerifyResult, detect_commands, resolve_plan, run_verify
 from tests.sandboxing import make_mounts, make_sandbox
 
 # The checks run in the sandbox, whose toolchain (tests/sandboxing.py) has pytest.

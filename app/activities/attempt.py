@@ -29,10 +29,9 @@ from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
 from app import prompts
-from app.activities.agent import Agent, AgentResult, Transcript
-from app.activities.agent_tools import CommandTool, EditorTool
 from app.activities.github import CheckConclusion, repo_client
-from app.activities.verify import VerifyPlan, VerifyResult, resolve_plan, run_verify
+from app.agent.loop import Agent, AgentResult, Transcript
+from app.agent.tools import CommandTool, EditorTool
 from app.artifacts import (
     ArtifactStore,
     append_learning,
@@ -55,6 +54,7 @@ from app.llm import LLM, ModelError
 from app.sandbox import Mounts, Sandbox, SandboxUnavailable
 from app.sandbox.bwrap import WORKSPACE
 from app.settings import Settings
+from app.verify import VerifyPlan, VerifyResult, resolve_plan, run_verify
 from app.workspace import MergeConflict, PushRejected, Workspace, WorkspaceError, Worktree
 from app.workspace.checkouts import SANDBOX_OBJECTS
 

@@ -1,0 +1,27 @@
+"""Ids and names derived from a run, each written in one place."""
+
+from __future__ import annotations
+
+import re
+
+RUN_PREFIX = "otto"
+
+
+def run_workflow_id(repo_id: int, issue_number: int) -> str:
+    """The issue's run: ``otto/<repo-id>/<issue>`` (one active run per issue)."""
+    return f"{RUN_PREFIX}/{repo_id}/{issue_number}"
+
+
+def delivery_workflow_id(delivery_id: str) -> str:
+    """One per webhook delivery (the durable de-duplication record)."""
+    return f"delivery/{delivery_id}"
+
+
+def gate_workflow_id(installation_id: int) -> str:
+    """The installation's queue of active runs."""
+    return f"gate/{installation_id}"
+
+
+def safe_name(text: str) -> str:
+    """``text`` as one path component or key part (e.g. a run id in artifact paths)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")

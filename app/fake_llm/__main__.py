@@ -1,6 +1,0 @@
-"""``python -m app.fake_llm --scenario FILE --port P [--host H] [--api-key K]``."""
-
-from app.fake_llm.server import main
-
-if __name__ == "__main__":
-    main()
