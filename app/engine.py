@@ -31,7 +31,8 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode, TLSConfig
 from temporalio.worker import Worker
 
-from app.domain.run import DeliveryRequest
+from app.contracts.ids import delivery_workflow_id
+from app.contracts.messages import DeliveryRequest
 from app.routing import HandoffUnavailable
 from app.settings import Settings
 
@@ -39,10 +40,6 @@ log = logging.getLogger("otto.engine")
 
 # Longer than GitHub's 3-day redelivery window, so a redelivered webhook is still recognised.
 DELIVERY_RETENTION = timedelta(days=4)
-
-
-def delivery_workflow_id(delivery_id: str) -> str:
-    return f"delivery/{delivery_id}"
 
 
 def _free_port(host: str) -> int:

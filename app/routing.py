@@ -23,7 +23,7 @@ from typing import Any, Protocol, TypeVar
 
 from pydantic import BaseModel
 
-from app.domain.run import DeliveryRequest
+from app.contracts.messages import DeliveryRequest
 from app.settings import Settings
 
 

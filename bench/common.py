@@ -22,6 +22,8 @@ from typing import Any
 import httpx
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.contracts.ids import run_workflow_id
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CACHE = REPO_ROOT / ".cache" / "bench"
 VENV_BIN = Path(sys.executable).parent
@@ -450,7 +452,7 @@ def local_world(root: Path, scenario: Mapping[str, Any] | Path | None) -> Iterat
 async def run_state(client: Any, repo_id: int, number: int) -> Any:
     from app.workflows.run import RunWorkflow
 
-    handle = client.get_workflow_handle_for(RunWorkflow.run, f"otto/{repo_id}/{number}")
+    handle = client.get_workflow_handle_for(RunWorkflow.run, run_workflow_id(repo_id, number))
     return await handle.query(RunWorkflow.status)
 
 

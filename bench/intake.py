@@ -43,7 +43,7 @@ from pathlib import Path
 
 import httpx
 
-from app.domain.run import StartRun
+from app.contracts.messages import StartRun
 from bench import loadgen
 from bench.common import (
     CACHE,
@@ -353,7 +353,8 @@ class RawStarts:
 def trigger_request(payloads: Payloads) -> StartRun:
     import orjson
 
-    from app.domain.run import RepoRef, Trigger
+    from app.contracts.messages import Trigger
+    from app.domain.run import RepoRef
     from app.events import IssuesLabeled
 
     event = IssuesLabeled.model_validate(orjson.loads(payloads.trigger))

@@ -5,7 +5,7 @@ Check events come from CI apps, so unlike other events a bot sender is expected 
 
 from __future__ import annotations
 
-from app.domain.run import CiFailure
+from app.contracts.messages import CiFailure
 from app.events import App, CheckRunCompleted, CheckSuiteCompleted, Event, PullNumber
 from app.routing import HandlerContext, Outcome, Routes, ignored
 from handlers.common import repo_ref

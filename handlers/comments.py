@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from app.contracts.messages import CommandRequest
 from app.domain.commands import parse_command
-from app.domain.run import CommandRequest
 from app.events import IssueCommentCreated
 from app.routing import HandlerContext, Outcome, Routes, ignored
 from handlers.common import is_bot, repo_ref

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.domain.run import StartRun, Trigger
+from app.contracts.messages import StartRun, Trigger
 from app.events import IssuesLabeled
 from app.routing import HandlerContext, Outcome, Routes, ignored
 from handlers.common import is_bot, repo_ref

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.domain.run import PullChange
+from app.contracts.messages import PullChange
 from app.events import PullRequestEvent
 from app.routing import HandlerContext, Outcome, Routes, ignored
 from handlers.common import is_bot, repo_ref

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.domain.run import ReviewRequest
+from app.contracts.messages import ReviewRequest
 from app.events import ReviewSubmitted
 from app.routing import HandlerContext, Outcome, Routes, ignored
 from handlers.common import is_bot, repo_ref

@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 from temporalio.client import Client
 
+from app.contracts.ids import run_workflow_id
 from app.dev.local import LocalWorld
 from app.domain.run import RunPhase, RunState
 from app.settings import Settings
@@ -28,7 +29,7 @@ def demo_scenario() -> dict[str, Any]:
 async def run_state(client: Client, repo_id: int, number: int) -> RunState:
     from app.workflows.run import RunWorkflow
 
-    handle = client.get_workflow_handle_for(RunWorkflow.run, f"otto/{repo_id}/{number}")
+    handle = client.get_workflow_handle_for(RunWorkflow.run, run_workflow_id(repo_id, number))
     return await handle.query(RunWorkflow.status)
 
 

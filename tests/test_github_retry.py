@@ -24,7 +24,8 @@ with workflow.unsafe.imports_passed_through():
     from temporalio.testing import WorkflowEnvironment
     from temporalio.worker import Worker
 
-    from app.activities.github import GitHubActivities, LoadIssueInput
+    from app.activities.github import GitHubActivities
+    from app.contracts.io import LoadIssueInput
     from app.dev.simulator import CallRecord, Fault, Simulator
     from app.domain.run import RepoRef
     from app.github_auth import GitHubApp

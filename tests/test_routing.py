@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from app.domain.run import DeliveryRequest
+from app.contracts.messages import DeliveryRequest
 from app.events import Event, IssuesLabeled
 from app.intake import Router, peek_action
 from app.routing import HandlerContext, Outcome, RouteConflict, Routes, ignored

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from app.domain.run import DeliveryRequest, StartRun
+from app.contracts.messages import DeliveryRequest, StartRun
 from app.intake import Router
 from app.settings import Settings
 from handlers import ROUTES

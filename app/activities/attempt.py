@@ -40,13 +40,14 @@ from app.artifacts import (
     run_key,
     store_from_settings,
 )
+from app.contracts.io import ListFilesInput, RebaseInput, RepoFiles, TaskInput, TaskResult
 from app.domain.context import ContextPolicy
 from app.domain.links import attempt_url
 from app.domain.logs import tail
 from app.domain.progress import Outcome, failure_signature, made_progress
 from app.domain.redact import redact
 from app.domain.render import render_pr_body
-from app.domain.run import RepoRef, TaskInput, TaskResult, TaskStatus
+from app.domain.run import TaskStatus
 from app.domain.sanitize import quote_untrusted
 from app.domain.usage import BudgetExhausted, Usage
 from app.github_auth import GitHubApp, GitIdentity
@@ -64,27 +65,6 @@ LOG_TAIL_BYTES = 3_000
 HEARTBEAT_EVERY_S = 1.0  # the SDK throttles what it sends; beating often gets a cancel delivered promptly
 LEARNING_CHARS = 600
 PUSH_REBASES = 3  # a human pushing again and again while Otto rebases: give up after this many
-
-
-class ListFilesInput(BaseModel):
-    repo: RepoRef
-    clone_url: str
-    branch: str
-
-
-class RebaseInput(BaseModel):
-    run_id: str
-    repo: RepoRef
-    clone_url: str
-    branch: str
-    upstream_sha: str  # the merged dependency's head: commits after it are this task's own
-    onto: str  # the base branch
-    expected_sha: str | None  # the branch's head as Otto knows it: never force over anyone else's commits
-
-
-class RepoFiles(BaseModel):
-    files: list[str]
-    total: int
 
 
 class HumanPushed(Exception):

@@ -22,16 +22,35 @@ from githubkit_schemas.latest.types import (
     ReposOwnerRepoCheckRunsCheckRunIdPatchBodyPropOutputType,
     ReposOwnerRepoCheckRunsPostBodyPropOutputType,
 )
-from pydantic import BaseModel
 from temporalio import activity
 
 from app import observability
 from app.artifacts import ArtifactStore, put_quietly, run_key, snapshot_key
+from app.contracts.io import (
+    BranchInput,
+    CiQuery,
+    CloseIssueInput,
+    CommentReaction,
+    LoadedIssue,
+    LoadIssueInput,
+    MergeInput,
+    MergeOutcome,
+    PermissionQuery,
+    PublishStatus,
+    ReactInput,
+    ReactionContent,
+    Refusal,
+    ReplyInput,
+    RetargetInput,
+    ReviewQuery,
+    TaskPull,
+    TaskPullQuery,
+)
 from app.domain.links import run_url
 from app.domain.redact import redact
 from app.domain.render import refusal_marker, render_refusal, render_status, status_marker
 from app.domain.repo_config import CONFIG_PATH
-from app.domain.run import WRITE_PERMISSIONS, PublishStatus, Refusal, RepoRef, RunState
+from app.domain.run import WRITE_PERMISSIONS, RepoRef, RunState
 from app.domain.snapshot import RunSnapshot, advance
 from app.github_auth import GitHubApp
 from app.github_retry import durable_rate_limits
@@ -42,7 +61,6 @@ CHECK_NAME = "otto/verify"
 CHECK_TEXT_LIMIT = 60_000  # GitHub caps check-run output text at 65535 characters
 
 CheckConclusion = Literal["success", "failure", "neutral"]
-ReactionContent = Literal["+1", "-1", "laugh", "confused", "heart", "hooray", "rocket", "eyes"]
 
 
 def _status(e: RequestFailed) -> int:
@@ -246,58 +264,6 @@ class RepoGitHub:
         return int(created.parsed_data.id)
 
 
-class PermissionQuery(BaseModel):
-    repo: RepoRef
-    login: str
-
-
-class ReactInput(BaseModel):
-    repo: RepoRef
-    issue_number: int
-    content: ReactionContent
-
-
-class LoadedIssue(BaseModel):
-    title: str
-    body: str
-    author: str
-    html_url: str
-    state: str
-    default_branch: str
-    clone_url: str
-    config_text: str | None
-
-
-class LoadIssueInput(BaseModel):
-    repo: RepoRef
-    issue_number: int
-    base_branch: str | None = None
-
-
-class CommentReaction(BaseModel):
-    repo: RepoRef
-    comment_id: int
-    content: ReactionContent
-
-
-class ReplyInput(BaseModel):
-    repo: RepoRef
-    number: int
-    key: str  # what makes this reply unique (e.g. the comment it answers): posting twice edits instead
-    body: str
-
-
-class TaskPullQuery(BaseModel):
-    repo: RepoRef
-    pr_number: int
-
-
-class TaskPull(BaseModel):
-    run_id: str
-    task_id: str
-    issue_number: int
-
-
 _TASK_MARKER = re.compile(
     r"<!-- otto:task run=(?P<run>otto/\d+/(?P<issue>\d+)) task=(?P<task>[a-z0-9_-]+) -->"
 )
@@ -305,50 +271,6 @@ _TASK_MARKER = re.compile(
 
 def reply_marker(key: str) -> str:
     return f"<!-- otto:reply {key} -->"
-
-
-class MergeInput(BaseModel):
-    repo: RepoRef
-    pr_number: int
-    approved_sha: str
-    method: Literal["merge", "squash", "rebase"]
-    title: str
-
-
-class MergeOutcome(BaseModel):
-    result: Literal["merged", "already_merged", "head_moved", "not_mergeable", "closed"]
-    merge_sha: str | None = None
-    head_sha: str | None = None
-    message: str = ""
-
-
-class RetargetInput(BaseModel):
-    repo: RepoRef
-    pr_number: int
-    base: str
-
-
-class BranchInput(BaseModel):
-    repo: RepoRef
-    branch: str
-
-
-class ReviewQuery(BaseModel):
-    repo: RepoRef
-    pr_number: int
-    review_id: int
-    body: str
-    reviewer: str
-
-
-class CiQuery(BaseModel):
-    repo: RepoRef
-    head_sha: str
-
-
-class CloseIssueInput(BaseModel):
-    repo: RepoRef
-    issue_number: int
 
 
 class StillComputing(Exception):

@@ -2,31 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
-
-from pydantic import BaseModel
 from temporalio import activity
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError
 
-from app.domain.run import RunInput, RunLimits, StartRun, run_workflow_id
+from app.contracts.ids import run_workflow_id
+from app.contracts.io import GateInput, SignalInput
+from app.contracts.messages import RunInput, RunLimits, StartRun
 from app.settings import Settings
 
 RUN_SIGNALS = frozenset(
     {"retry", "stop", "refresh", "review", "pull_changed", "ci_failed"}
 )  # RunWorkflow's signal handlers
-
-
-class SignalInput(BaseModel):
-    run_id: str
-    signal: str
-    payload: dict[str, Any]
-
-
-class GateInput(BaseModel):
-    installation_id: int
-    run_id: str
-    action: Literal["acquire", "release"]
 
 
 class IntakeActivities:
@@ -66,7 +53,7 @@ class IntakeActivities:
         handle = await self.client.start_workflow(
             RunWorkflow.run,
             run,
-            id=run_workflow_id(request.repo, request.issue_number),
+            id=run_workflow_id(request.repo.repo_id, request.issue_number),
             task_queue=self.settings.task_queue,
             start_signal="trigger",
             start_signal_args=[request.trigger],
@@ -91,7 +78,8 @@ class IntakeActivities:
     @activity.defn
     async def gate(self, inp: GateInput) -> None:
         """Ask the installation's gate for a slot (signal-with-start), or give one back."""
-        from app.workflows.gate import GateState, InstallationGate, gate_workflow_id
+        from app.contracts.ids import gate_workflow_id
+        from app.workflows.gate import GateState, InstallationGate
 
         await self.client.start_workflow(
             InstallationGate.run,

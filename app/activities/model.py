@@ -6,64 +6,30 @@ import asyncio
 import json
 
 from anthropic.types import MessageParam
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from app import prompts
 from app.artifacts import ArtifactStore, put_quietly, run_key
+from app.contracts.io import (
+    ClassifyResult,
+    ModelInput,
+    PilotInput,
+    PilotResult,
+    PlanResult,
+    ReplanInput,
+)
 from app.domain.jsonreply import NotJSON, extract_json_object
 from app.domain.logs import tail
 from app.domain.pilot import InvalidDecision, PilotDecision, validate_decision
 from app.domain.plan import Plan, PlannedTask
-from app.domain.run import (
-    Classification,
-    ClassifyResult,
-    IssueContext,
-    ModelOutcome,
-    PlanResult,
-    RepoRef,
-    TaskRecord,
-)
+from app.domain.run import Classification, TaskRecord
 from app.domain.sanitize import quote_untrusted
 from app.domain.usage import BudgetExhausted, Usage
 from app.llm import LLM, ModelError
 
 FILES_SHOWN = 300
-
-
-class ModelInput(BaseModel):
-    repo: RepoRef
-    issue_number: int
-    context: IssueContext
-    model: str
-    max_tasks: int
-    budget_left_usd: float | None = None
-
-
-class PilotInput(BaseModel):
-    model_input: ModelInput
-    plan_summary: str
-    tasks: list[TaskRecord]
-    failed: list[str]
-    pending: list[str]
-    decisions: list[PilotDecision]
-    learnings: list[str]
-    retries_used: dict[str, int]
-    max_retries: int
-
-
-class PilotResult(ModelOutcome):
-    decision: PilotDecision
-
-
-class ReplanInput(BaseModel):
-    model_input: ModelInput
-    tasks: list[TaskRecord]
-    failed: list[str]
-    replaced: list[str]
-    reason: str
-    learnings: list[str]
 
 
 # bounds on what the pilot and the replanner read

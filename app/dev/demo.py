@@ -13,6 +13,7 @@ import textwrap
 import time
 from pathlib import Path
 
+from app.contracts.ids import run_workflow_id
 from app.dev.local import LocalWorld, running_otto
 from app.domain.run import RunPhase, RunState, TaskStatus
 from app.engine import EmbeddedTemporal, connect, ensure_retention
@@ -124,7 +125,7 @@ async def _follow(client: object, world: LocalWorld, number: int, timeout_s: flo
 
     assert isinstance(client, Client)
     repo_id = world.sim.repo(OWNER, REPO).id
-    handle = client.get_workflow_handle_for(RunWorkflow.run, f"otto/{repo_id}/{number}")
+    handle = client.get_workflow_handle_for(RunWorkflow.run, run_workflow_id(repo_id, number))
     deadline = time.monotonic() + timeout_s
     last: list[str] = []
     state: RunState | None = None

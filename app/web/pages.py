@@ -25,10 +25,13 @@ from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse,
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from temporalio.client import Client
 
-from app.activities.intake import IntakeActivities, SignalInput
+from app.activities.intake import IntakeActivities
 from app.artifacts import ArtifactInfo, ArtifactKeyError, ArtifactStore, attempt_prefix, check_key, run_key
+from app.contracts.ids import run_workflow_id
+from app.contracts.io import SignalInput
+from app.contracts.messages import RetryRequest, StopRequest
 from app.domain.links import run_path
-from app.domain.run import RetryRequest, StopRequest, TaskRecord, TaskStatus
+from app.domain.run import TaskRecord, TaskStatus
 from app.domain.snapshot import RunSnapshot, phase_label
 from app.domain.transcript import Conversation, piece
 from app.github_auth import GitHubApp
@@ -165,7 +168,7 @@ class MissionControl:
     # --- lookups ----------------------------------------------------------------------------------
     async def visible_run(self, user: User, repo_id: int, issue: int) -> tuple[RunSnapshot, str] | None:
         """The run and the person's permission on its repository, if they may read it."""
-        snap = await self.catalog.get(f"otto/{repo_id}/{issue}")
+        snap = await self.catalog.get(run_workflow_id(repo_id, issue))
         if snap is None:
             return None
         level = await self.access.permission(user.login, snap.state.repo)

@@ -9,33 +9,34 @@ from __future__ import annotations
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from app.activities.github import (
+    from app.activities.github import GitHubActivities
+    from app.activities.intake import IntakeActivities
+    from app.contracts.ids import run_workflow_id
+    from app.contracts.io import (
         CommentReaction,
-        GitHubActivities,
         PermissionQuery,
+        Refusal,
         ReplyInput,
         ReviewQuery,
+        SignalInput,
         TaskPull,
         TaskPullQuery,
     )
-    from app.activities.intake import IntakeActivities, SignalInput
-    from app.domain.commands import HELP
-    from app.domain.run import (
-        WRITE_PERMISSIONS,
+    from app.contracts.messages import (
         CiFailure,
         CiSignal,
         CommandRequest,
         DeliveryRequest,
         PullChange,
         PullSignal,
-        Refusal,
-        RepoRef,
         RetryRequest,
         ReviewRequest,
         ReviewSignal,
         StartRun,
         StopRequest,
     )
+    from app.domain.commands import HELP
+    from app.domain.run import WRITE_PERMISSIONS, RepoRef
     from app.workflows.github_calls import github
     from app.workflows.options import GITHUB
 
@@ -180,7 +181,7 @@ class DeliveryWorkflow:
             await self._reply(request, prefix + HELP)
             return "help"
 
-        run_id = f"otto/{request.repo.repo_id}/{request.number}"
+        run_id = run_workflow_id(request.repo.repo_id, request.number)
         task_id: str | None = None
         if request.is_pull_request:
             pull = await github(

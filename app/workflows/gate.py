@@ -19,10 +19,6 @@ class GateState(BaseModel):
     waiting: list[str] = []
 
 
-def gate_workflow_id(installation_id: int) -> str:
-    return f"gate/{installation_id}"
-
-
 @workflow.defn
 class InstallationGate:
     @workflow.init

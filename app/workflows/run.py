@@ -18,42 +18,44 @@ from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
-    from app.activities.attempt import ListFilesInput, RebaseInput, TaskActivities
-    from app.activities.github import (
+    from app.activities.attempt import TaskActivities
+    from app.activities.github import GitHubActivities
+    from app.activities.intake import IntakeActivities
+    from app.activities.model import ModelActivities
+    from app.contracts.io import (
         BranchInput,
         CiQuery,
         CloseIssueInput,
         CommentReaction,
-        GitHubActivities,
+        GateInput,
+        ListFilesInput,
         LoadIssueInput,
         MergeInput,
+        ModelInput,
+        PilotInput,
+        PublishStatus,
         ReactInput,
+        RebaseInput,
+        ReplanInput,
         ReplyInput,
         RetargetInput,
+        TaskInput,
+        TaskResult,
     )
-    from app.activities.intake import GateInput, IntakeActivities
-    from app.activities.model import ModelActivities, ModelInput, PilotInput, ReplanInput
-    from app.domain.pilot import PilotDecision, dependents_of
-    from app.domain.plan import Plan, PlannedTask, batches, branch_name
-    from app.domain.render import render_pilot_analysis
-    from app.domain.repo_config import RepoConfig, RepoConfigError, parse_repo_config
-    from app.domain.run import (
+    from app.contracts.messages import (
         CiSignal,
-        IssueContext,
-        PublishStatus,
         PullSignal,
         RetryRequest,
         ReviewSignal,
         RunInput,
-        RunPhase,
-        RunState,
         StopRequest,
-        TaskInput,
-        TaskRecord,
-        TaskResult,
-        TaskStatus,
         Trigger,
     )
+    from app.domain.pilot import PilotDecision, dependents_of
+    from app.domain.plan import Plan, PlannedTask, batches, branch_name
+    from app.domain.render import render_pilot_analysis
+    from app.domain.repo_config import RepoConfig, RepoConfigError, parse_repo_config
+    from app.domain.run import IssueContext, RunPhase, RunState, TaskRecord, TaskStatus
     from app.domain.usage import Usage, run_budget, worst_case_cost
     from app.workflows.github_calls import github
     from app.workflows.options import GIT, GITHUB, MODEL, NON_RETRYABLE, explain

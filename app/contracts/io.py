@@ -1,0 +1,243 @@
+"""What activities take and return: bounded, serialisable, no I/O. Workflows and activities both import
+these; neither imports the other."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from app.domain.pilot import PilotDecision
+from app.domain.plan import PlannedTask
+from app.domain.repo_config import RepoConfig
+from app.domain.run import Classification, IssueContext, RepoRef, RunState, TaskRecord, TaskStatus
+from app.domain.usage import Usage
+
+ReactionContent = Literal["+1", "-1", "laugh", "confused", "heart", "hooray", "rocket", "eyes"]
+
+
+class ModelOutcome(BaseModel):
+    usage: Usage = Field(default_factory=Usage)
+
+
+class ClassifyResult(ModelOutcome):
+    classification: Classification
+
+
+class PlanResult(ModelOutcome):
+    plan_summary: str
+    tasks: list[PlannedTask]
+
+
+class TaskInput(BaseModel):
+    run_id: str
+    repo: RepoRef
+    issue_number: int
+    issue_title: str
+    base_branch: str
+    clone_url: str
+    task: PlannedTask
+    branch: str
+    dependency_branches: list[str] = Field(default_factory=list)
+    attempt: int = 1
+    config: RepoConfig = Field(default_factory=RepoConfig)
+    model: str
+    guidance: str = ""
+    learnings: str = ""
+    route_context: str = ""
+    pr_base: str | None = None  # defaults to base_branch
+    budget_left_usd: float | None = None
+
+
+class TaskResult(BaseModel):
+    task_id: str
+    status: TaskStatus
+    budget_exhausted: bool = False
+    summary: str = ""
+    error: str = ""
+    fix_rounds: int = 0
+    learning: str = ""
+    verify_passed: bool = False
+    verify_log_tail: str = ""
+    failures: int | None = None
+    head_sha: str | None = None
+    pr_number: int | None = None
+    pr_url: str | None = None
+    files_changed: list[str] = Field(default_factory=list)
+    refused_changes: list[str] = Field(default_factory=list)  # "`path`: reason", kept out of the commit
+    usage: Usage = Field(default_factory=Usage)
+
+
+class PublishStatus(BaseModel):
+    state: RunState
+
+
+class Refusal(BaseModel):
+    repo: RepoRef
+    issue_number: int
+    sender: str
+    delivery_id: str
+    what: str
+
+
+class ListFilesInput(BaseModel):
+    repo: RepoRef
+    clone_url: str
+    branch: str
+
+
+class RebaseInput(BaseModel):
+    run_id: str
+    repo: RepoRef
+    clone_url: str
+    branch: str
+    upstream_sha: str  # the merged dependency's head: commits after it are this task's own
+    onto: str  # the base branch
+    expected_sha: str | None  # the branch's head as Otto knows it: never force over anyone else's commits
+
+
+class RepoFiles(BaseModel):
+    files: list[str]
+    total: int
+
+
+class PermissionQuery(BaseModel):
+    repo: RepoRef
+    login: str
+
+
+class ReactInput(BaseModel):
+    repo: RepoRef
+    issue_number: int
+    content: ReactionContent
+
+
+class LoadedIssue(BaseModel):
+    title: str
+    body: str
+    author: str
+    html_url: str
+    state: str
+    default_branch: str
+    clone_url: str
+    config_text: str | None
+
+
+class LoadIssueInput(BaseModel):
+    repo: RepoRef
+    issue_number: int
+    base_branch: str | None = None
+
+
+class CommentReaction(BaseModel):
+    repo: RepoRef
+    comment_id: int
+    content: ReactionContent
+
+
+class ReplyInput(BaseModel):
+    repo: RepoRef
+    number: int
+    key: str  # what makes this reply unique (e.g. the comment it answers): posting twice edits instead
+    body: str
+
+
+class TaskPullQuery(BaseModel):
+    repo: RepoRef
+    pr_number: int
+
+
+class TaskPull(BaseModel):
+    run_id: str
+    task_id: str
+    issue_number: int
+
+
+class MergeInput(BaseModel):
+    repo: RepoRef
+    pr_number: int
+    approved_sha: str
+    method: Literal["merge", "squash", "rebase"]
+    title: str
+
+
+class MergeOutcome(BaseModel):
+    result: Literal["merged", "already_merged", "head_moved", "not_mergeable", "closed"]
+    merge_sha: str | None = None
+    head_sha: str | None = None
+    message: str = ""
+
+
+class RetargetInput(BaseModel):
+    repo: RepoRef
+    pr_number: int
+    base: str
+
+
+class BranchInput(BaseModel):
+    repo: RepoRef
+    branch: str
+
+
+class ReviewQuery(BaseModel):
+    repo: RepoRef
+    pr_number: int
+    review_id: int
+    body: str
+    reviewer: str
+
+
+class CiQuery(BaseModel):
+    repo: RepoRef
+    head_sha: str
+
+
+class CloseIssueInput(BaseModel):
+    repo: RepoRef
+    issue_number: int
+
+
+class SignalInput(BaseModel):
+    run_id: str
+    signal: str
+    payload: dict[str, Any]
+
+
+class GateInput(BaseModel):
+    installation_id: int
+    run_id: str
+    action: Literal["acquire", "release"]
+
+
+class ModelInput(BaseModel):
+    repo: RepoRef
+    issue_number: int
+    context: IssueContext
+    model: str
+    max_tasks: int
+    budget_left_usd: float | None = None
+
+
+class PilotInput(BaseModel):
+    model_input: ModelInput
+    plan_summary: str
+    tasks: list[TaskRecord]
+    failed: list[str]
+    pending: list[str]
+    decisions: list[PilotDecision]
+    learnings: list[str]
+    retries_used: dict[str, int]
+    max_retries: int
+
+
+class ReplanInput(BaseModel):
+    model_input: ModelInput
+    tasks: list[TaskRecord]
+    failed: list[str]
+    replaced: list[str]
+    reason: str
+    learnings: list[str]
+
+
+class PilotResult(ModelOutcome):
+    decision: PilotDecision

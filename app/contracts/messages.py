@@ -1,0 +1,155 @@
+"""What reaches a run from outside: its input (and what it carries over continue-as-new), the requests a
+webhook turns into (before authorization), and the run workflow's signals and updates after it."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field
+
+from app.domain.commands import Command
+from app.domain.run import RepoRef
+
+
+class Trigger(BaseModel):
+    delivery_id: str
+    sender: str
+    label: str
+    # the issue as it was in the `issues.labeled` payload (None: not carried, e.g. an older run's input)
+    issue_title: str | None = None
+    issue_body: str | None = None
+
+
+class RunLimits(BaseModel):
+    """Instance settings a run needs, carried in its input so the workflow stays deterministic."""
+
+    model: str
+    label: str = "otto"
+    max_tasks: int = 8
+    max_parallel_tasks: int = 2
+    task_attempt_timeout_s: float = 3600.0
+    heartbeat_timeout_s: float = 60.0
+    max_pilot_retries: int = 1
+    delete_merged_branches: bool = True
+    budget_usd_default: float = 5.0
+    budget_usd_max: float = 50.0
+    model_task_queue: str | None = None  # None: the workflow's own queue
+    cpu_task_queue: str | None = None
+    temporal_ui_url: str | None = None
+
+
+class RunInput(BaseModel):
+    repo: RepoRef
+    issue_number: int
+    trigger: Trigger
+    limits: RunLimits
+
+
+class StartRun(BaseModel):
+    """What an ``issues.labeled`` delivery asks for, before authorization."""
+
+    kind: Literal["start"] = "start"
+    repo: RepoRef
+    issue_number: int
+    trigger: Trigger
+
+    @property
+    def delivery_id(self) -> str:
+        return self.trigger.delivery_id
+
+
+class CommandRequest(BaseModel):
+    """A `/otto` command in a comment, before authorization."""
+
+    kind: Literal["command"] = "command"
+    repo: RepoRef
+    number: int  # the issue or pull request the comment is on
+    is_pull_request: bool
+    sender: str
+    comment_id: int
+    delivery_id: str
+    command: Command
+
+
+class ReviewRequest(BaseModel):
+    """A submitted review on a pull request, before authorization."""
+
+    kind: Literal["review"] = "review"
+    repo: RepoRef
+    pr_number: int
+    reviewer: str
+    state: Literal["approved", "changes_requested"]
+    commit_id: str | None
+    review_id: int
+    body: str = ""
+    delivery_id: str
+
+
+class PullChange(BaseModel):
+    """A pull request closed, merged, or pushed to by someone other than Otto."""
+
+    kind: Literal["pull"] = "pull"
+    repo: RepoRef
+    pr_number: int
+    action: Literal["closed", "synchronize"]
+    merged: bool = False
+    head_sha: str
+    sender: str
+    delivery_id: str
+
+
+class CiFailure(BaseModel):
+    """Another app's checks failed on a commit."""
+
+    kind: Literal["ci"] = "ci"
+    repo: RepoRef
+    head_sha: str
+    pr_numbers: list[int]
+    app_name: str
+    delivery_id: str
+
+
+DeliveryRequest = Annotated[
+    StartRun | CommandRequest | ReviewRequest | PullChange | CiFailure, Field(discriminator="kind")
+]
+
+
+class ReviewSignal(BaseModel):
+    task_id: str
+    pr_number: int
+    state: Literal["approved", "changes_requested"]
+    commit_id: str | None
+    reviewer: str
+    review_id: int
+    guidance: str = ""
+
+
+class PullSignal(BaseModel):
+    task_id: str
+    pr_number: int
+    action: Literal["closed", "synchronize"]
+    merged: bool
+    head_sha: str
+    sender: str
+
+
+class CiSignal(BaseModel):
+    task_id: str
+    pr_number: int
+    head_sha: str
+    app_name: str
+
+
+class RetryRequest(BaseModel):
+    task_id: str
+    guidance: str = ""
+    sender: str
+    comment_id: int | None = None
+    pr_number: int | None = None
+    reason: Literal["command", "review", "ci"] = "command"
+
+
+class StopRequest(BaseModel):
+    sender: str
+    comment_id: int | None = None
+    number: int | None = None
