@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
+from temporalio.activity import _Definition
 from temporalio.client import Client
 from temporalio.worker import Worker
 
@@ -16,6 +18,7 @@ from app.activities.github import GitHubActivities
 from app.activities.intake import IntakeActivities
 from app.activities.model import ModelActivities
 from app.artifacts import ArtifactStore, store_from_settings
+from app.contracts.activities import BY_NAME, Queue
 from app.engine import TemporalHandoff, build_worker
 from app.github_auth import GitHubApp
 from app.intake import Router
@@ -60,8 +63,8 @@ class Services:
         )
 
 
-def activities(client: Client, services: Services) -> dict[str, list[object]]:
-    """Every activity, by the task queue it is served on (model-bound and CPU-bound work apart)."""
+def implementations(client: Client, services: Services) -> list[Callable[..., Any]]:
+    """Every activity implementation (each registered under its spec's name, see app.contracts.activities)."""
     s = services.settings
     gh = GitHubActivities(
         services.github, s.trigger_label, services.store, s.public_url, services.sandbox.warning
@@ -71,29 +74,34 @@ def activities(client: Client, services: Services) -> dict[str, list[object]]:
         s, services.github, services.llm, services.workspace, services.sandbox, client, services.store
     )
     intake = IntakeActivities(client, s)
-    by_queue: dict[str, list[object]] = {s.task_queue: [], s.model_task_queue: [], s.cpu_task_queue: []}
-    by_queue[s.task_queue] += [
-        gh.check_permission,
-        gh.react_to_issue,
-        gh.publish_status,
-        gh.post_refusal,
-        gh.load_issue,
-        gh.react_to_comment,
-        gh.reply,
-        gh.resolve_task_pull,
-        gh.merge_task_pull,
-        gh.close_issue,
-        gh.retarget_pull,
-        gh.delete_branch,
-        gh.review_guidance,
-        gh.ci_report,
-        intake.start_or_signal_run,
-        intake.signal_run,
-        intake.gate,
+    groups: list[object] = [gh, model, tasks, intake]
+    return [
+        getattr(group, name)
+        for group in groups
+        for name in dir(group)
+        if not name.startswith("_") and _Definition.from_callable(getattr(group, name)) is not None
     ]
-    by_queue[s.model_task_queue] += [model.classify, model.plan, model.pilot, model.replan]
-    by_queue[s.cpu_task_queue] += [tasks.list_repo_files, tasks.execute_task, tasks.rebase_branch]
+
+
+def activities(client: Client, services: Services) -> dict[str, list[object]]:
+    """Every activity, by the task queue its spec says it runs on (model-bound and CPU-bound work apart)."""
+    s = services.settings
+    queue_names = {Queue.MAIN: s.task_queue, Queue.MODEL: s.model_task_queue, Queue.CPU: s.cpu_task_queue}
+    by_queue: dict[str, list[object]] = {name: [] for name in queue_names.values()}
+    for fn in implementations(client, services):
+        name = activity_name(fn)
+        spec = BY_NAME.get(name)
+        if spec is None:
+            raise RuntimeError(f"activity {name!r} has no spec in app.contracts.activities")
+        by_queue[queue_names[spec.queue]].append(fn)
     return by_queue
+
+
+def activity_name(fn: Callable[..., Any]) -> str:
+    defn = _Definition.from_callable(fn)
+    if defn is None or defn.name is None:
+        raise RuntimeError(f"{fn!r} is not an activity")
+    return defn.name
 
 
 def web_app(settings: Settings, client: Client, store: ArtifactStore | None = None) -> WebhookEndpoint:

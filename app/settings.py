@@ -75,6 +75,9 @@ class Settings(BaseSettings):
     heartbeat_timeout_s: float = 60.0
     sticky_queue_timeout_s: float = 10.0  # how long a run's next step waits for the worker that ran it last
     max_pilot_retries: int = 1
+    run_history_max_events: int = Field(
+        default=10_000, ge=100, description="a run continues as new past this many history events"
+    )
     delete_merged_branches: bool = True
     workspace_pool_size: int = Field(
         default=4,

@@ -41,13 +41,14 @@ from app.artifacts import (
     store_from_settings,
 )
 from app.contracts.io import ListFilesInput, RebaseInput, RepoFiles, TaskInput, TaskResult
+from app.contracts.messages import RunMessage
 from app.domain.context import ContextPolicy
 from app.domain.links import attempt_url
 from app.domain.logs import tail
 from app.domain.progress import Outcome, failure_signature, made_progress
 from app.domain.redact import redact
 from app.domain.render import render_pr_body
-from app.domain.run import TaskStatus
+from app.domain.run import RunState, TaskStatus
 from app.domain.sanitize import quote_untrusted
 from app.domain.usage import BudgetExhausted, Usage
 from app.github_auth import GitHubApp, GitIdentity
@@ -550,11 +551,9 @@ class TaskActivities:
         """Look before you push: a stopped run pushes nothing (its cancel may still be on the way)."""
         if self.client is None:
             return False
-        from app.workflows.run import RunWorkflow
-
         try:
-            state = await self.client.get_workflow_handle_for(RunWorkflow.run, run_id).query(
-                RunWorkflow.status
+            state = await self.client.get_workflow_handle(run_id).query(
+                RunMessage.STATUS, result_type=RunState
             )
         except Exception:  # the run can't be asked (e.g. a standalone test): don't block the push
             return False

@@ -24,6 +24,7 @@ from app.contracts.io import (
     ClassifyResult,
     CloseIssueInput,
     CommentReaction,
+    Delivered,
     GateInput,
     ListFilesInput,
     LoadedIssue,
@@ -133,8 +134,8 @@ LOAD_ISSUE: ActivitySpec[LoadIssueInput, LoadedIssue] = ActivitySpec(
 START_OR_SIGNAL_RUN: ActivitySpec[StartRun, str] = ActivitySpec(
     "start_or_signal_run", Queue.MAIN, StartRun, str, GITHUB_CALL
 )
-SIGNAL_RUN: ActivitySpec[SignalInput, bool] = ActivitySpec(
-    "signal_run", Queue.MAIN, SignalInput, bool, GITHUB_CALL
+SIGNAL_RUN: ActivitySpec[SignalInput, Delivered] = ActivitySpec(
+    "signal_run", Queue.MAIN, SignalInput, Delivered, GITHUB_CALL
 )
 GATE: ActivitySpec[GateInput, None] = ActivitySpec("gate", Queue.MAIN, GateInput, None, GITHUB_CALL)
 

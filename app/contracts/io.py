@@ -198,9 +198,19 @@ class CloseIssueInput(BaseModel):
 
 
 class SignalInput(BaseModel):
+    """A signal or an update to an open run (``RunMessage`` names)."""
+
     run_id: str
     signal: str
     payload: dict[str, Any]
+
+
+class Delivered(BaseModel):
+    """What became of a signal or update: not delivered (no open run), rejected (with the run's answer), or
+    accepted."""
+
+    delivered: bool
+    rejected: str | None = None
 
 
 class GateInput(BaseModel):

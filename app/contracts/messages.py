@@ -3,12 +3,13 @@ webhook turns into (before authorization), and the run workflow's signals and up
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
 from app.domain.commands import Command
-from app.domain.run import RepoRef
+from app.domain.run import RepoRef, RunMemory
 
 
 class Trigger(BaseModel):
@@ -24,7 +25,7 @@ class RunLimits(BaseModel):
     """Instance settings a run needs, carried in its input so the workflow stays deterministic."""
 
     model: str
-    label: str = "otto"
+    trigger_label: str = "otto"
     max_tasks: int = 8
     max_parallel_tasks: int = 2
     task_attempt_timeout_s: float = 3600.0
@@ -36,6 +37,12 @@ class RunLimits(BaseModel):
     model_task_queue: str | None = None  # None: the workflow's own queue
     cpu_task_queue: str | None = None
     temporal_ui_url: str | None = None
+    run_history_max_events: int = 10_000  # continue as new past this (or when Temporal suggests it)
+
+    @classmethod
+    def of(cls, settings: object) -> RunLimits:
+        """The limits from Otto's settings: every field is the setting of the same name."""
+        return cls.model_validate({name: getattr(settings, name) for name in cls.model_fields})
 
 
 class RunInput(BaseModel):
@@ -43,6 +50,7 @@ class RunInput(BaseModel):
     issue_number: int
     trigger: Trigger
     limits: RunLimits
+    carried: RunMemory | None = None  # what a run continued as new remembers
 
 
 class StartRun(BaseModel):
@@ -153,3 +161,38 @@ class StopRequest(BaseModel):
     sender: str
     comment_id: int | None = None
     number: int | None = None
+
+
+RUN_WORKFLOW = "RunWorkflow"  # the run workflow's type name
+GATE_WORKFLOW = "InstallationGate"  # the installation's queue of runs
+
+
+class RunMessage(StrEnum):
+    """The run workflow's signals, updates and query, by name (callers outside the workflow use these)."""
+
+    # signals
+    TRIGGER = "trigger"
+    GRANTED = "granted"
+    QUEUED = "queued"
+    REVIEW = "review"
+    PULL_CHANGED = "pull_changed"
+    CI_FAILED = "ci_failed"
+    REFRESH = "refresh"
+    # updates (validated: a rejected one is answered at once and changes nothing)
+    RETRY = "retry"
+    STOP = "stop"
+    # query
+    STATUS = "status"
+
+
+RUN_SIGNALS = frozenset(
+    {RunMessage.REVIEW, RunMessage.PULL_CHANGED, RunMessage.CI_FAILED, RunMessage.REFRESH}
+)
+RUN_UPDATES = frozenset({RunMessage.RETRY, RunMessage.STOP})
+
+
+class GateState(BaseModel):
+    installation_id: int
+    max_active: int
+    active: list[str] = []
+    waiting: list[str] = []

@@ -12,6 +12,8 @@ from app.domain.repo_config import RepoConfig
 from app.domain.usage import Usage
 
 WRITE_PERMISSIONS = frozenset({"admin", "maintain", "write"})
+NOTICES_KEPT = 20
+LEARNINGS_KEPT = 12
 
 
 class RepoRef(BaseModel):
@@ -121,6 +123,10 @@ class RunState(BaseModel):
     events_handled: int = 0
     budget_usd: float | None = None  # human commands, reviews, PR changes and CI results processed so far
 
+    def notice(self, text: str) -> None:
+        """A line for the status comment (it shows the latest few; the state keeps a bounded history)."""
+        self.notices = [*self.notices, text][-NOTICES_KEPT:]
+
     def record(self, task_id: str) -> TaskRecord:
         for r in self.tasks:
             if r.task.id == task_id:
@@ -130,3 +136,22 @@ class RunState(BaseModel):
     def finish(self, phase: RunPhase, reason: str) -> None:
         self.phase = phase
         self.reason = reason
+
+
+class RunMemory(BaseModel):
+    """Everything a run must remember, in one serialisable object: what it shows (``state``) and what it
+    only uses. It is what a run carries over when it continues as new."""
+
+    state: RunState
+    config: RepoConfig = Field(default_factory=RepoConfig)
+    context: IssueContext | None = None
+    model: str = ""  # the model this run uses (repository setting, else the instance's)
+    max_tasks: int = 8
+    budget_spent: bool = False
+    halt_reason: str = ""  # no task can run on this worker pool (no sandbox): the run ends
+    triggers: int = 0  # trigger deliveries seen (the first started the run)
+    slot_granted: bool = False
+    holding_slot: bool = False
+    queue_position: int | None = None
+    queue_news: bool = False
+    planned: bool = False  # planning is behind it (a continued run resumes after it)

@@ -9,8 +9,7 @@ from __future__ import annotations
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from app.activities.github import GitHubActivities
-    from app.activities.intake import IntakeActivities
+    from app.contracts import activities as act
     from app.contracts.ids import run_workflow_id
     from app.contracts.io import (
         CommentReaction,
@@ -32,13 +31,13 @@ with workflow.unsafe.imports_passed_through():
         RetryRequest,
         ReviewRequest,
         ReviewSignal,
+        RunMessage,
         StartRun,
         StopRequest,
     )
     from app.domain.commands import HELP
     from app.domain.run import WRITE_PERMISSIONS, RepoRef
-    from app.workflows.github_calls import github
-    from app.workflows.options import GITHUB
+    from app.workflows.calls import call, github
 
 
 @workflow.defn
@@ -56,18 +55,15 @@ class DeliveryWorkflow:
         return await self._ci(request)
 
     async def _is_writer(self, request: DeliveryRequest, login: str) -> bool:
-        permission = await github(
-            GitHubActivities.check_permission, PermissionQuery(repo=request.repo, login=login)
-        )
+        permission = await github(act.CHECK_PERMISSION, PermissionQuery(repo=request.repo, login=login))
         return permission in WRITE_PERMISSIONS
 
     async def _task_pull(self, repo: RepoRef, pr_number: int) -> TaskPull | None:
-        return await github(GitHubActivities.resolve_task_pull, TaskPullQuery(repo=repo, pr_number=pr_number))
+        return await github(act.RESOLVE_TASK_PULL, TaskPullQuery(repo=repo, pr_number=pr_number))
 
     async def _signal(self, run_id: str, signal: str, payload: dict[str, object]) -> bool:
-        return await workflow.execute_activity_method(
-            IntakeActivities.signal_run, SignalInput(run_id=run_id, signal=signal, payload=payload), **GITHUB
-        )
+        outcome = await call(act.SIGNAL_RUN, SignalInput(run_id=run_id, signal=signal, payload=payload))
+        return outcome.delivered
 
     async def _review(self, request: ReviewRequest) -> str:
         pull = await self._task_pull(request.repo, request.pr_number)
@@ -76,7 +72,7 @@ class DeliveryWorkflow:
         if not await self._is_writer(request, request.reviewer):
             if request.state == "approved":
                 await github(
-                    GitHubActivities.reply,
+                    act.REPLY,
                     ReplyInput(
                         repo=request.repo,
                         number=request.pr_number,
@@ -89,7 +85,7 @@ class DeliveryWorkflow:
         guidance = ""
         if request.state == "changes_requested":
             guidance = await github(
-                GitHubActivities.review_guidance,
+                act.REVIEW_GUIDANCE,
                 ReviewQuery(
                     repo=request.repo,
                     pr_number=request.pr_number,
@@ -107,7 +103,7 @@ class DeliveryWorkflow:
             review_id=request.review_id,
             guidance=guidance,
         )
-        delivered = await self._signal(pull.run_id, "review", signal.model_dump(mode="json"))
+        delivered = await self._signal(pull.run_id, RunMessage.REVIEW, signal.model_dump(mode="json"))
         return "signalled review" if delivered else "no run"
 
     async def _pull_change(self, request: PullChange) -> str:
@@ -122,7 +118,7 @@ class DeliveryWorkflow:
             head_sha=request.head_sha,
             sender=request.sender,
         )
-        delivered = await self._signal(pull.run_id, "pull_changed", signal.model_dump(mode="json"))
+        delivered = await self._signal(pull.run_id, RunMessage.PULL_CHANGED, signal.model_dump(mode="json"))
         return "signalled pull change" if delivered else "no run"
 
     async def _ci(self, request: CiFailure) -> str:
@@ -134,13 +130,13 @@ class DeliveryWorkflow:
             signal = CiSignal(
                 task_id=pull.task_id, pr_number=number, head_sha=request.head_sha, app_name=request.app_name
             )
-            signalled += await self._signal(pull.run_id, "ci_failed", signal.model_dump(mode="json"))
+            signalled += await self._signal(pull.run_id, RunMessage.CI_FAILED, signal.model_dump(mode="json"))
         return f"signalled {signalled} run(s)"
 
     async def _start(self, request: StartRun) -> str:
         if not await self._is_writer(request, request.trigger.sender):
             await github(
-                GitHubActivities.post_refusal,
+                act.POST_REFUSAL,
                 Refusal(
                     repo=request.repo,
                     issue_number=request.issue_number,
@@ -150,11 +146,11 @@ class DeliveryWorkflow:
                 ),
             )
             return "refused"
-        return await workflow.execute_activity_method(IntakeActivities.start_or_signal_run, request, **GITHUB)
+        return await call(act.START_OR_SIGNAL_RUN, request)
 
     async def _reply(self, request: CommandRequest, body: str) -> None:
         await github(
-            GitHubActivities.reply,
+            act.REPLY,
             ReplyInput(
                 repo=request.repo, number=request.number, key=f"delivery={request.delivery_id}", body=body
             ),
@@ -164,7 +160,7 @@ class DeliveryWorkflow:
         command = request.command
         if not await self._is_writer(request, request.sender):
             await github(
-                GitHubActivities.post_refusal,
+                act.POST_REFUSAL,
                 Refusal(
                     repo=request.repo,
                     issue_number=request.number,
@@ -185,7 +181,7 @@ class DeliveryWorkflow:
         task_id: str | None = None
         if request.is_pull_request:
             pull = await github(
-                GitHubActivities.resolve_task_pull, TaskPullQuery(repo=request.repo, pr_number=request.number)
+                act.RESOLVE_TASK_PULL, TaskPullQuery(repo=request.repo, pr_number=request.number)
             )
             if pull is not None:
                 run_id, task_id = pull.run_id, pull.task_id
@@ -211,9 +207,11 @@ class DeliveryWorkflow:
             ).model_dump(mode="json")
         else:
             payload = {"sender": request.sender}
-        signal = {"retry": "retry", "stop": "stop", "status": "refresh"}[command.name]
-        delivered = await self._signal(run_id, signal, payload)
-        if not delivered:
+        message = {"retry": RunMessage.RETRY, "stop": RunMessage.STOP, "status": RunMessage.REFRESH}[
+            command.name
+        ]
+        outcome = await call(act.SIGNAL_RUN, SignalInput(run_id=run_id, signal=message, payload=payload))
+        if not outcome.delivered:
             where = "pull request" if request.is_pull_request else "issue"
             await self._reply(
                 request,
@@ -221,9 +219,12 @@ class DeliveryWorkflow:
                 "Add the trigger label to the issue to start one.",
             )
             return "no run"
+        if outcome.rejected is not None:  # the run's validator answered at once; nothing changed
+            await self._reply(request, outcome.rejected)
+            return "rejected"
         if command.name != "retry":  # a retry is acknowledged by the run itself (👀, then 👍 or 👎)
             await github(
-                GitHubActivities.react_to_comment,
+                act.REACT_TO_COMMENT,
                 CommentReaction(repo=request.repo, comment_id=request.comment_id, content="eyes"),
             )
-        return f"signalled {signal}"
+        return f"delivered {message}"

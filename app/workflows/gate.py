@@ -6,17 +6,11 @@ activity (signal-with-start). A run holds its slot from planning until it waits 
 
 from __future__ import annotations
 
-from pydantic import BaseModel
 from temporalio import workflow
 
+from app.contracts.messages import GateState
+
 EVENTS_BEFORE_CONTINUE_AS_NEW = 400
-
-
-class GateState(BaseModel):
-    installation_id: int
-    max_active: int
-    active: list[str] = []
-    waiting: list[str] = []
 
 
 @workflow.defn

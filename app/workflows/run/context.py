@@ -1,0 +1,131 @@
+"""The run while it executes: its memory (one serialisable object), its input, what only lives in this
+workflow task (running attempts, locks), and the thin effects every phase uses (publish, reply, spend)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from typing import Any
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from app.contracts import activities as act
+    from app.contracts.failures import FailureKind
+    from app.contracts.io import LoadIssueInput, ModelInput, PublishStatus, ReplyInput
+    from app.contracts.messages import RunInput
+    from app.domain.repo_config import RepoConfigError, parse_repo_config
+    from app.domain.run import RunMemory, RunPhase, RunState
+    from app.domain.usage import Usage, run_budget
+    from app.workflows.calls import call, github
+
+
+class RunEnded(Exception):
+    """A normal early end (needs_info, bad config, nothing pushed): the state already says why."""
+
+
+def failure_kind(e: ActivityError) -> str | None:
+    return e.cause.type if isinstance(e.cause, ApplicationError) else None
+
+
+class Run:
+    def __init__(self, inp: RunInput, memory: RunMemory) -> None:
+        self.inp = inp
+        self.m = memory
+        self.running: dict[str, asyncio.Task[None]] = {}  # task id → its attempt, while it runs
+        self.background: set[asyncio.Task[None]] = set()  # work an update started (e.g. a retry)
+        self.publish_lock = asyncio.Lock()
+        self.merge_lock = asyncio.Lock()
+
+    @property
+    def state(self) -> RunState:
+        return self.m.state
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
+
+    def stopped(self) -> bool:
+        return self.state.stop_requested_by is not None
+
+    def halted(self) -> bool:
+        return self.stopped() or self.m.budget_spent or bool(self.m.halt_reason)
+
+    def end(self, phase: RunPhase, reason: str) -> RunEnded:
+        self.state.finish(phase, reason)
+        return RunEnded()
+
+    # --- effects ------------------------------------------------------------------------------------
+    async def publish(self) -> None:
+        """Edit the status comment in place (created once; its id is kept in the state)."""
+        async with self.publish_lock:
+            comment_id = await github(act.PUBLISH_STATUS, PublishStatus(state=self.state))
+            self.state.status_comment_id = comment_id
+
+    async def say(self, number: int, key: str, body: str) -> None:
+        await github(act.REPLY, ReplyInput(repo=self.inp.repo, number=number, key=key, body=body))
+
+    async def model_call(self, spec: act.ActivitySpec[Any, Any], arg: Any) -> Any:
+        return await call(spec, arg, limits=self.inp.limits)
+
+    async def cpu_call(self, spec: act.ActivitySpec[Any, Any], arg: Any, **options: Any) -> Any:
+        return await call(spec, arg, limits=self.inp.limits, **options)
+
+    # --- budget -------------------------------------------------------------------------------------
+    def spend(self, usage: Usage) -> None:
+        self.state.usage = self.state.usage + usage
+
+    def spend_failed(self, e: ActivityError) -> None:
+        """A failed model activity reports what it spent in its details."""
+        cause = e.cause
+        if isinstance(cause, ApplicationError) and cause.details:
+            detail = cause.details[0]
+            if isinstance(detail, dict):
+                self.spend(Usage.model_validate(detail))
+
+    def budget_hit(self, e: ActivityError) -> bool:
+        if failure_kind(e) == FailureKind.BUDGET_EXHAUSTED:
+            self.m.budget_spent = True
+            return True
+        return False
+
+    def set_budget(self) -> None:
+        limits = self.inp.limits
+        self.state.budget_usd = run_budget(
+            self.m.config.budget_usd, limits.budget_usd_default, limits.budget_usd_max
+        )
+
+    def budget_left(self) -> float:
+        return (self.state.budget_usd or 0.0) - self.state.usage.cost_usd
+
+    def budget_message(self) -> str:
+        return (
+            f"The run's budget of ${self.state.budget_usd or 0:.2f} is spent "
+            f"(${self.state.usage.cost_usd:.4f} used): work so far is pushed. To continue, raise "
+            "`budget_usd` in `.github/otto.yml` and comment `/otto retry` on a task's pull request"
+        )
+
+    def model_input(self) -> ModelInput:
+        assert self.m.context is not None
+        return ModelInput(
+            repo=self.inp.repo,
+            issue_number=self.inp.issue_number,
+            context=self.m.context,
+            model=self.m.model,
+            max_tasks=self.m.max_tasks,
+            budget_left_usd=self.budget_left(),
+        )
+
+    async def reload_config(self) -> None:
+        """A retry sees the repository's current `.github/otto.yml` (e.g. a raised budget)."""
+        issue = await github(
+            act.LOAD_ISSUE, LoadIssueInput(repo=self.inp.repo, issue_number=self.inp.issue_number)
+        )
+        try:
+            self.m.config = parse_repo_config(issue.config_text)
+        except RepoConfigError as e:
+            self.state.notice(f"⚠️ {e}; keeping the settings this run started with.")
+            return
+        self.set_budget()

@@ -1,0 +1,138 @@
+"""Execution: the plan's dependency levels as batches of task attempts (bounded in parallel); each attempt
+is one heartbeating activity; a batch that ends with failures goes to the gate pilot."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
+from temporalio.workflow import ActivityCancellationType
+
+with workflow.unsafe.imports_passed_through():
+    from app.contracts import activities as act
+    from app.contracts.failures import NON_RETRYABLE, FailureKind
+    from app.contracts.io import TaskInput, TaskResult
+    from app.domain.run import LEARNINGS_KEPT, TaskRecord, TaskStatus
+    from app.domain.scheduling import NEEDS_DECISION, pending, pr_base, ready, skip_blocked
+    from app.workflows.explain import explain
+    from app.workflows.run import gating
+    from app.workflows.run.context import Run, failure_kind
+
+STOPPED_NOTE = "stopped before it finished; nothing more is pushed"
+
+
+async def execute_plan(run: Run) -> None:
+    while not run.halted():
+        skip_blocked(run.state)
+        batch = ready(run.state)
+        if not batch:
+            break
+        run.state.batches_run += 1
+        await run_batch(run, [r.task.id for r in batch])
+        failed = [r.task.id for r in batch if run.state.record(r.task.id).status in NEEDS_DECISION]
+        if failed and pending(run.state) and not run.halted():
+            await gating.gate(run, failed, attempt)
+    await run.publish()
+
+
+async def run_batch(run: Run, task_ids: list[str]) -> None:
+    gate = asyncio.Semaphore(max(1, run.inp.limits.max_parallel_tasks))
+    share = run.budget_left() / max(1, len(task_ids))  # tasks running side by side split what's left
+
+    async def one(task_id: str) -> None:
+        async with gate:
+            if not run.halted():
+                await attempt(run, task_id, budget=share)
+
+    await asyncio.gather(*(one(t) for t in task_ids))
+
+
+async def attempt(run: Run, task_id: str, guidance: str = "", budget: float | None = None) -> TaskRecord:
+    """One attempt of ``task_id`` (the next one), to its end or until the run is stopped."""
+    ctx = run.m.context
+    assert ctx is not None
+    rec = run.state.record(task_id)
+    rec.status = TaskStatus.RUNNING
+    rec.attempts += 1
+    rec.note = ""
+    await run.publish()
+    task_input = TaskInput(
+        run_id=run.state.run_id,
+        repo=run.inp.repo,
+        issue_number=run.inp.issue_number,
+        issue_title=ctx.title,
+        base_branch=ctx.base_branch,
+        clone_url=ctx.clone_url,
+        task=rec.task,
+        branch=rec.branch,
+        dependency_branches=[run.state.record(d).branch for d in rec.task.depends_on],
+        attempt=rec.attempts,
+        config=run.m.config,
+        model=run.m.model,
+        guidance=guidance,
+        learnings="\n".join(run.state.learnings),
+        route_context=run.state.route_context.get(task_id, ""),
+        pr_base=pr_base(run.state, rec, ctx.base_branch),
+        budget_left_usd=budget if budget is not None else run.budget_left() / (1 + len(run.running)),
+    )
+    rec.pr_base = task_input.pr_base
+    execution = asyncio.create_task(execute(run, task_input))
+    run.running[task_id] = execution
+    try:
+        await execution
+    except asyncio.CancelledError:
+        if not run.stopped():
+            raise
+        rec.status = TaskStatus.ERROR
+        rec.note = STOPPED_NOTE
+    finally:
+        del run.running[task_id]
+    await run.publish()
+    return rec
+
+
+async def execute(run: Run, task_input: TaskInput) -> None:
+    rec = run.state.record(task_input.task.id)
+    limits = run.inp.limits
+    try:
+        result = await run.cpu_call(
+            act.EXECUTE_TASK,
+            task_input,
+            start_to_close_timeout=timedelta(seconds=limits.task_attempt_timeout_s),
+            heartbeat_timeout=timedelta(seconds=limits.heartbeat_timeout_s),
+            retry_policy=RetryPolicy(maximum_attempts=2, non_retryable_error_types=NON_RETRYABLE),
+            cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+        )
+    except asyncio.CancelledError:
+        rec.status = TaskStatus.ERROR
+        rec.note = STOPPED_NOTE
+        return
+    except ActivityError as e:
+        rec.status = TaskStatus.ERROR
+        rec.note = explain(e)
+        if failure_kind(e) == FailureKind.SANDBOX_UNAVAILABLE:
+            run.m.halt_reason = rec.note
+        return
+    apply(run, rec, result)
+
+
+def apply(run: Run, rec: TaskRecord, result: TaskResult) -> None:
+    if result.budget_exhausted:
+        run.m.budget_spent = True
+    rec.status = result.status
+    rec.summary = result.summary
+    rec.failures = result.failures
+    rec.fix_rounds = result.fix_rounds
+    rec.verify_log_tail = result.verify_log_tail
+    rec.refused_changes = result.refused_changes
+    rec.head_sha = result.head_sha or rec.head_sha
+    rec.pr_number = result.pr_number or rec.pr_number
+    rec.pr_url = result.pr_url or rec.pr_url
+    rec.note = result.error
+    rec.usage = rec.usage + result.usage
+    run.spend(result.usage)
+    if result.learning:
+        run.state.learnings = [*run.state.learnings, result.learning][-LEARNINGS_KEPT:]

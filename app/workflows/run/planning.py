@@ -1,0 +1,104 @@
+"""Planning: wait for the installation's slot, read the issue (as labeled) and the repository's settings,
+classify the issue, plan the tasks."""
+
+from __future__ import annotations
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from app.contracts import activities as act
+    from app.contracts.io import GateInput, ListFilesInput, LoadIssueInput, ReactInput
+    from app.domain.plan import Plan
+    from app.domain.repo_config import RepoConfigError, parse_repo_config
+    from app.domain.run import IssueContext, RunPhase
+    from app.domain.scheduling import add_tasks
+    from app.workflows.calls import call, github
+    from app.workflows.run.context import Run
+
+
+async def slot(run: Run, action: str) -> None:
+    gate = GateInput(installation_id=run.inp.repo.installation_id, run_id=run.state.run_id, action=action)  # type: ignore[arg-type]
+    await call(act.GATE, gate)
+
+
+async def acquire_slot(run: Run) -> None:
+    """Wait in line when the installation already has its maximum of runs working."""
+    m = run.m
+    await slot(run, "acquire")
+    m.holding_slot = True
+    while not m.slot_granted and not run.stopped():
+        await workflow.wait_condition(lambda: m.slot_granted or run.stopped() or m.queue_news)
+        if m.queue_news and not m.slot_granted:
+            m.queue_news = False
+            run.state.phase = RunPhase.QUEUED
+            run.state.reason = (
+                f"Queued: #{m.queue_position} in line. This installation already has its maximum of "
+                "runs working; this one starts as soon as one of them is done."
+            )
+            await run.publish()
+    run.state.reason = ""
+
+
+async def release_slot(run: Run) -> None:
+    if run.m.holding_slot:
+        run.m.holding_slot = False
+        await slot(run, "release")
+
+
+async def plan(run: Run) -> None:
+    """From the label to a plan of tasks in the state; raises ``RunEnded`` when the run ends here."""
+    repo, number, m = run.inp.repo, run.inp.issue_number, run.m
+    await github(act.REACT_TO_ISSUE, ReactInput(repo=repo, issue_number=number, content="eyes"))
+    await acquire_slot(run)
+    if run.stopped():
+        return
+    run.state.phase = RunPhase.PLANNING
+    await run.publish()
+
+    issue = await github(act.LOAD_ISSUE, LoadIssueInput(repo=repo, issue_number=number))
+    try:
+        m.config = parse_repo_config(issue.config_text)
+    except RepoConfigError as e:
+        raise run.end(RunPhase.FAILED, f"{e}. Fix the file and add the label again.") from e
+    run.set_budget()
+    base = m.config.base_branch or issue.default_branch
+    files = await run.cpu_call(
+        act.LIST_REPO_FILES, ListFilesInput(repo=repo, clone_url=issue.clone_url, branch=base)
+    )
+    labeled = run.inp.trigger  # the text the maintainer saw when labeling, not a later edit
+    m.context = IssueContext(
+        title=labeled.issue_title if labeled.issue_title is not None else issue.title,
+        body=labeled.issue_body if labeled.issue_body is not None else issue.body,
+        author=issue.author,
+        html_url=issue.html_url,
+        base_branch=base,
+        clone_url=issue.clone_url,
+        config=m.config,
+        repo_files=files.files,
+        repo_files_total=files.total,
+    )
+    limits = run.inp.limits
+    m.model = m.config.model or limits.model
+    m.max_tasks = min(m.config.max_tasks or limits.max_tasks, limits.max_tasks)
+
+    classified = await run.model_call(act.CLASSIFY, run.model_input())
+    run.spend(classified.usage)
+    c = classified.classification
+    run.state.classification_summary = c.summary
+    if not c.actionable:
+        run.state.questions = c.questions or ["What exactly should change, and how will we know it works?"]
+        raise run.end(RunPhase.NEEDS_INFO, "This issue isn't actionable yet. " + (c.summary or ""))
+
+    try:
+        planned = await run.model_call(act.PLAN, run.model_input())
+    except ActivityError as e:
+        run.spend_failed(e)
+        raise
+    run.spend(planned.usage)
+    the_plan = Plan(summary=planned.plan_summary, tasks=planned.tasks)
+    run.state.plan_summary = the_plan.summary
+    add_tasks(run.state, the_plan.tasks, first_batch=0)
+    run.state.phase = RunPhase.RUNNING
+    m.planned = True
+    await run.publish()

@@ -1,0 +1,284 @@
+"""After the draft PRs: retries asked by people (or by reviews and CI), approvals that merge, PRs that
+change or close. Merges follow ``app.domain.merging``'s plan: SHA-guarded, in dependency order."""
+
+from __future__ import annotations
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from app.contracts import activities as act
+    from app.contracts.io import (
+        BranchInput,
+        CiQuery,
+        CommentReaction,
+        MergeInput,
+        RebaseInput,
+        RetargetInput,
+    )
+    from app.contracts.messages import CiSignal, PullSignal, RetryRequest, ReviewSignal
+    from app.domain.merging import Merge, WaitFor, merge_plan, waiting_dependents
+    from app.domain.run import TaskRecord, TaskStatus
+    from app.domain.scheduling import RESOLVED, pr_base
+    from app.domain.usage import worst_case_cost
+    from app.workflows.calls import github
+    from app.workflows.run import execution
+    from app.workflows.run.context import Run
+
+WHY = {"command": "asked to retry", "review": "requested changes on", "ci": "CI failed on"}
+
+
+def retry_refusal(run: Run, request: RetryRequest) -> str | None:
+    """Why a retry can't start now (the update's validator answers with it), or None."""
+    try:
+        rec = run.state.record(request.task_id)
+    except KeyError:
+        return f"This run has no task `{request.task_id}`."
+    if run.stopped():
+        return "This run was stopped; label the issue again to start a new one."
+    if rec.status == TaskStatus.RUNNING or request.task_id in run.running or run.m.context is None:
+        return f"Task `{rec.task.id}` is already running; nothing new was started."
+    return None
+
+
+async def retry(run: Run, request: RetryRequest) -> None:
+    repo = run.inp.repo
+    number = request.pr_number or run.inp.issue_number
+    key = f"{request.reason} comment={request.comment_id} n={len(run.state.notices)}"
+
+    async def react(content: str) -> None:
+        if request.comment_id is not None:
+            reaction = CommentReaction(repo=repo, comment_id=request.comment_id, content=content)  # type: ignore[arg-type]
+            await github(act.REACT_TO_COMMENT, reaction)
+
+    refusal = retry_refusal(run, request)
+    if refusal is not None:
+        await run.say(number, key, refusal)
+        return
+    rec = run.state.record(request.task_id)
+    await run.reload_config()
+    if run.budget_left() < worst_case_cost(run.m.model, 20_000, 8192):
+        await run.say(
+            number, key, run.budget_message() + "; raise `budget_usd` in `.github/otto.yml` and retry."
+        )
+        await react("-1")
+        return
+    run.m.budget_spent = False
+    await react("eyes")
+    strategy = next(
+        (d.decision(rec.task.id) for d in reversed(run.state.decisions) if d.decision(rec.task.id)), None
+    )
+    parts = [
+        f"From @{request.sender}: {request.guidance}" if request.guidance else "",
+        f"The gate pilot's latest strategy: {strategy.strategy}" if strategy and strategy.strategy else "",
+    ]
+    run.state.notice(f"🔁 @{request.sender} {WHY[request.reason]} {rec.task.id}.")
+    rec = await execution.attempt(run, rec.task.id, guidance="\n\n".join(p for p in parts if p))
+    head = (rec.head_sha or "")[:7]
+    if rec.status == TaskStatus.PASSED:
+        await react("+1")
+        await run.say(
+            number, key, f"Pushed {head} for `{rec.task.id}` (attempt {rec.attempts}); Otto's checks pass."
+        )
+    else:
+        await react("-1")
+        await run.say(
+            number,
+            key,
+            f"Attempt {rec.attempts} of `{rec.task.id}`: {rec.status.value}. "
+            + (rec.note or "See the `otto/verify` check run for the log."),
+        )
+
+
+async def on_review(run: Run, s: ReviewSignal) -> None:
+    try:
+        rec = run.state.record(s.task_id)
+    except KeyError:
+        return
+    if s.state == "changes_requested":
+        if run.m.config.review_feedback:
+            request = RetryRequest(
+                task_id=s.task_id,
+                guidance=s.guidance,
+                sender=s.reviewer,
+                pr_number=s.pr_number,
+                reason="review",
+            )
+            await retry(run, request)
+        return
+    if rec.status == TaskStatus.MERGED:
+        return
+    rec.approved_sha, rec.approved_by = s.commit_id, s.reviewer
+    if s.commit_id != rec.head_sha:
+        await run.say(
+            s.pr_number,
+            f"review={s.review_id}",
+            f"@{s.reviewer} approved {(s.commit_id or '?')[:7]}, but the head of this pull request is "
+            f"now {(rec.head_sha or '?')[:7]}. Nothing was merged: please approve the current head.",
+        )
+        return
+    await try_merge(run, rec)
+
+
+async def try_merge(run: Run, rec: TaskRecord) -> None:
+    follow_ups: list[TaskRecord] = []
+    async with run.merge_lock:
+        plan = merge_plan(run.state, rec)
+        if isinstance(plan, WaitFor):
+            assert rec.pr_number is not None
+            rec.waiting_on = plan.dependencies
+            prs = ", ".join(f"#{run.state.record(d).pr_number or d}" for d in plan.dependencies)
+            await run.say(
+                rec.pr_number, f"waiting sha={rec.approved_sha}", f"Approved. This will merge after {prs}."
+            )
+            await run.publish()
+            return
+        if not isinstance(plan, Merge):
+            return
+        assert rec.pr_number is not None
+        outcome = await github(
+            act.MERGE_TASK_PULL,
+            MergeInput(
+                repo=run.inp.repo,
+                pr_number=rec.pr_number,
+                approved_sha=plan.sha,
+                method=run.m.config.merge_method,
+                title=rec.task.title,
+            ),
+        )
+        if outcome.result in ("merged", "already_merged"):
+            follow_ups = await merged(run, rec, outcome.merge_sha)
+        elif outcome.result == "head_moved":
+            rec.approved_sha = None
+            await run.say(
+                rec.pr_number,
+                f"moved sha={plan.sha}",
+                f"The head of this pull request moved after it was approved ({plan.sha[:7]}), so "
+                "nothing was merged. Please review and approve the current head.",
+            )
+        elif outcome.result == "not_mergeable":
+            await run.say(
+                rec.pr_number,
+                f"unmergeable sha={plan.sha}",
+                f"Approved, but it can't be merged: {outcome.message}. Resolve that and approve again.",
+            )
+    for dependent in follow_ups:
+        await try_merge(run, dependent)
+
+
+async def merged(run: Run, rec: TaskRecord, merge_sha: str | None) -> list[TaskRecord]:
+    """Record a merge; retarget (and for squash/rebase: rebase) dependents; delete the branch."""
+    ctx = run.m.context
+    assert ctx is not None
+    old_head = rec.head_sha
+    rec.status = TaskStatus.MERGED
+    rec.merged_sha = merge_sha
+    rec.waiting_on = []
+    rec.note = f"merged by @{rec.approved_by}" if rec.approved_by else "merged"
+    method = run.m.config.merge_method
+    for dep in run.state.tasks:
+        if rec.task.id not in dep.task.depends_on or dep.pr_number is None or dep.status in RESOLVED:
+            continue
+        if dep.pr_base == rec.branch:
+            new_base = pr_base(run.state, dep, ctx.base_branch)
+            await github(
+                act.RETARGET_PULL, RetargetInput(repo=run.inp.repo, pr_number=dep.pr_number, base=new_base)
+            )
+            dep.pr_base = new_base
+        if method != "merge" and old_head and dep.status != TaskStatus.RUNNING:
+            await rebase_dependent(run, dep, rec, old_head)
+    if run.inp.limits.delete_merged_branches:
+        await github(act.DELETE_BRANCH, BranchInput(repo=run.inp.repo, branch=rec.branch))
+    await run.publish()
+    return waiting_dependents(run.state, rec)
+
+
+async def rebase_dependent(run: Run, dep: TaskRecord, merged_rec: TaskRecord, old_head: str) -> None:
+    ctx = run.m.context
+    assert ctx is not None and dep.pr_number is not None
+    base = ctx.base_branch
+    new_head = await run.cpu_call(
+        act.REBASE_BRANCH,
+        RebaseInput(
+            run_id=run.state.run_id,
+            repo=run.inp.repo,
+            clone_url=ctx.clone_url,
+            branch=dep.branch,
+            upstream_sha=old_head,
+            onto=base,
+            expected_sha=dep.head_sha,
+        ),
+    )
+    if new_head is None:
+        dep.note = f"rebasing onto {base} after #{merged_rec.pr_number} conflicted; needs a human or a retry"
+        return
+    if new_head != dep.head_sha:
+        dep.head_sha = new_head
+        if dep.approved_sha:
+            await run.say(
+                dep.pr_number,
+                f"rebased sha={new_head}",
+                f"Rebased onto `{base}` after #{merged_rec.pr_number} was "
+                f"{run.m.config.merge_method}-merged. The approval was for the old head; "
+                f"approve {new_head[:7]} to merge.",
+            )
+
+
+async def on_pull_changed(run: Run, s: PullSignal) -> None:
+    try:
+        rec = run.state.record(s.task_id)
+    except KeyError:
+        return
+    if s.action == "synchronize":
+        if s.head_sha != rec.head_sha:
+            rec.head_sha = s.head_sha
+            rec.note = f"@{s.sender} pushed {s.head_sha[:7]}; approve the new head to merge"
+            await run.publish()
+        return
+    if rec.status in RESOLVED:
+        return
+    if s.merged:  # merged by a human on GitHub
+        rec.approved_by = s.sender
+        for dependent in await merged(run, rec, None):
+            await try_merge(run, dependent)
+        return
+    rec.status = TaskStatus.ABANDONED
+    rec.note = f"PR closed without merging by @{s.sender}"
+    for dep in run.state.tasks:
+        if s.task_id in dep.task.depends_on and dep.status not in RESOLVED:
+            if dep.status == TaskStatus.PENDING:
+                dep.status = TaskStatus.SKIPPED
+            dep.note = f"blocked: depends on {s.task_id}, whose PR was closed"
+    await run.publish()
+
+
+async def on_ci_failed(run: Run, s: CiSignal) -> None:
+    try:
+        rec = run.state.record(s.task_id)
+    except KeyError:
+        return
+    if s.head_sha != rec.head_sha or rec.status in RESOLVED or rec.status == TaskStatus.RUNNING:
+        return  # an old commit, or already being worked on
+    if s.head_sha in rec.ci_failed_shas:
+        return  # several failing checks (check runs and their suite) on one head: one answer
+    rec.ci_failed_shas.append(s.head_sha)
+    limit = run.m.config.max_ci_fix_rounds
+    if rec.ci_fix_rounds >= limit:
+        await run.say(
+            s.pr_number,
+            f"ci budget sha={s.head_sha}",
+            f"CI ({s.app_name}) still fails on {s.head_sha[:7]}. The CI fix budget "
+            f"({limit} round(s)) is spent, so Otto stops here: over to you.",
+        )
+        return
+    rec.ci_fix_rounds += 1
+    report = await github(act.CI_REPORT, CiQuery(repo=run.inp.repo, head_sha=s.head_sha))
+    guidance = (
+        f"CI ({s.app_name}) failed on {s.head_sha[:7]} "
+        f"(CI fix round {rec.ci_fix_rounds} of {limit}):\n{report}"
+    )
+    await retry(
+        run,
+        RetryRequest(
+            task_id=s.task_id, guidance=guidance, sender=s.app_name, pr_number=s.pr_number, reason="ci"
+        ),
+    )

@@ -1,0 +1,217 @@
+"""RunWorkflow: one per issue (id ``otto/<repo-id>/<issue>``), the system of record for a run.
+
+Phases: planning (``planning``) → execution in batches with the gate pilot (``execution``, ``gating``) →
+waiting for review, where approvals merge and people retry or stop (``review``) → conclusion
+(``conclusion``). Everything the run remembers is one serialisable object (``RunMemory``); while it waits
+for review it continues as new when Temporal suggests it (or past ``run_history_max_events``), carrying that
+object, so a run that waits for days keeps a small history. Human input arrives as typed signals and
+validated updates; their handlers run concurrently with the phase loop, and the run only ends or continues
+once every handler has finished. Deterministic: every side effect is an activity, called by its spec.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from app.contracts.messages import (
+        CiSignal,
+        PullSignal,
+        RetryRequest,
+        ReviewSignal,
+        RunInput,
+        StopRequest,
+        Trigger,
+    )
+    from app.domain.run import RunMemory, RunPhase, RunState, TaskStatus
+    from app.domain.scheduling import all_resolved, pending
+    from app.workflows.explain import explain
+    from app.workflows.run import conclusion, execution, planning, review
+    from app.workflows.run.context import Run, RunEnded
+
+
+def _initial_memory(inp: RunInput) -> RunMemory:
+    if inp.carried is not None:
+        return inp.carried
+    info = workflow.info()
+    ui = inp.limits.temporal_ui_url
+    link = f"{ui.rstrip('/')}/namespaces/{info.namespace}/workflows/{info.workflow_id}" if ui else None
+    return RunMemory(
+        state=RunState(
+            run_id=info.workflow_id, repo=inp.repo, issue_number=inp.issue_number, temporal_ui_url=link
+        )
+    )
+
+
+@workflow.defn(name="RunWorkflow")
+class RunWorkflow:
+    @workflow.init
+    def __init__(self, inp: RunInput) -> None:
+        self.run_ = Run(inp, _initial_memory(inp))
+
+    # --- signals, updates, query --------------------------------------------------------------------
+    @workflow.signal
+    async def trigger(self, trigger: Trigger) -> None:
+        m = self.run_.m
+        m.triggers += 1
+        if m.triggers > 1:
+            self.run_.state.notice(
+                f"@{trigger.sender} added the `{trigger.label}` label again while this run is active; "
+                "it is already running, so nothing new was started."
+            )
+            await self.run_.publish()
+
+    @workflow.signal
+    def granted(self) -> None:
+        self.run_.m.slot_granted = True
+
+    @workflow.signal
+    def queued(self, position: int) -> None:
+        m = self.run_.m
+        if position != m.queue_position:
+            m.queue_position = position
+            m.queue_news = True
+
+    @workflow.signal
+    async def review(self, signal: ReviewSignal) -> None:
+        await self._handled(review.on_review(self.run_, signal))
+
+    @workflow.signal
+    async def pull_changed(self, signal: PullSignal) -> None:
+        await self._handled(review.on_pull_changed(self.run_, signal))
+
+    @workflow.signal
+    async def ci_failed(self, signal: CiSignal) -> None:
+        await self._handled(review.on_ci_failed(self.run_, signal))
+
+    @workflow.signal
+    async def refresh(self, payload: dict[str, str]) -> None:
+        await self.run_.publish()
+
+    @workflow.update
+    def retry(self, request: RetryRequest) -> str:
+        """Accepted at once (the validator answers refusals); the attempt runs on in the background and
+        answers on the PR when it is done."""
+        self.run_.spawn(self._handled(review.retry(self.run_, request)))
+        return "accepted"
+
+    @retry.validator
+    def _validate_retry(self, request: RetryRequest) -> None:
+        refusal = review.retry_refusal(self.run_, request)
+        if refusal is not None:
+            raise ValueError(refusal)
+
+    @workflow.update
+    def stop(self, request: StopRequest) -> str:
+        state = self.run_.state
+        if state.stop_requested_by is None:
+            state.stop_requested_by = request.sender
+            for attempt in self.run_.running.values():
+                attempt.cancel()  # the activity is cancelled at its next heartbeat; the run waits for it
+        return "stopping"
+
+    @workflow.query
+    def status(self) -> RunState:
+        return self.run_.state
+
+    async def _handled(self, work: Awaitable[None]) -> None:
+        """Human input handled; counted so tests and the UI can tell it was processed."""
+        await work
+        self.run_.state.events_handled += 1
+
+    # --- the run --------------------------------------------------------------------------------------
+    @workflow.run
+    async def run(self, inp: RunInput) -> RunState:
+        run = self.run_
+        try:
+            await self._phases()
+        except RunEnded:
+            pass
+        except asyncio.CancelledError:
+            run.state.finish(RunPhase.CANCELLED, "The run was cancelled.")
+            await run.publish()
+            raise
+        except ActivityError as e:
+            run.state.finish(RunPhase.FAILED, explain(e))
+        except Exception as e:  # a bug inside a step must still end visibly
+            run.state.finish(
+                RunPhase.FAILED, f"Otto hit an internal error and stopped: {type(e).__name__}: {e}"
+            )
+        await planning.release_slot(run)
+        await run.publish()
+        await workflow.wait_condition(lambda: workflow.all_handlers_finished() and not run.background)
+        return run.state
+
+    async def _phases(self) -> None:
+        run = self.run_
+        if not run.m.planned:
+            await planning.plan(run)
+            if run.stopped():
+                raise run.end(
+                    RunPhase.CANCELLED, f"Stopped by @{run.state.stop_requested_by}; nothing more is pushed."
+                )
+            await execution.execute_plan(run)
+            await self._after_execution()
+        if not run.stopped():
+            await self._wait_for_review()
+        if not run.stopped():
+            await conclusion.conclude(run)
+            return
+        await workflow.wait_condition(lambda: not run.running)
+        run.state.finish(
+            RunPhase.CANCELLED, f"Stopped by @{run.state.stop_requested_by}; nothing more is pushed."
+        )
+
+    async def _after_execution(self) -> None:
+        run, state = self.run_, self.run_.state
+        if run.m.halt_reason and not run.stopped():
+            raise run.end(RunPhase.FAILED, run.m.halt_reason)
+        if run.stopped():
+            return
+        pushed = [r for r in state.tasks if r.pr_number is not None]
+        if run.m.budget_spent:
+            for r in pending(state):
+                r.status = TaskStatus.SKIPPED
+                r.note = "not started: the run's budget is spent"
+        if not pushed:
+            reason = run.budget_message() if run.m.budget_spent else "No task produced a pull request"
+            raise run.end(RunPhase.FAILED, reason + "; see the task notes above.")
+        state.phase = RunPhase.WAITING_REVIEW
+        state.reason = (
+            f"{len(pushed)} draft PR(s) are ready for review. Approve a PR to merge it; "
+            "comment `/otto retry <guidance>` on a PR to run its task again."
+        )
+        if run.m.budget_spent:
+            state.reason = run.budget_message() + ". " + state.reason
+        await planning.release_slot(run)
+        await run.publish()
+
+    async def _wait_for_review(self) -> None:
+        """Until every task is resolved or the run is stopped; continues as new when the history grows."""
+        run = self.run_
+
+        def quiet() -> bool:
+            return not run.running and not run.background and workflow.all_handlers_finished()
+
+        def settled() -> bool:
+            return all_resolved(run.state) and quiet()
+
+        while True:
+            await workflow.wait_condition(lambda: run.stopped() or settled() or self._history_is_long())
+            if run.stopped() or settled():
+                return
+            await workflow.wait_condition(quiet)
+            if run.stopped() or settled():
+                return
+            workflow.continue_as_new(run.inp.model_copy(update={"carried": run.m}))
+
+    def _history_is_long(self) -> bool:
+        info = workflow.info()
+        return (
+            info.is_continue_as_new_suggested()
+            or info.get_current_history_length() > self.run_.inp.limits.run_history_max_events
+        )
