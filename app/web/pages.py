@@ -426,13 +426,15 @@ def create_router(mc: MissionControl) -> APIRouter:
     async def deliver(request: Request, snap: RunSnapshot, signal: str, payload: dict[str, Any]) -> Response:
         if mc.signals is None:
             return mc.error(request, 503, "Not connected", "This web process has no Temporal connection.")
-        delivered = await mc.signals.signal_run(
+        outcome = await mc.signals.signal_run(
             SignalInput(run_id=snap.run_id, signal=signal, payload=payload)
         )
-        if not delivered:
+        if not outcome.delivered:
             return mc.error(
                 request, 409, "Run is over", "There is no active run for this issue; nothing was sent."
             )
+        if outcome.rejected is not None:
+            return mc.error(request, 409, "Not now", f"{outcome.rejected} Nothing was sent.")
         return RedirectResponse(f"{run_path(snap.run_id)}?sent={signal}", status_code=303)
 
     @router.post("/runs/{repo_id:int}/{issue:int}/stop")
