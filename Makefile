@@ -29,6 +29,7 @@ test: $(STAMP) $(OCTOKIT)/.done $(CHROMIUM) lint typecheck
 lint: $(STAMP)
 	$(BIN)/ruff check $(SOURCES)
 	$(BIN)/ruff format --check $(SOURCES)
+	$(BIN)/lint-imports
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

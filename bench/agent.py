@@ -203,7 +203,7 @@ async def _run_variant(
     from app.settings import Settings
 
     settings = Settings(
-        _env_file=None,  # type: ignore[call-arg]
+        _env_file=None,
         anthropic_api_key=SecretStr(f"sk-bench-{task}"),
         anthropic_base_url=base_url,
         model_max_retries=0,

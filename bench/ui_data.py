@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from app.artifacts import ArtifactStore, attempt_prefix, run_key, snapshot_key
 from app.domain.plan import PlannedTask
@@ -25,7 +26,9 @@ def transcript(steps: int, result_chars: int = 1_200, big_every: int = 20, big_c
     for n in range(1, steps + 1):
         usage = Usage.of_call("claude-sonnet-4-6", 9_000 + 40 * n, 180, 0, 8_000)
         if n == steps:
-            content = [{"type": "text", "text": "Done: the widget frobnicates; the tests pass."}]
+            content: list[dict[str, Any]] = [
+                {"type": "text", "text": "Done: the widget frobnicates; the tests pass."}
+            ]
             lines.append(
                 {
                     "kind": "assistant",

@@ -85,7 +85,7 @@ class World:
     def installation_token(self) -> str:
         with self.app_client() as gh:
             resp = gh.rest.apps.create_installation_access_token(self.installation_id)
-            return resp.parsed_data.token
+            return str(resp.parsed_data.token)
 
     def client(self, token: str) -> GitHub[Any]:
         return GitHub(TokenAuthStrategy(token), base_url=self.api, auto_retry=False)

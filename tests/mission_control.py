@@ -26,8 +26,8 @@ from app.dev.fake_llm.scenario import identify
 from app.dev.local import LocalWorld, running_otto
 from app.domain.run import RepoRef, RunState
 from app.engine import EmbeddedTemporal, connect, ensure_retention
-from app.serve_thread import RunningServer
 from app.settings import Settings
+from app.webserver import RunningWeb
 from tests.e2e import Repo, demo_scenario, settled, wait_for_state
 from tests.s3_server import running_s3
 
@@ -88,7 +88,7 @@ class MC:
     world: LocalWorld
     settings: Settings
     client: Client
-    server: RunningServer
+    server: RunningWeb
     gate: ModelGate
     a: Repo
     b: Repo

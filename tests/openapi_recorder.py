@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-from test_simulator_fidelity import openapi
+
+from tests.test_simulator_fidelity import openapi
 
 API_PREFIX = "/api/v3"
 MULTI_SEGMENT = {"path", "ref", "name"}  # parameters whose concrete values may hold slashes

@@ -37,7 +37,7 @@ class Model:
         self.server = server
         self.llm = LLM(
             Settings(
-                _env_file=None,  # type: ignore[call-arg]
+                _env_file=None,
                 anthropic_api_key=SecretStr(KEY),
                 anthropic_base_url=server.url,
                 model_max_retries=0,

@@ -309,7 +309,7 @@ async def test_stop_mid_run_ends_agents_and_pushes_nothing(otto: Otto, repo: Cal
     r = repo()
     number, rid = label_new_issue(otto.sim, r)
     await wait_for_state(
-        otto.client, rid, number, lambda s: s.tasks and s.tasks[0].status == TaskStatus.RUNNING
+        otto.client, rid, number, lambda s: bool(s.tasks) and s.tasks[0].status == TaskStatus.RUNNING
     )
     await eventually(lambda: len(otto.world.model.requests_for("agent", "t1")) >= 2)
     delivery = otto.sim.comment(r.owner, r.name, number, "/otto stop", r.maintainer)

@@ -155,7 +155,7 @@ async def test_concurrent_conversations_route_by_key(client: AsyncAnthropic, fak
             msg = await client.messages.create(
                 model=MODEL, max_tokens=100, system=sys_prompt, messages=messages
             )
-            seen += [b.input["command"] if b.type == "tool_use" else b.text for b in msg.content]  # type: ignore[union-attr,index]
+            seen += [str(b.input["command"]) if b.type == "tool_use" else b.text for b in msg.content]  # type: ignore[union-attr]
             if msg.stop_reason != "tool_use":
                 return seen
             messages.append({"role": "assistant", "content": msg.content})
@@ -314,7 +314,7 @@ async def test_auth_header_styles(server: RunningServer, fake: FakeLLM) -> None:
         api_key=None,
         base_url=server.url,
         max_retries=0,
-        default_headers={"x-api-key": KEY, "Authorization": anthropic.omit},
+        default_headers={"x-api-key": KEY, "Authorization": anthropic.omit},  # type: ignore[dict-item]
     ) as c:
         assert (await c.messages.create(**kwargs)).content[0].type == "text"
     auth_styles = [r.headers for r in fake.requests_for("classify")]
@@ -585,8 +585,8 @@ async def test_prompt_cache_reads_grow_with_a_moving_breakpoint(
             model=MODEL, max_tokens=10, system=system("agent", "grow"), messages=_turns(n)
         )
         u = msg.usage
-        reads.append(u.cache_read_input_tokens)
-        writes.append(u.cache_creation_input_tokens)
+        reads.append(u.cache_read_input_tokens or 0)
+        writes.append(u.cache_creation_input_tokens or 0)
         total = await client.messages.count_tokens(
             model=MODEL, system=system("agent", "grow"), messages=_turns(n)
         )
@@ -690,7 +690,7 @@ async def test_output_is_cut_at_max_tokens_even_inside_a_tool_call(
     }  # file_text never came
     whole = await client.messages.create(max_tokens=1000, **kwargs)
     assert whole.stop_reason == "tool_use"
-    assert whole.content[1].type == "tool_use" and whole.content[1].input["file_text"] == big  # type: ignore[index]
+    assert whole.content[1].type == "tool_use" and whole.content[1].input["file_text"] == big
     fake.load({"agent": {"*": [{"text": "y" * 1000}]}})
     async with client.messages.stream(max_tokens=50, **kwargs) as s:
         final = await s.get_final_message()

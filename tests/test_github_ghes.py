@@ -6,13 +6,13 @@ front that serves REST at the root). Otto's real App client (githubkit) marks a 
 from __future__ import annotations
 
 import pytest
-from conftest_sim import APP_ID, OWNER, REPO, Servers, World, sim_servers_fixture, world_fixture  # noqa: F401
 from pydantic import SecretStr
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.github_auth import GitHubApp
 from app.serve_thread import serve_in_thread
 from app.settings import Settings
+from tests.conftest_sim import APP_ID, OWNER, REPO, Servers, World, sim_servers_fixture, world_fixture  # noqa: F401
 
 READY = (
     "mutation($id: ID!) "
@@ -42,7 +42,7 @@ def draft_pull(world: World, branch: str) -> tuple[int, str]:
 
 async def mark_ready(api_url: str, world: World, node_id: str) -> dict[str, object]:
     settings = Settings(
-        _env_file=None,  # type: ignore[call-arg]
+        _env_file=None,
         github_app_id=APP_ID,
         github_private_key=SecretStr(world.private_key),
         github_api_url=api_url,

@@ -14,7 +14,6 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     import pytest
-    from conftest_sim import APP_ID, OWNER, REPO, World, sim_servers_fixture, world_fixture  # noqa: F401
     from githubkit import AppAuthStrategy, GitHub, TokenAuthStrategy
     from githubkit.exception import RequestFailed
     from pydantic import BaseModel, SecretStr
@@ -25,13 +24,15 @@ with workflow.unsafe.imports_passed_through():
     from temporalio.worker import Worker
 
     from app.activities.github import GitHubActivities
+    from app.contracts.activities import LOAD_ISSUE
     from app.contracts.io import LoadIssueInput
     from app.dev.simulator import CallRecord, Fault, Simulator
     from app.domain.run import RepoRef
     from app.github_auth import GitHubApp
     from app.github_retry import RATE_LIMITED, GitHubRetry, RateLimited, durable_rate_limits
     from app.settings import Settings
-    from app.workflows.github_calls import github, rate_limit_wait
+    from app.workflows.calls import github, rate_limit_wait
+    from tests.conftest_sim import APP_ID, OWNER, REPO, World, sim_servers_fixture, world_fixture  # noqa: F401
 
 REPO_PATH = f"/repos/{OWNER}/{REPO}"
 HOUR = 3600
@@ -49,7 +50,7 @@ def logged(sim: Simulator, path: str, count: int) -> list[CallRecord]:
 
 def settings(world: World, **overrides: Any) -> Settings:
     return Settings(
-        _env_file=None,  # type: ignore[call-arg]
+        _env_file=None,
         github_app_id=APP_ID,
         github_private_key=SecretStr(world.private_key),
         github_api_url=f"{world.url}/api/v3",
@@ -234,7 +235,7 @@ class LoadIssueWorkflow:
     @workflow.run
     async def run(self, probe: Probe) -> Loaded:
         started = workflow.now()
-        issue = await github(GitHubActivities.load_issue, probe.load, max_waits=probe.max_waits)
+        issue = await github(LOAD_ISSUE, probe.load, max_waits=probe.max_waits)
         return Loaded(title=issue.title, waited_s=(workflow.now() - started).total_seconds())
 
 
@@ -257,13 +258,14 @@ async def run_probe(
     async with Worker(
         env.client, task_queue=queue, workflows=[LoadIssueWorkflow], activities=[activities.load_issue]
     ):
-        return await env.client.execute_workflow(
-            LoadIssueWorkflow.run,
+        loaded: Loaded = await env.client.execute_workflow(
+            "LoadIssueWorkflow",
             Probe(load=LoadIssueInput(repo=repo_ref(world), issue_number=number), max_waits=max_waits),
             id=f"probe-{uuid.uuid4()}",
             task_queue=queue,
             result_type=Loaded,
         )
+        return loaded
 
 
 async def test_an_hour_long_rate_limit_is_a_durable_timer(env: WorkflowEnvironment, world: World) -> None:

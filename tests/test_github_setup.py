@@ -18,12 +18,12 @@ from urllib.parse import parse_qs, urljoin, urlsplit
 
 import httpx
 import pytest
-from conftest_sim import OWNER, REPO, World, sim_servers_fixture, world_fixture  # noqa: F401
 from pydantic import SecretStr
 
 from app.github_auth import GitHubApp
 from app.github_setup import GitHubHost, ManifestSetup, SetupError, build_manifest, merge_env
 from app.settings import Settings
+from tests.conftest_sim import OWNER, REPO, World, sim_servers_fixture, world_fixture  # noqa: F401
 
 ROOT = Path(__file__).resolve().parent.parent
 APP_YML = (ROOT / "app.yml").read_text()
@@ -107,7 +107,7 @@ def test_otto_setup_registers_installs_and_authenticates(world: World, tmp_path:
     )
     try:
         assert proc.stdout is not None
-        lines = []
+        lines: list[str] = []
         while not (lines and lines[-1].startswith("http://127.0.0.1:")):
             line = proc.stdout.readline()
             assert line, f"otto setup ended early: {proc.stderr.read() if proc.stderr else ''}"
@@ -160,7 +160,7 @@ def test_otto_setup_registers_installs_and_authenticates(world: World, tmp_path:
     assert not [s for s in secrets if s in out or s in err]
 
     # the written credentials are the App's: Otto's own client mints an installation token with them
-    settings = Settings(_env_file=env_file)  # type: ignore[call-arg]
+    settings = Settings(_env_file=env_file)
     assert settings.webhook_secret == SecretStr(env["OTTO_WEBHOOK_SECRET"])
     installation = sim.installation_for(app.id, OWNER)
     assert installation is not None

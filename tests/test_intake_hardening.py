@@ -149,7 +149,7 @@ async def test_a_non_ascii_signature_is_401(intake: Callable[..., Intake]) -> No
         }
         status, answer = await raw_answer(web, head, LABELED)
         assert (status, answer["status"]) == (401, "bad signature"), signature
-    latin1 = {
+    latin1: dict[str, bytes | str] = {
         "X-GitHub-Event": "issues",
         "X-GitHub-Delivery": delivery,
         "X-Hub-Signature-256": b"sha256=\xff\xfe",

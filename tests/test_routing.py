@@ -25,7 +25,7 @@ class NoHandoff:
 
 def user(login: str) -> dict[str, object]:
     """A sender as GitHub sends it (every field githubkit's ``SimpleUser`` requires)."""
-    urls = ("url", "html_url", "followers_url", "following_url", "gists_url", "starred_url")
+    urls: tuple[str, ...] = ("url", "html_url", "followers_url", "following_url", "gists_url", "starred_url")
     urls += ("subscriptions_url", "organizations_url", "repos_url", "events_url", "received_events_url")
     fields: dict[str, object] = {"login": login, "id": 1, "node_id": "U_1", "avatar_url": ""}
     return fields | {u: "" for u in urls} | {"gravatar_id": None, "type": "User", "site_admin": False}

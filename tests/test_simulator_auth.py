@@ -5,16 +5,17 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import jwt
 import pytest
-from conftest_sim import APP_ID, OWNER, REPO, World, rsa_pair, sim_servers_fixture, world_fixture  # noqa: F401
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from githubkit.exception import RequestFailed
 
 from app.dev.simulator import Simulator
+from tests.conftest_sim import APP_ID, OWNER, REPO, World, rsa_pair, sim_servers_fixture, world_fixture  # noqa: F401
 
 
 def app_jwt(
@@ -43,7 +44,7 @@ def test_valid_jwt_with_int_or_string_issuer(world: World) -> None:
         {"iss": 999},  # unknown App
     ],
 )
-def test_bad_jwts_are_rejected(world: World, kwargs: dict[str, int]) -> None:
+def test_bad_jwts_are_rejected(world: World, kwargs: dict[str, Any]) -> None:
     resp = get_app(world, app_jwt(world, **kwargs))
     assert resp.status_code == 401
     assert resp.json()["documentation_url"].startswith("https://docs.github.com")
@@ -99,7 +100,7 @@ def test_token_for_someone_elses_installation_is_404(world: World) -> None:
 
 def test_githubkit_app_auth_fetches_tokens_by_itself(world: World) -> None:
     with world.app_client() as gh:
-        inst = gh.with_auth(gh.auth.as_installation(world.installation_id))  # type: ignore[attr-defined]
+        inst = gh.with_auth(gh.auth.as_installation(world.installation_id))
         issue = inst.rest.issues.create_comment
         number = world.sim.create_issue(OWNER, REPO, "t", "b", "alice")
         assert issue(OWNER, REPO, number, body="hello").status_code == 201

@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 
 import pytest
-from conftest_sim import OWNER, REPO, World, sim_servers_fixture, world_fixture  # noqa: F401
 from githubkit.exception import PrimaryRateLimitExceeded, RequestFailed, SecondaryRateLimitExceeded
 
 from app.dev.simulator import CallRecord, Fault, Simulator
+from tests.conftest_sim import OWNER, REPO, World, sim_servers_fixture, world_fixture  # noqa: F401
 
 ISSUE_PATH = rf"/repos/{OWNER}/{REPO}/issues/\d+"
 

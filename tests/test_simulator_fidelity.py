@@ -13,11 +13,11 @@ from typing import Any
 import httpx
 import jsonschema
 import pytest
-from conftest_sim import APP_ID, OWNER, REPO, SECRET, Servers, load_json, rsa_pair, sim_servers_fixture  # noqa: F401
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT7
 
 from app.dev.simulator import Simulator
+from tests.conftest_sim import APP_ID, OWNER, REPO, SECRET, Servers, load_json, rsa_pair, sim_servers_fixture  # noqa: F401
 
 SKIPPED_KEYWORDS = {
     "nullable",
@@ -82,7 +82,7 @@ class OpenApi:
 
     def validator(self, schema: dict[str, Any]) -> jsonschema.Draft7Validator:
         registry: Registry[Any] = Registry().with_resources(
-            (f"urn:gh:{name}", Resource(contents=body, specification=DRAFT7))
+            (f"urn:gh:{name}", Resource(contents=body, specification=DRAFT7))  # type: ignore[call-arg]
             for name, body in self.components.items()
         )
         return jsonschema.Draft7Validator(schema, registry=registry)

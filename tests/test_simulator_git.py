@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest_sim import OWNER, REPO, World, sim_servers_fixture, world_fixture  # noqa: F401
 from githubkit.exception import RequestFailed
+
+from tests.conftest_sim import OWNER, REPO, World, sim_servers_fixture, world_fixture  # noqa: F401
 
 
 def clone(world: World, token: str | None, dest: Path) -> None:
@@ -75,9 +76,8 @@ def test_human_token_push_and_read_only_user_cannot_push(world: World) -> None:
 def open_pr(world: World, branch: str, files: dict[str, str | None], draft: bool = False) -> int:
     world.sim.push_commit(OWNER, REPO, branch, files, f"change on {branch}", "bob")
     with world.client(world.installation_token()) as gh:
-        return gh.rest.pulls.create(
-            OWNER, REPO, title=branch, head=branch, base="main", draft=draft
-        ).parsed_data.number
+        created = gh.rest.pulls.create(OWNER, REPO, title=branch, head=branch, base="main", draft=draft)
+        return int(created.parsed_data.number)
 
 
 @pytest.mark.parametrize("method", ["merge", "squash", "rebase"])

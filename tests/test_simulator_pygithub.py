@@ -10,18 +10,19 @@ import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
-from conftest_sim import APP_ID, FILES, OWNER, REPO, rsa_pair
 from github import Auth, Github, GithubException, GithubIntegration
-from openapi_recorder import Recorder, operation_for, problems
 
 from app.dev.simulator import Simulator, create_app
 from app.serve_thread import serve_in_thread
+from tests.conftest_sim import APP_ID, FILES, OWNER, REPO, rsa_pair
+from tests.openapi_recorder import Recorder, operation_for, problems
 
 ORG = "acme"
 # PyGithub spaces requests out (0.25 s, writes 1 s) to be kind to github.com; a local simulator needs none
-NO_THROTTLE = {"seconds_between_requests": None, "seconds_between_writes": None}
+NO_THROTTLE: dict[str, Any] = {"seconds_between_requests": None, "seconds_between_writes": None}
 
 
 @dataclass
@@ -153,7 +154,8 @@ def test_pygithub_maintainer_story(pyworld: PyWorld) -> None:
         mine.edit("On it.")
         repo.get_issue(issue.number).create_reaction("eyes")
         assert [r.content for r in repo.get_issue(issue.number).get_reactions()] == ["eyes"]
-        assert repo.get_contents("README.md").decoded_content == FILES["README.md"].encode()
+        readme = repo.get_contents("README.md")
+        assert not isinstance(readme, list) and readme.decoded_content == FILES["README.md"].encode()
         assert repo.get_branch("main").commit.sha == sim.branches(OWNER, REPO)["main"]
         bodies = [c.body for c in repo.get_issues_comments()]
         assert bodies == ["Otto, please take this one.", "On it."]

@@ -5,8 +5,9 @@ from __future__ import annotations
 import base64
 
 import pytest
-from conftest_sim import APP_ID, OWNER, REPO, World, sim_servers_fixture, world_fixture  # noqa: F401
 from githubkit.exception import RequestFailed
+
+from tests.conftest_sim import APP_ID, OWNER, REPO, World, sim_servers_fixture, world_fixture  # noqa: F401
 
 
 def test_app_and_installation_endpoints(world: World) -> None:
@@ -66,7 +67,7 @@ def test_issues_comments_reactions_labels(world: World) -> None:
         rx = gh.rest.reactions.create_for_issue_comment(OWNER, REPO, created.id, content="rocket")
         assert rx.status_code == 201
         assert len(gh.rest.reactions.list_for_issue_comment(OWNER, REPO, created.id).parsed_data) == 1
-        assert gh.rest.issues.get(OWNER, REPO, number).parsed_data.reactions.eyes == 1  # type: ignore[union-attr]
+        assert gh.rest.issues.get(OWNER, REPO, number).parsed_data.reactions.eyes == 1
 
         labels = gh.rest.issues.add_labels(OWNER, REPO, number, labels=["otto", "bug"]).parsed_data
         assert sorted(lbl.name for lbl in labels) == ["bug", "otto"]
@@ -107,12 +108,12 @@ def test_comment_pagination_and_link_header(world: World) -> None:
 def test_contents_branches_refs(world: World) -> None:
     with world.client(world.installation_token()) as gh:
         content = gh.rest.repos.get_content(OWNER, REPO, "src/app.py", ref="main").parsed_data
-        assert base64.b64decode(content.content).decode() == "def add(a, b):\n    return a + b\n"  # type: ignore[union-attr]
+        assert base64.b64decode(content.content).decode() == "def add(a, b):\n    return a + b\n"
         with pytest.raises(RequestFailed) as err:
             gh.rest.repos.get_content(OWNER, REPO, "missing.txt")
         assert err.value.response.status_code == 404
         listing = gh.rest.repos.get_content(OWNER, REPO, "src").parsed_data
-        assert [e.name for e in listing] == ["app.py"]  # type: ignore[union-attr]
+        assert [e.name for e in listing] == ["app.py"]
         main_sha = world.sim.branches(OWNER, REPO)["main"]
         assert gh.rest.repos.get_branch(OWNER, REPO, "main").parsed_data.commit.sha == main_sha
         assert gh.rest.git.get_ref(OWNER, REPO, "heads/main").parsed_data.object_.sha == main_sha

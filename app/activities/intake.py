@@ -16,6 +16,7 @@ from temporalio.service import RPCError
 from app.contracts.ids import gate_workflow_id, run_workflow_id
 from app.contracts.io import Delivered, GateInput, SignalInput
 from app.contracts.messages import (
+    GATE_WORKFLOW,
     RUN_SIGNALS,
     RUN_UPDATES,
     RUN_WORKFLOW,
@@ -82,10 +83,8 @@ class IntakeActivities:
     @activity.defn
     async def gate(self, inp: GateInput) -> None:
         """Ask the installation's gate for a slot (signal-with-start), or give one back."""
-        from app.workflows.gate import InstallationGate
-
         await self.client.start_workflow(
-            InstallationGate.run,
+            GATE_WORKFLOW,
             GateState(
                 installation_id=inp.installation_id, max_active=self.settings.max_active_runs_per_installation
             ),

@@ -46,6 +46,6 @@ def parse_command(body: str) -> Command | None:
         word = (m.group("name") or "help").lower()
         text = "\n".join([rest.strip(), *lines[i + 1 :]]).strip()
         if word in KNOWN:
-            return Command(name=word, text=text, word=word)  # type: ignore[arg-type]
+            return Command(name=word, text=text, word=word)
         return Command(name="unknown", text=text, word=word)
     return None

@@ -426,9 +426,7 @@ def create_router(mc: MissionControl) -> APIRouter:
     async def deliver(request: Request, snap: RunSnapshot, signal: str, payload: dict[str, Any]) -> Response:
         if mc.signals is None:
             return mc.error(request, 503, "Not connected", "This web process has no Temporal connection.")
-        outcome = await mc.signals.signal_run(
-            SignalInput(run_id=snap.run_id, signal=signal, payload=payload)
-        )
+        outcome = await mc.signals.signal_run(SignalInput(run_id=snap.run_id, signal=signal, payload=payload))
         if not outcome.delivered:
             return mc.error(
                 request, 409, "Run is over", "There is no active run for this issue; nothing was sent."

@@ -33,7 +33,7 @@ LEGACY_PERMISSION = {
 
 
 def permission_flags(level: str) -> dict[str, bool]:
-    rank = PERMISSION_ORDER.index(level)  # type: ignore[arg-type]
+    rank = PERMISSION_ORDER.index(level)
     return {
         "admin": rank >= PERMISSION_ORDER.index("admin"),
         "maintain": rank >= PERMISSION_ORDER.index("maintain"),

@@ -63,7 +63,7 @@ def may_use(sim_actor: Actor, level: str, sim_permission: str | None) -> bool:
         return True
     return sim_permission is not None and PERMISSION_ORDER.index(sim_permission) >= PERMISSION_ORDER.index(
         level
-    )  # type: ignore[arg-type]
+    )
 
 
 @router.api_route("/{owner}/{repo_git}/{rest:path}", methods=["GET", "POST"])

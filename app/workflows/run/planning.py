@@ -18,7 +18,7 @@ with workflow.unsafe.imports_passed_through():
 
 
 async def slot(run: Run, action: str) -> None:
-    gate = GateInput(installation_id=run.inp.repo.installation_id, run_id=run.state.run_id, action=action)  # type: ignore[arg-type]
+    gate = GateInput(installation_id=run.inp.repo.installation_id, run_id=run.state.run_id, action=action)
     await call(act.GATE, gate)
 
 

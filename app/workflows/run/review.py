@@ -47,7 +47,7 @@ async def retry(run: Run, request: RetryRequest) -> None:
 
     async def react(content: str) -> None:
         if request.comment_id is not None:
-            reaction = CommentReaction(repo=repo, comment_id=request.comment_id, content=content)  # type: ignore[arg-type]
+            reaction = CommentReaction(repo=repo, comment_id=request.comment_id, content=content)
             await github(act.REACT_TO_COMMENT, reaction)
 
     refusal = retry_refusal(run, request)
