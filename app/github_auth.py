@@ -74,7 +74,8 @@ class GitHubApp:
                 "GitHub App credentials are missing: set OTTO_GITHUB_APP_ID and OTTO_GITHUB_PRIVATE_KEY "
                 "(or OTTO_GITHUB_PRIVATE_KEY_PATH), or run `otto demo` to use the local simulator"
             )
-        assert settings.github_app_id is not None and settings.private_key_pem is not None
+        assert settings.github_app_id is not None
+        assert settings.private_key_pem is not None
         self.settings = settings
         self.app_id = settings.github_app_id
         base_url = settings.github_api_url.rstrip("/") + "/"

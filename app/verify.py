@@ -266,10 +266,7 @@ def run_verify(
         failures = None
     else:
         parsed = parse_failure_count(last.output)
-        if passed:
-            failures = parsed or 0
-        else:
-            failures = parsed if parsed else None
+        failures = (parsed or 0) if passed else (parsed or None)
     log = "".join(sections)
     log += "verify passed\n" if passed else f"verify failed at: {failed_command}\n"
     return VerifyResult(

@@ -358,7 +358,8 @@ def trigger_request(payloads: Payloads) -> StartRun:
     from app.events import IssuesLabeled
 
     event = IssuesLabeled.model_validate(orjson.loads(payloads.trigger))
-    assert event.installation is not None and event.repository is not None
+    assert event.installation is not None
+    assert event.repository is not None
     repo = RepoRef(
         installation_id=event.installation.id,
         owner=event.repository.owner.login,

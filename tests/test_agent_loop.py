@@ -155,7 +155,8 @@ async def test_breakpoint_moves_each_step_and_cache_reads_grow(
     usages = [r["usage"] for r in records(agent, "assistant")]
     reads = [u["cache_read_input_tokens"] for u in usages]
     writes = [u["cache_creation_input_tokens"] for u in usages]
-    assert reads[0] == 0 and all(b > a for a, b in itertools.pairwise(reads))
+    assert reads[0] == 0
+    assert all(b > a for a, b in itertools.pairwise(reads))
     # each step after the first writes about one turn (~2 KB of output), never the conversation again
     assert all(300 < w < 800 for w in writes[1:]), writes
     assert all(u["input_tokens"] < 50 for u in usages)
@@ -187,7 +188,8 @@ async def test_prompt_is_shrunk_at_the_threshold_and_stays_valid(
     policy = ContextPolicy(threshold_tokens=8_000, window_tokens=200_000, keep_tool_results=2)
     agent = agent_for(m, root, "shrink", context=policy)
     result = await agent.run("Check every range.")
-    assert result.stop_reason == "end_turn" and result.summary == "All ranges checked."
+    assert result.stop_reason == "end_turn"
+    assert result.summary == "All ranges checked."
 
     bodies = m.bodies("shrink")
     assert len(bodies) == n + 1
@@ -199,7 +201,8 @@ async def test_prompt_is_shrunk_at_the_threshold_and_stays_valid(
     # it had to shrink, once, in one large step (each costs a cache write of what follows the change)
     [event] = result.context_events
     assert event["tokens_before"] > policy.threshold_tokens >= policy.target_tokens >= event["tokens_after"]
-    assert event["cleared_tool_results"] > 10 and event["elided_turns"] == 0
+    assert event["cleared_tool_results"] > 10
+    assert event["elided_turns"] == 0
     assert records(agent, "context")[0]["cleared_tool_results"] == event["cleared_tool_results"]
 
     last = bodies[-1]["messages"]
@@ -230,7 +233,8 @@ async def test_oldest_turns_are_elided_when_clearing_is_not_enough(
     agent = agent_for(m, root, "elide", context=policy)
     result = await agent.run("Think hard.")
     # the scripted server routes by step: reaching the last step proves elided turns were still counted
-    assert result.stop_reason == "end_turn" and result.summary == "Finished after long thought."
+    assert result.stop_reason == "end_turn"
+    assert result.summary == "Finished after long thought."
     bodies = m.bodies("elide")
     assert_valid(bodies)
     assert max(prompt_of(r["usage"]) for r in records(agent, "assistant")) <= policy.threshold_tokens
@@ -238,11 +242,13 @@ async def test_oldest_turns_are_elided_when_clearing_is_not_enough(
     assert elided > 0
     # each shrink goes to the low-water mark, so shrinks are never back to back
     shrunk_at = [e["step"] for e in result.context_events]
-    assert len(shrunk_at) >= 2 and all(b - a >= 3 for a, b in itertools.pairwise(shrunk_at))
+    assert len(shrunk_at) >= 2
+    assert all(b - a >= 3 for a, b in itertools.pairwise(shrunk_at))
     first = bodies[-1]["messages"][0]["content"]
     assert first[0]["text"] == "Think hard."
     assert first[-1]["text"].startswith(f"[otto-elided-turns: {elided}]")
-    assert "Thinking about step 0" in first[-1]["text"] and "run_command" in first[-1]["text"]
+    assert "Thinking about step 0" in first[-1]["text"]
+    assert "run_command" in first[-1]["text"]
     # the latest turns are still there as they were
     assert bodies[-1]["messages"][-2]["content"][0]["text"].startswith(f"Thinking about step {n - 1}")
 
@@ -257,11 +263,13 @@ async def test_context_window_error_shrinks_and_retries_once(model: Callable[...
 
     agent = agent_for(m, root, "ok")
     result = await agent.run("Go.")
-    assert result.stop_reason == "end_turn" and result.summary == "Done."
+    assert result.stop_reason == "end_turn"
+    assert result.summary == "Done."
     [error] = records(agent, "model_error")
     assert "does not fit in the model's context window" in error["error"]
     [event] = result.context_events
-    assert "too long" in event["reason"] and event["cleared_tool_results"] > 0
+    assert "too long" in event["reason"]
+    assert event["cleared_tool_results"] > 0
     retried = m.bodies("ok")[5:7]
     assert prompt_tokens(retried[1]) < prompt_tokens(retried[0])  # the retry was smaller
     assert_valid(m.bodies("ok"))
@@ -269,11 +277,13 @@ async def test_context_window_error_shrinks_and_retries_once(model: Callable[...
     failing = agent_for(m, root, "fail")
     result = await failing.run("Go.")
     assert result.stop_reason == "context_window"
-    assert "context window" in result.note and "even after shrinking" in result.note
+    assert "context window" in result.note
+    assert "even after shrinking" in result.note
     assert result.summary.startswith("The agent stopped:")
     assert failing.exhausted  # a fix round does not continue it
     again = await failing.run("Fix the tests.")
-    assert again.stop_reason == "ended" and len(m.bodies("fail")) == 7
+    assert again.stop_reason == "ended"
+    assert len(m.bodies("fail")) == 7
 
 
 async def test_answer_running_out_of_window_is_retried_after_shrinking(
@@ -294,14 +304,16 @@ async def test_answer_running_out_of_window_is_retried_after_shrinking(
     policy = ContextPolicy(threshold_tokens=5_500, window_tokens=6_000, keep_tool_results=1)
     agent = agent_for(m, root, "win", context=policy)
     result = await agent.run("Go.")
-    assert result.stop_reason == "end_turn" and result.summary == final.strip()
+    assert result.stop_reason == "end_turn"
+    assert result.summary == final.strip()
     stops = [r["stop_reason"] for r in records(agent, "assistant")]
     assert stops[-2:] == ["model_context_window_exceeded", "end_turn"]
     assert "end of the context window" in result.context_events[-1]["reason"]
 
     never = agent_for(m, root, "never", context=policy)
     result = await never.run("Go.")
-    assert result.stop_reason == "context_window" and "ran out of context window" in result.note
+    assert result.stop_reason == "context_window"
+    assert "ran out of context window" in result.note
 
 
 async def test_prompt_above_the_window_is_never_sent(model: Callable[..., Model], root: Path) -> None:
@@ -309,7 +321,8 @@ async def test_prompt_above_the_window_is_never_sent(model: Callable[..., Model]
     policy = ContextPolicy(threshold_tokens=1_000, window_tokens=2_000, keep_tool_results=1)
     agent = agent_for(m, root, "huge", context=policy)
     result = await agent.run("A task prompt far too long for the window. " * 400)
-    assert result.stop_reason == "context_window" and "no longer fits" in result.note
+    assert result.stop_reason == "context_window"
+    assert "no longer fits" in result.note
     assert m.bodies("huge") == []
 
 
@@ -349,26 +362,32 @@ async def test_tool_call_cut_off_at_the_limit_is_never_run(model: Callable[..., 
     m = model({"agent": {"limit": [cut, smaller, "Done in smaller steps."], "stuck": [cut] * 9}})
     agent = agent_for(m, root, "limit", max_tokens=100, max_tokens_limit=200)
     result = await agent.run("Go.")
-    assert result.stop_reason == "end_turn" and not marker.exists()
+    assert result.stop_reason == "end_turn"
+    assert not marker.exists()
     bodies = m.bodies("limit")
     assert [b["max_tokens"] for b in bodies] == [100, 200, 100, 100]
     asked = bodies[2]["messages"][-1]["content"][0]["text"]
-    assert "reached the output limit (200 tokens)" in asked and "smaller steps" in asked
+    assert "reached the output limit (200 tokens)" in asked
+    assert "smaller steps" in asked
     assert bodies[2]["messages"][1]["content"] == "(answer cut off at the output limit)"  # the call is gone
     assert_valid(bodies)
 
     stuck = agent_for(m, root, "stuck", max_tokens=100, max_tokens_limit=100)
     result = await stuck.run("Go.")
-    assert result.stop_reason == "max_tokens" and "output limit" in result.note
-    assert not marker.exists() and len(m.bodies("stuck")) == 3
+    assert result.stop_reason == "max_tokens"
+    assert "output limit" in result.note
+    assert not marker.exists()
+    assert len(m.bodies("stuck")) == 3
 
 
 async def test_summary_cut_off_is_kept_and_said(model: Callable[..., Model], root: Path) -> None:
     m = model({"agent": {"long": [{"text": "Changed things. " * 200}]}})
     agent = agent_for(m, root, "long", max_tokens=100, max_tokens_limit=200)
     result = await agent.run("Go.")
-    assert result.stop_reason == "max_tokens" and "cut off" in result.note
-    assert result.summary.startswith("Changed things.") and len(result.summary) < 900
+    assert result.stop_reason == "max_tokens"
+    assert "cut off" in result.note
+    assert result.summary.startswith("Changed things.")
+    assert len(result.summary) < 900
 
 
 async def test_refusal_ends_the_attempt_with_its_reason(model: Callable[..., Model], root: Path) -> None:
@@ -385,11 +404,13 @@ async def test_refusal_ends_the_attempt_with_its_reason(model: Callable[..., Mod
     agent = agent_for(m, root, "no")
     result = await agent.run("Do something bad.")
     assert result.stop_reason == "refusal"
-    assert "declined" in result.note and "I can't help with that request." in result.note
+    assert "declined" in result.note
+    assert "I can't help with that request." in result.note
     assert "declined" in result.summary
     assert agent.exhausted
     again = await agent.run("The checks failed; fix them.")
-    assert again.stop_reason == "ended" and len(m.bodies("no")) == 2
+    assert again.stop_reason == "ended"
+    assert len(m.bodies("no")) == 2
     assert records(agent, "ended")[0]["stop_reason"] == "refusal"
 
 
@@ -397,7 +418,8 @@ async def test_attack_refusal_text_reaches_the_pr_bounded(model: Callable[..., M
     # the refusal's words go into the PR: model output is untrusted, so they are bounded
     m = model({"agent": {"noisy": [{"text": "No. " + "@everyone " * 5000, "stop_reason": "refusal"}]}})
     result = await agent_for(m, root, "noisy").run("Go.")
-    assert result.stop_reason == "refusal" and len(result.note.encode()) < 700
+    assert result.stop_reason == "refusal"
+    assert len(result.note.encode()) < 700
     assert "bytes omitted" in result.note
 
 
@@ -415,7 +437,8 @@ async def test_pause_turn_is_continued(model: Callable[..., Model], root: Path) 
     )
     agent = agent_for(m, root, "pause")
     result = await agent.run("Go.")
-    assert result.stop_reason == "end_turn" and result.summary == "Finished after the pause."
+    assert result.stop_reason == "end_turn"
+    assert result.summary == "Finished after the pause."
     bodies = m.bodies("pause")
     assert len(bodies) == 3
     # the paused turn went back as it was, for the model to continue it
@@ -454,6 +477,8 @@ async def test_tool_output_reaches_the_model_bounded(model: Callable[..., Model]
         assert len(str(r["content"]).encode()) <= 4_000 + 256
         assert "bytes omitted" in str(r["content"])
     shown = str(results[0]["content"])
-    assert "view_range" in shown and "x_29999 = 29999" in shown and "x_0 = 0" in shown
+    assert "view_range" in shown
+    assert "x_29999 = 29999" in shown
+    assert "x_0 = 0" in shown
     assert "200000" in str(results[1]["content"])  # the tail of the command's output is kept
     assert records(agent, "tool_results")  # the transcript has them too

@@ -105,13 +105,12 @@ def test_view_file_and_range(root: Path) -> None:
     assert "     1\tone\n     2\ttwo\n     3\tthree\n     4\tfour\n" in out.content
     assert str(root) not in out.content  # the host path is never shown
     out = tool.handle({"command": "view", "path": "f.txt", "view_range": [2, 3]})
-    assert (
-        "     2\ttwo\n     3\tthree\n" in out.content
-        and "one" not in out.content
-        and "four" not in out.content
-    )
+    assert "     2\ttwo\n     3\tthree\n" in out.content
+    assert "one" not in out.content
+    assert "four" not in out.content
     out = tool.handle({"command": "view", "path": "f.txt", "view_range": [3, -1]})
-    assert "     3\tthree\n     4\tfour\n" in out.content and "two" not in out.content
+    assert "     3\tthree\n     4\tfour\n" in out.content
+    assert "two" not in out.content
     for bad in ([0, 2], [3, 2], [1, 9], [1], "1-2"):
         out = tool.handle({"command": "view", "path": "f.txt", "view_range": bad})
         assert out.is_error, bad
@@ -124,9 +123,13 @@ def test_view_directory_two_levels_without_hidden(root: Path) -> None:
     (root / "src" / ".secret").write_text("")
     out = EditorTool(root).handle({"command": "view", "path": "."})
     assert not out.is_error
-    assert "src/app.py" in out.content and "README.md" in out.content and "src/pkg/" in out.content
+    assert "src/app.py" in out.content
+    assert "README.md" in out.content
+    assert "src/pkg/" in out.content
     assert "src/pkg/deep" not in out.content  # third level
-    assert ".hidden" not in out.content and ".secret" not in out.content and ".git" not in out.content
+    assert ".hidden" not in out.content
+    assert ".secret" not in out.content
+    assert ".git" not in out.content
     alias_out = EditorTool(root, alias="/repo").handle({"command": "view", "path": "/repo/src"})
     assert "/repo/src/app.py" in alias_out.content
 
@@ -134,10 +137,12 @@ def test_view_directory_two_levels_without_hidden(root: Path) -> None:
 def test_create(root: Path) -> None:
     tool = EditorTool(root)
     out = tool.handle({"command": "create", "path": "pkg/sub/new.py", "file_text": "x = 1\n"})
-    assert not out.is_error and "created" in out.content
+    assert not out.is_error
+    assert "created" in out.content
     assert (root / "pkg" / "sub" / "new.py").read_text() == "x = 1\n"
     out = tool.handle({"command": "create", "path": "pkg/sub/new.py", "file_text": "x = 2\n"})
-    assert not out.is_error and "overwritten" in out.content
+    assert not out.is_error
+    assert "overwritten" in out.content
     assert (root / "pkg" / "sub" / "new.py").read_text() == "x = 2\n"
     assert tool.handle({"command": "create", "path": "src", "file_text": ""}).is_error
     assert tool.handle({"command": "create", "path": "x.py"}).is_error  # file_text missing
@@ -153,11 +158,14 @@ def test_str_replace(root: Path) -> None:
     assert "     2\t    return b + a" in out.content
 
     out = tool.handle({"command": "str_replace", "path": "src/app.py", "old_str": "nope", "new_str": "x"})
-    assert out.is_error and "did not appear verbatim" in out.content
+    assert out.is_error
+    assert "did not appear verbatim" in out.content
 
     (root / "dup.py").write_text("x = 1\ny = 2\nx = 1\n")
     out = tool.handle({"command": "str_replace", "path": "dup.py", "old_str": "x = 1", "new_str": "x = 3"})
-    assert out.is_error and "(2)" in out.content and "[1, 3]" in out.content
+    assert out.is_error
+    assert "(2)" in out.content
+    assert "[1, 3]" in out.content
     assert (root / "dup.py").read_text() == "x = 1\ny = 2\nx = 1\n"
 
     out = tool.handle({"command": "str_replace", "path": "dup.py", "old_str": "y = 2\n"})  # new_str omitted
@@ -190,7 +198,8 @@ def test_insert(root: Path) -> None:
     ).is_error
     assert (root / "f.txt").read_text() == "zero\none\n1.5\ntwo\nend\n"
     out = tool.handle({"command": "insert", "path": "f.txt", "insert_line": 9, "insert_text": "x"})
-    assert out.is_error and "[0, 5]" in out.content
+    assert out.is_error
+    assert "[0, 5]" in out.content
     (root / "nonl.txt").write_text("a\nb")
     assert not tool.handle(
         {"command": "insert", "path": "nonl.txt", "insert_line": 2, "insert_text": "c"}
@@ -233,7 +242,8 @@ def test_editor_output_is_bounded(root: Path) -> None:
     out = EditorTool(root, output_limit=2000).handle({"command": "view", "path": "big.txt"})
     assert not out.is_error
     assert len(out.content.encode()) <= 2000
-    assert "bytes omitted" in out.content and "line 19999" in out.content
+    assert "bytes omitted" in out.content
+    assert "line 19999" in out.content
 
 
 # --- CommandTool --------------------------------------------------------------------------------------------
@@ -264,9 +274,9 @@ def _running(marker: str) -> list[int]:
     for d in Path("/proc").iterdir():
         if d.name.isdigit():
             try:
-                if marker in (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"):
-                    if _alive(int(d.name)):
-                        found.append(int(d.name))
+                cmdline = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                if marker in cmdline and _alive(int(d.name)):
+                    found.append(int(d.name))
             except OSError:
                 continue
     return found
@@ -275,7 +285,9 @@ def _running(marker: str) -> list[int]:
 def test_command_runs_in_the_workspace(sandbox: Sandbox, root: Path) -> None:
     out = shell(sandbox, root).run("pwd; ls; echo err >&2; exit 3")
     assert not out.is_error
-    assert "/workspace\n" in out.content and "README.md" in out.content and "src" in out.content
+    assert "/workspace\n" in out.content
+    assert "README.md" in out.content
+    assert "src" in out.content
     assert "err" in out.content
     assert out.content.endswith("[exit code: 3]")
     out = shell(sandbox, root).handle({"command": "cat; echo done"})
@@ -287,7 +299,8 @@ def test_command_timeout_kills_everything(sandbox: Sandbox, root: Path) -> None:
     out = shell(sandbox, root, timeout_s=0.5).run("sleep 31.4159 & echo started; sleep 30")
     assert time.monotonic() - started < 5
     assert out.is_error
-    assert "started" in out.content and "timed out after 0.5s" in out.content
+    assert "started" in out.content
+    assert "timed out after 0.5s" in out.content
     assert _running("31.4159") == []
 
 
@@ -297,7 +310,8 @@ def test_command_background_leftovers_are_killed_on_exit(sandbox: Sandbox, root:
         "sleep 27.1828 & setsid sleep 27.1828 </dev/null >/dev/null 2>&1 & nohup sleep 27.1828 & echo hi"
     )
     assert time.monotonic() - started < 5
-    assert "hi" in out.content and "[exit code: 0]" in out.content
+    assert "hi" in out.content
+    assert "[exit code: 0]" in out.content
     assert _running("27.1828") == []  # not one survived, not even the setsid'd daemon
 
 
@@ -315,14 +329,18 @@ def test_command_environment_is_built_from_scratch(
         monkeypatch.setenv(k, v)
     out = shell(sandbox, root, limit=100_000, FOO="bar").run("env; cat /proc/*/environ | tr '\\0' '\\n'")
     for k, v in secrets.items():
-        assert k not in out.content and v not in out.content
+        assert k not in out.content
+        assert v not in out.content
     env = dict(
         line.split("=", 1) for line in out.content.splitlines() if re.match(r"^[A-Z_][A-Z0-9_]*=", line)
     )
     assert env["FOO"] == "bar"
     assert env["GIT_CONFIG_NOSYSTEM"] == "1"
-    assert env["TERM"] == "dumb" and env["NO_COLOR"] == "1" and env["PYTHONDONTWRITEBYTECODE"] == "1"
-    assert env["HOME"] == "/home/sandbox" and env["TMPDIR"] == "/tmp"
+    assert env["TERM"] == "dumb"
+    assert env["NO_COLOR"] == "1"
+    assert env["PYTHONDONTWRITEBYTECODE"] == "1"
+    assert env["HOME"] == "/home/sandbox"
+    assert env["TMPDIR"] == "/tmp"
     allowed = {
         "PATH", "LANG", "LC_ALL", "HOME", "TMPDIR", "USER", "TERM", "PYTHONDONTWRITEBYTECODE",
         "PYTHONUNBUFFERED", "GIT_CONFIG_NOSYSTEM", "GIT_TERMINAL_PROMPT", "CI", "NO_COLOR", "FORCE_COLOR",
@@ -343,11 +361,13 @@ def test_command_output_is_bounded_with_exact_count(sandbox: Sandbox, root: Path
 
 def test_run_bounded_reports_spawn_failure(tmp_path: Path) -> None:
     result = run_bounded(["/nonexistent/binary"], cwd=tmp_path, env={}, timeout_s=5, output_limit=100)
-    assert result.exit_code == 127 and "could not start" in result.output
+    assert result.exit_code == 127
+    assert "could not start" in result.output
 
 
 def test_command_output_closed_but_process_running_still_times_out(sandbox: Sandbox, root: Path) -> None:
     started = time.monotonic()
     out = shell(sandbox, root, timeout_s=0.5, limit=1000).run("exec >/dev/null 2>&1; sleep 30")
     assert time.monotonic() - started < 5
-    assert out.is_error and "timed out" in out.content
+    assert out.is_error
+    assert "timed out" in out.content

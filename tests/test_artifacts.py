@@ -47,7 +47,8 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ArtifactSt
 
 
 def test_put_get_list_bytes_and_text(store: ArtifactStore) -> None:
-    assert store.get("run/missing.txt") is None and store.list("run/") == []
+    assert store.get("run/missing.txt") is None
+    assert store.list("run/") == []
     store.put("run/t1/attempt-1/transcript.jsonl", b'{"kind": "user"}\n')
     store.put_text("run/t1/attempt-1/verify-round-0.log", "4 passed ✓\n")
     store.put_text("run/plan.json", "{}")
@@ -183,13 +184,16 @@ async def test_the_catalog_reads_only_changed_snapshots(store: ArtifactStore) ->
     runs = await catalog.runs()
     assert [s.state.issue_number for s in runs] == [2, 1, 0]  # newest first
     first = await catalog.get("otto/7/0")
-    assert first is not None and first.state.phase == RunPhase.RUNNING
+    assert first is not None
+    assert first.state.phase == RunPhase.RUNNING
     done = advance(
         first, first.state.model_copy(update={"phase": RunPhase.DONE}), now=T0 + timedelta(hours=1)
     )
     store.put_text(snapshot_key("otto/7/0"), done.model_dump_json())
     again = await catalog.get("otto/7/0")
-    assert again is not None and again.state.phase == RunPhase.DONE and again.seq == 2
+    assert again is not None
+    assert again.state.phase == RunPhase.DONE
+    assert again.seq == 2
     assert (await catalog.get("otto/7/1")) is runs[1]  # unchanged: not read again
 
 
@@ -211,7 +215,8 @@ def test_cached_reads_reuse_by_version_and_token_within_a_byte_budget(tmp_path: 
     for name in "abcdef":
         store.put(f"r/{name}", name.encode() * 100)
     reads = CachedReads(store, object_bytes=400)
-    assert reads.get("r/a", "v1") == b"a" * 100 and reads.get("r/a", "v1") == b"a" * 100
+    assert reads.get("r/a", "v1") == b"a" * 100
+    assert reads.get("r/a", "v1") == b"a" * 100
     assert store.gets == 1
     reads.get("r/a", "v2")  # another version: read again
     assert store.gets == 2
@@ -219,7 +224,8 @@ def test_cached_reads_reuse_by_version_and_token_within_a_byte_budget(tmp_path: 
         reads.get(f"r/{name}", "v1")
     reads.get("r/a", "v1")  # pushed out by the budget (400 bytes, 100 each): read again
     assert store.gets == 8
-    assert len(reads.list("r/", "seq-3")) == 6 and len(reads.list("r/", "seq-3")) == 6
+    assert len(reads.list("r/", "seq-3")) == 6
+    assert len(reads.list("r/", "seq-3")) == 6
     assert store.lists == 1
     reads.list("r/", None)
     reads.list("r/", None)

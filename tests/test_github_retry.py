@@ -89,7 +89,8 @@ async def test_server_errors_give_up_after_a_few_retries(world: World) -> None:
     with pytest.raises(RequestFailed) as err:
         await gh.rest.repos.async_get(OWNER, REPO)
     assert err.value.response.status_code == 504
-    assert world.sim.count_calls("GET", REPO_PATH) == 4 and world.sim.pending_faults == 1
+    assert world.sim.count_calls("GET", REPO_PATH) == 4
+    assert world.sim.pending_faults == 1
 
 
 async def test_a_post_is_not_repeated_after_a_server_error(world: World) -> None:
@@ -143,7 +144,8 @@ async def test_primary_limit_far_away_raises_rate_limited_at_once(world: World) 
     with pytest.raises(RateLimited) as err:
         await gh.rest.repos.async_get(OWNER, REPO)
     assert time.monotonic() - started < 1.0
-    assert err.value.kind == "primary" and not err.value.guessed
+    assert err.value.kind == "primary"
+    assert not err.value.guessed
     assert HOUR - 5 < err.value.wait_s <= HOUR + 2
     assert "API rate limit exceeded for installation ID" in str(err.value)
     assert world.sim.count_calls("GET", REPO_PATH) == 1
@@ -171,7 +173,8 @@ async def test_a_forbidden_answer_is_not_a_rate_limit(world: World) -> None:
     world.sim.inject_faults("GET", REPO_PATH, [Fault(403, {}, body)])
     with pytest.raises(RequestFailed) as err:
         await gh.rest.repos.async_get(OWNER, REPO)
-    assert err.value.response.status_code == 403 and world.sim.count_calls("GET", REPO_PATH) == 1
+    assert err.value.response.status_code == 403
+    assert world.sim.count_calls("GET", REPO_PATH) == 1
 
 
 # --- activities: RateLimited leaves as a non-retryable ApplicationError --------------------------------
@@ -186,7 +189,8 @@ async def test_activity_reports_the_wait_to_the_workflow(world: World) -> None:
     world.sim.inject_faults("GET", REPO_PATH, [Fault.primary_rate_limit(time.time() + HOUR)])
     with pytest.raises(ApplicationError) as err:
         await activities.load_issue(LoadIssueInput(repo=repo_ref(world), issue_number=number))
-    assert err.value.type == RATE_LIMITED and err.value.non_retryable
+    assert err.value.type == RATE_LIMITED
+    assert err.value.non_retryable
     assert HOUR - 5 < err.value.details[0] <= HOUR + 2
     assert rate_limit_wait(err.value) is not None
     assert (await activities.load_issue(LoadIssueInput(repo=repo_ref(world), issue_number=number))).title == (
@@ -207,7 +211,8 @@ async def test_graphql_rate_limits_become_durable_waits_too(world: World) -> Non
 
     with pytest.raises(ApplicationError) as err:
         await query()
-    assert err.value.type == RATE_LIMITED and HOUR - 5 < err.value.details[0] <= HOUR + 2
+    assert err.value.type == RATE_LIMITED
+    assert HOUR - 5 < err.value.details[0] <= HOUR + 2
 
 
 def test_rate_limit_wait_ignores_other_failures() -> None:
@@ -216,7 +221,9 @@ def test_rate_limit_wait_ignores_other_failures() -> None:
     error = RateLimited(12.5, "secondary", guessed=True).as_activity_error()
     assert rate_limit_wait(error) is not None
     wait, guessed = rate_limit_wait(error) or (None, None)
-    assert wait is not None and wait.total_seconds() == 12.5 and guessed
+    assert wait is not None
+    assert wait.total_seconds() == 12.5
+    assert guessed
 
 
 # --- the workflow side: durable timers on Temporal's time-skipping test server -------------------------
@@ -295,6 +302,7 @@ async def test_waits_are_bounded(env: WorkflowEnvironment, world: World) -> None
     with pytest.raises(WorkflowFailureError) as err:
         await run_probe(env, world, faults, max_waits=2)
     cause = err.value.cause
-    assert isinstance(cause, ActivityError) and isinstance(cause.cause, ApplicationError)
+    assert isinstance(cause, ActivityError)
+    assert isinstance(cause.cause, ApplicationError)
     assert cause.cause.type == RATE_LIMITED
     assert world.sim.count_calls("GET", REPO_PATH) == 3

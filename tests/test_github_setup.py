@@ -142,17 +142,22 @@ def test_otto_setup_registers_installs_and_authenticates(world: World, tmp_path:
         "issues": "write",
         "checks": "write",
     }
-    assert "installation" not in app.events and "issues" in app.events
+    assert "installation" not in app.events
+    assert "issues" in app.events
 
     env = read_env(env_file)
     key_file = Path(env["OTTO_GITHUB_PRIVATE_KEY_PATH"])
-    assert mode(env_file) == 0o600 and mode(key_file) == 0o600
-    assert env["OTTO_GITHUB_APP_ID"] == str(app.id) and env["OTTO_GITHUB_APP_SLUG"] == "otto-test"
+    assert mode(env_file) == 0o600
+    assert mode(key_file) == 0o600
+    assert env["OTTO_GITHUB_APP_ID"] == str(app.id)
+    assert env["OTTO_GITHUB_APP_SLUG"] == "otto-test"
     assert env["OTTO_GITHUB_API_URL"] == f"{world.url}/api/v3"
-    assert env["OTTO_MODEL"] == "claude-x" and "# my settings" in env_file.read_text()
+    assert env["OTTO_MODEL"] == "claude-x"
+    assert "# my settings" in env_file.read_text()
     assert "OTTO_GITHUB_PRIVATE_KEY" not in env  # the old inline key would have won over the new file
     assert env["OTTO_WEBHOOK_SECRET"] not in ("", "old")
-    assert env["OTTO_GITHUB_CLIENT_ID"] == app.client_id and len(env["OTTO_GITHUB_CLIENT_SECRET"]) >= 20
+    assert env["OTTO_GITHUB_CLIENT_ID"] == app.client_id
+    assert len(env["OTTO_GITHUB_CLIENT_SECRET"]) >= 20
 
     # nothing secret was printed
     pem = key_file.read_text()
@@ -193,11 +198,13 @@ def test_wrong_and_replayed_state_change_nothing(world: World, flow: ManifestSet
         state = parse_qs(urlsplit(only_form(page)["action"]).query)["state"][0]
         forged = browser.get(f"{flow.url}callback", params={"code": "stolen", "state": state[:-1] + "x"})
         assert forged.status_code == 400
-        assert not env_file.exists() and not flow.wait(0)
+        assert not env_file.exists()
+        assert not flow.wait(0)
         assert world.sim.count_calls("POST", r"/app-manifests/.*/conversions") == 0
 
         done = submit(browser, page)
-        assert done.status_code == 200 and flow.result is not None
+        assert done.status_code == 200
+        assert flow.result is not None
         written = env_file.read_text()
         replay = browser.get(str(done.url))  # the same callback, code and state again
         assert replay.status_code == 400
@@ -222,8 +229,11 @@ def test_a_refused_code_writes_nothing(world: World, flow: ManifestSetup, tmp_pa
         world.sim.expire_manifest_codes()
         back = browser.get(to_github.headers["location"])
     assert back.status_code == 502
-    assert flow.wait(0) and flow.result is None and "422" in (flow.error or "")
-    assert not (tmp_path / ".env").exists() and not (tmp_path / ".otto").exists()
+    assert flow.wait(0)
+    assert flow.result is None
+    assert "422" in (flow.error or "")
+    assert not (tmp_path / ".env").exists()
+    assert not (tmp_path / ".otto").exists()
 
 
 def test_manifest_codes_are_single_use_and_expire(world: World) -> None:
@@ -236,20 +246,24 @@ def test_manifest_codes_are_single_use_and_expire(world: World) -> None:
             follow_redirects=False,
         )
     location = registered.headers["location"]
-    assert registered.status_code == 302 and location.startswith("https://example.net/back?")
+    assert registered.status_code == 302
+    assert location.startswith("https://example.net/back?")
     query = parse_qs(urlsplit(location).query)
     assert query["state"] == ["s1"]
     code = query["code"][0]
     first = httpx.post(f"{api}/app-manifests/{code}/conversions")
-    assert first.status_code == 201 and first.json()["slug"] == "once"
+    assert first.status_code == 201
+    assert first.json()["slug"] == "once"
     assert first.json()["pem"].startswith("-----BEGIN RSA PRIVATE KEY-----")
     again = httpx.post(f"{api}/app-manifests/{code}/conversions")
-    assert again.status_code == 404 and "pem" not in again.text
+    assert again.status_code == 404
+    assert "pem" not in again.text
 
     fresh = sim.register_app_from_manifest(sim.user(OWNER), {**manifest, "name": "Later"})
     sim.expire_manifest_codes()
     late = httpx.post(f"{api}/app-manifests/{fresh.code}/conversions")
-    assert late.status_code == 422 and "pem" not in late.text
+    assert late.status_code == 422
+    assert "pem" not in late.text
 
 
 @pytest.mark.parametrize(
@@ -274,7 +288,8 @@ def test_bad_registrations_are_refused(
         resp = client.post(
             f"{world.url}{path}?state=s", data={"manifest": json.dumps(manifest)}, follow_redirects=False
         )
-    assert resp.status_code == status and "location" not in resp.headers
+    assert resp.status_code == status
+    assert "location" not in resp.headers
     assert set(world.sim.apps) == apps_before
 
 
@@ -306,9 +321,8 @@ def test_setup_for_an_organization(world: World, tmp_path: Path) -> None:
             assert submit(browser, page).status_code == 200
     finally:
         flow.stop()
-    assert flow.result is not None and flow.result.app.install_url.endswith(
-        "/apps/acme-otto/installations/new"
-    )
+    assert flow.result is not None
+    assert flow.result.app.install_url.endswith("/apps/acme-otto/installations/new")
     assert world.sim.app_by_slug("acme-otto").owner.login == "acme"
     assert read_env(tmp_path / ".env")["OTTO_GITHUB_APP_ID"] == str(flow.result.app.id)
 

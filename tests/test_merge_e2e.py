@@ -82,7 +82,8 @@ async def test_approval_merges_the_approved_head_and_the_run_concludes(
     assert t1.branch not in otto.sim.branches(r.owner, r.name)  # merged branch deleted
     assert state.record("t1").status == TaskStatus.MERGED
     summary = await eventually(lambda: replies(otto, r, number, "run for this issue is done"))
-    assert f"#{pr.number} merged" in summary[0].body and "$" in summary[0].body
+    assert f"#{pr.number} merged" in summary[0].body
+    assert "$" in summary[0].body
     assert otto.sim.issue(r.owner, r.name, number).state == "closed"
     await status_comment(otto, r, number, "🟣 merged")
 
@@ -147,7 +148,8 @@ async def test_dependent_approved_first_waits_then_merges_in_order(
     assert otto.sim.pull(r.owner, r.name, pr1.number).merged
     assert otto.sim.pull(r.owner, r.name, pr2.number).base_ref == "main"  # retargeted before merging
     main = otto.sim.read_file(r.owner, r.name, "main", "greeter/cli.py")
-    assert "--shout" in main and "def shout" in otto.sim.read_file(r.owner, r.name, "main", "greeter/core.py")
+    assert "--shout" in main
+    assert "def shout" in otto.sim.read_file(r.owner, r.name, "main", "greeter/core.py")
     merges = [
         c for c in otto.sim.calls if c.method == "PUT" and c.path.endswith("/merge") and r.owner in c.path
     ]
@@ -219,9 +221,11 @@ async def test_changes_requested_with_an_inline_comment_retries_the_task(
     )
     reply = await eventually(lambda: replies(otto, r, pr.number, "Pushed"))
     prompt = json.dumps(otto.world.model.requests_for("agent", "t1.2")[0].body)
-    assert "greeter/core.py, line 5: Mention this in a changelog." in prompt and "Almost there." in prompt
+    assert "greeter/core.py, line 5: Mention this in a changelog." in prompt
+    assert "Almost there." in prompt
     after = head(otto, r, rec.branch)
-    assert after != before and after[:7] in reply[0].body
+    assert after != before
+    assert after[:7] in reply[0].body
     assert otto.sim.read_file(r.owner, r.name, rec.branch, "CHANGELOG.md") == "- shout()\n"
 
 
@@ -233,7 +237,8 @@ async def test_plain_review_comments_start_nothing(otto: Otto, repo: Callable[..
     pr = pr_of(otto, r, state.record("t1").branch)
     calls = len(otto.world.model.requests)
     delivery = otto.sim.submit_review(r.owner, r.name, pr.number, r.maintainer, "COMMENTED", body="Nice.")
-    assert delivery.status_code == 202 and "starts nothing" in delivery.response_body
+    assert delivery.status_code == 202
+    assert "starts nothing" in delivery.response_body
     assert len(otto.world.model.requests) == calls
 
 
@@ -258,7 +263,8 @@ async def test_ci_failure_gets_one_fix_round_then_the_budget_message(
     otto.sim.post_check_run(ci_app, r.owner, r.name, first, "lint", conclusion="failure", output=failing)
     await eventually(lambda: head(otto, r, rec.branch) != first)
     prompt = json.dumps(otto.world.model.requests_for("agent", "t1.2")[0].body)
-    assert "E501 line too long in greeter/core.py" in prompt and "CI fix round 1 of 1" in prompt
+    assert "E501 line too long in greeter/core.py" in prompt
+    assert "CI fix round 1 of 1" in prompt
 
     second = head(otto, r, rec.branch)
     await eventually(lambda: replies(otto, r, pr.number, "Pushed"))
@@ -299,7 +305,8 @@ async def test_review_feedback_off_ignores_change_requests(otto: Otto, repo: Cal
     # the delivery reached the run (so the run saw it and chose to ignore it)
     assert await otto.client.get_workflow_handle(f"delivery/{delivery.id}").result() == "signalled review"
     state = await wait_for_state(otto.client, rid, state.issue_number, settled)
-    assert state.record("t1").attempts == 1 and len(otto.world.model.requests) == calls
+    assert state.record("t1").attempts == 1
+    assert len(otto.world.model.requests) == calls
 
 
 async def test_a_human_push_is_recorded_and_needs_a_fresh_approval(

@@ -42,7 +42,8 @@ async def test_a_writer_of_a_sees_a_runs_and_not_b(mc: MC) -> None:
     async with mc.signed_in("alice") as http:
         runs = await http.get("/runs")
         assert runs.status_code == 200, runs.text
-        assert "acme/greeter" in runs.text and "bravo/widgets" not in runs.text
+        assert "acme/greeter" in runs.text
+        assert "bravo/widgets" not in runs.text
         assert "Add a shout mode" in runs.text
         assert runs.headers["server-timing"].startswith("app;dur=")
         assert "script-src 'self'" in runs.headers["content-security-policy"]
@@ -55,7 +56,8 @@ async def test_a_writer_of_a_sees_a_runs_and_not_b(mc: MC) -> None:
         assert "bravo" not in (await http.get("/runs", params={"repo": "bravo/widgets"})).text
     async with mc.signed_in("bob") as http:
         runs = await http.get("/runs")
-        assert "bravo/widgets" in runs.text and "acme/greeter" not in runs.text
+        assert "bravo/widgets" in runs.text
+        assert "acme/greeter" not in runs.text
 
 
 async def test_the_demo_runs_pages_show_plan_tasks_transcripts_logs_and_diff(mc: MC) -> None:
@@ -66,26 +68,31 @@ async def test_the_demo_runs_pages_show_plan_tasks_transcripts_logs_and_diff(mc:
         assert run.status_code == 200
         page = text_of(run.text)
         assert "Library first, then the command line that uses it." in page  # plan summary
-        assert "Add shout() to greeter.core" in page and "Add --shout to the greet command" in page
+        assert "Add shout() to greeter.core" in page
+        assert "Add --shout to the greet command" in page
         assert "depends on t1" in page
         assert "A `shout(name)` function and a `--shout` flag." in page  # the issue, quoted
         for rec in state.tasks:
             assert f"PR #{rec.pr_number}" in page
-        assert "Batch 1" in page and "Batch 2" in page
+        assert "Batch 1" in page
+        assert "Batch 2" in page
         assert "waiting review" in page
         assert 'id="stop"' in run.text  # a writer of an active run can stop it
         attempt = await http.get(mc.run_path(mc.a, mc.demo_issue) + "/tasks/t1/attempts/1")
         assert attempt.status_code == 200
         page = text_of(attempt.text)
-        assert "str_replace_based_edit_tool" in page and "create tests/test_shout.py" in page
+        assert "str_replace_based_edit_tool" in page
+        assert "create tests/test_shout.py" in page
         assert "$ python -m pytest -q" in page  # the tool call, and its result
         assert "passed" in page  # pytest's output in a tool result and the verify log
         assert "first check" in page  # the verify round's log
         assert "+def shout(name: str) -> str:" in page  # the diff
-        assert "Step 5" in page and "Added `shout(name)`" in page
+        assert "Step 5" in page
+        assert "Added `shout(name)`" in page
         # raw artifacts are plain text, never HTML
         raw = await http.get(mc.run_path(mc.a, mc.demo_issue) + "/artifacts/t1/attempt-1/diff.patch")
-        assert raw.status_code == 200 and raw.headers["content-type"].startswith("text/plain")
+        assert raw.status_code == 200
+        assert raw.headers["content-type"].startswith("text/plain")
         assert raw.headers["x-content-type-options"] == "nosniff"
 
 
@@ -96,14 +103,16 @@ async def test_github_links_to_the_pages(mc: MC) -> None:
     comment = next(c for c in sim.comments(a.owner, a.name, mc.demo_issue) if c.user.login == "otto[bot]")
     assert f"[Mission Control]({run_url})" in comment.body
     for rec in state.tasks:
-        assert rec.pr_number is not None and rec.head_sha is not None
+        assert rec.pr_number is not None
+        assert rec.head_sha is not None
         attempt_url = f"{run_url}/tasks/{rec.task.id}/attempts/{rec.attempts}"
         assert attempt_url in sim.pull(a.owner, a.name, rec.pr_number).body
         checks = [c for c in sim.check_runs(a.owner, a.name, rec.head_sha) if c.name == "otto/verify"]
         assert [c.details_url for c in checks] == [attempt_url]
     async with mc.signed_in("alice") as http:
         page = await http.get(urlsplit(checks[0].details_url).path)
-        assert page.status_code == 200 and "Transcript" in page.text
+        assert page.status_code == 200
+        assert "Transcript" in page.text
 
 
 async def test_a_reader_sees_the_pages_but_cannot_stop_or_retry(mc: MC) -> None:
@@ -111,16 +120,20 @@ async def test_a_reader_sees_the_pages_but_cannot_stop_or_retry(mc: MC) -> None:
     path = mc.run_path(mc.a, number)
     async with mc.signed_in(mc.reader) as http:
         run = await http.get(path)
-        assert run.status_code == 200 and "Add shout() to greeter.core" in run.text
-        assert 'id="stop"' not in run.text and "Retry t1" not in run.text
+        assert run.status_code == 200
+        assert "Add shout() to greeter.core" in run.text
+        assert 'id="stop"' not in run.text
+        assert "Retry t1" not in run.text
         assert "read only" in run.text
         csrf = csrf_of(run.text)  # the sign-out form's: a valid token, still no permission
         stop = await http.post(path + "/stop", data={"csrf": csrf})
-        assert stop.status_code == 403 and "write access" in stop.text
+        assert stop.status_code == 403
+        assert "write access" in stop.text
         retry = await http.post(path + "/tasks/t1/retry", data={"csrf": csrf, "guidance": "x"})
         assert retry.status_code == 403
     state = await mc.state(mc.a, number)
-    assert state.stop_requested_by is None and state.phase == RunPhase.WAITING_REVIEW
+    assert state.stop_requested_by is None
+    assert state.phase == RunPhase.WAITING_REVIEW
     assert all(r.attempts == 1 for r in state.tasks)
 
 
@@ -177,13 +190,16 @@ async def test_sign_in_refuses_a_forged_state_or_code_and_never_redirects_off_si
         start = await http.get("/login", params={"next": "https://evil.example/x"})
         query = dict(p.split("=", 1) for p in urlsplit(start.headers["location"]).query.split("&"))
         bad_state = await http.get("/login/callback", params={"code": "abc", "state": "forged"})
-        assert bad_state.status_code == 400 and "sign in again" in bad_state.text
+        assert bad_state.status_code == 400
+        assert "sign in again" in bad_state.text
         bad_code = await http.get("/login/callback", params={"code": "forged", "state": query["state"]})
-        assert bad_code.status_code == 400 and "GitHub refused the sign-in" in bad_code.text
+        assert bad_code.status_code == 400
+        assert "GitHub refused the sign-in" in bad_code.text
         assert "otto_session" not in http.cookies
         done = await sign_in(http, "alice")
         assert done.headers["location"] == "/runs"  # not the off-site target
-        assert "HttpOnly" in done.headers["set-cookie"] and "SameSite=lax" in done.headers["set-cookie"]
+        assert "HttpOnly" in done.headers["set-cookie"]
+        assert "SameSite=lax" in done.headers["set-cookie"]
         assert (await http.get("/runs")).status_code == 200
 
 
@@ -193,7 +209,8 @@ async def test_stop_from_mission_control_is_a_signal_to_the_run(mc: MC) -> None:
     async with mc.signed_in("bob") as http:
         page = await http.get(path)
         stopped = await http.post(path + "/stop", data={"csrf": csrf_of(page.text)})
-        assert stopped.status_code == 303 and stopped.headers["location"] == f"{path}?sent=stop"
+        assert stopped.status_code == 303
+        assert stopped.headers["location"] == f"{path}?sent=stop"
 
     async def cancelled() -> bool:
         state = await mc.state(mc.b, number)
@@ -223,16 +240,21 @@ async def test_a_huge_transcript_renders_bounded_with_expand_on_demand(mc: MC) -
         page = await http.get(base)
         assert page.status_code == 200
         text = text_of(page.text)
-        assert "Step 1" in text and "Step 12" in text and "Step 300" in text and "Step 150" not in text
+        assert "Step 1" in text
+        assert "Step 12" in text
+        assert "Step 300" in text
+        assert "Step 150" not in text
         assert "Show the 276 steps in between (13–288)" in text
         everything = await http.get(base, params={"all": "1"})
-        assert "Step 150" in text_of(everything.text) and "steps in between" not in everything.text
+        assert "Step 150" in text_of(everything.text)
+        assert "steps in between" not in everything.text
         # 15 results of 60 kB each are clipped to their first 1,500 characters, the rest on demand
         assert len(everything.content) < 1_500_000
         expand = re.search(r'href="([^"]+/transcript/[^"]+)">show (\d+) more characters', everything.text)
         assert expand, "no clipped result"
         full = await http.get(unescape(expand.group(1)))
-        assert full.status_code == 200 and full.headers["content-type"].startswith("text/plain")
+        assert full.status_code == 200
+        assert full.headers["content-type"].startswith("text/plain")
         assert len(full.text) == 1_500 + int(expand.group(2))
 
 
@@ -249,7 +271,8 @@ async def test_retry_from_mission_control_runs_the_task_again_with_guidance(mc: 
         sent = await http.post(
             path + "/tasks/t1/retry", data={"csrf": csrf_of(page.text), "guidance": "<b>check</b> the docs"}
         )
-        assert sent.status_code == 303 and sent.headers["location"] == f"{path}?sent=retry"
+        assert sent.status_code == 303
+        assert sent.headers["location"] == f"{path}?sent=retry"
 
         async def retried() -> bool:
             state = await mc.state(mc.b, number)
@@ -258,7 +281,8 @@ async def test_retry_from_mission_control_runs_the_task_again_with_guidance(mc: 
 
         await until(retried)
         requests = mc.world.model.requests_for("agent", "t1.2")
-        assert requests and "<b>check</b> the docs" in str(requests[0].body)  # the guidance reached the agent
+        assert requests
+        assert "<b>check</b> the docs" in str(requests[0].body)
 
         async def second_attempt_shown() -> bool:
             return (await http.get(path + "/tasks/t1/attempts/2")).status_code == 200
@@ -302,7 +326,8 @@ async def test_the_run_page_shows_pilot_decisions_timeline_budget_and_the_tempor
         await until(shows_attempt_two)
         page = await http.get(mc.run_path(mc.a, 9002))
         text = text_of(page.text)
-        assert analysis in text and "Strategy: Import lazily." in text
+        assert analysis in text
+        assert "Strategy: Import lazily." in text
         assert "pilot-00017.json" in text
         assert f'href="{state.temporal_ui_url}"' in page.text
         assert "$0.7350 used of $5.0000 · $4.2650 left" in text  # the budget, used and left

@@ -112,14 +112,19 @@ def test_json_lines_carry_context_and_never_secrets() -> None:
     assert len(lines) == 3
     first, second, third = (json.loads(line) for line in lines)
     assert {"timestamp", "level", "logger", "message"} <= first.keys()
-    assert first["level"] == "WARNING" and first["logger"] == "otto.test"
+    assert first["level"] == "WARNING"
+    assert first["logger"] == "otto.test"
     assert (first["run_id"], first["task_id"], first["activity"]) == ("otto/1/2", "t1", "execute_task")
     assert "delivery_id" not in first
     assert first["message"].count("[REDACTED]") == 2
-    assert "[REDACTED]" in second["exception"] and "RuntimeError" in second["exception"]
-    assert "run_id" not in third and "task_id" not in third
+    assert "[REDACTED]" in second["exception"]
+    assert "RuntimeError" in second["exception"]
+    assert "run_id" not in third
+    assert "task_id" not in third
     everything = stream.getvalue()
-    assert secret not in everything and "MIIEv" not in everything and "ghs_AAAA" not in everything
+    assert secret not in everything
+    assert "MIIEv" not in everything
+    assert "ghs_AAAA" not in everything
 
 
 def test_human_lines_for_the_demo_are_redacted_too() -> None:
@@ -135,7 +140,8 @@ def test_human_lines_for_the_demo_are_redacted_too() -> None:
     finally:
         log.removeHandler(handler)
     line = stream.getvalue()
-    assert "WARNING otto.test.human: secret=[REDACTED]" in line and "delivery_id=d-1" in line
+    assert "WARNING otto.test.human: secret=[REDACTED]" in line
+    assert "delivery_id=d-1" in line
     assert secret not in line
 
 
@@ -177,7 +183,9 @@ async def test_webhook_lines_and_counters(otto: Otto, captured: Capture) -> None
     assert mine, entries
     line = next(e for e in mine if e["logger"] == "otto.server")
     # an ignored delivery is a debug line (no per-request INFO logging on the hot path)
-    assert line["event"] == "ping" and line["level"] == "DEBUG" and "202" in line["message"]
+    assert line["event"] == "ping"
+    assert line["level"] == "DEBUG"
+    assert "202" in line["message"]
     assert {"timestamp", "level", "logger", "message"} <= line.keys()
     assert all(secret not in raw for raw in captured.lines)
 

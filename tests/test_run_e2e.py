@@ -58,7 +58,9 @@ async def test_labeled_issue_becomes_plan_branches_and_draft_prs(
     # two branches whose files contain the agent's edits; t2 was built on t1
     branches = sim.branches(r.owner, r.name)
     b1, b2 = state.tasks[0].branch, state.tasks[1].branch
-    assert b1 == f"otto/{number}/t1-add-shout-to-greeter-core" and b1 in branches and b2 in branches
+    assert b1 == f"otto/{number}/t1-add-shout-to-greeter-core"
+    assert b1 in branches
+    assert b2 in branches
     assert "def shout(name: str) -> str:" in sim.read_file(r.owner, r.name, b1, "greeter/core.py")
     assert "test_shout_is_the_greeting_in_capitals" in sim.read_file(
         r.owner, r.name, b1, "tests/test_shout.py"
@@ -81,32 +83,41 @@ async def test_labeled_issue_becomes_plan_branches_and_draft_prs(
     assert [p.base_ref for p in pulls] == ["main", b1]
     assert "`greeter/core.py`" not in pulls[1].body
     for pr, rec in zip(pulls, state.tasks, strict=True):
-        assert pr.draft and pr.state == "open"
+        assert pr.draft
+        assert pr.state == "open"
         assert f"Part of #{number}" in pr.body
         assert rec.task.intent in pr.body
         assert all(a in pr.body for a in rec.task.acceptance)
-        assert "✅ passed" in pr.body and "<details>" in pr.body and "passed" in pr.body.split("<details>")[1]
-    assert "`greeter/core.py`" in pulls[0].body and "`tests/test_shout.py`" in pulls[0].body
+        assert "✅ passed" in pr.body
+        assert "<details>" in pr.body
+        assert "passed" in pr.body.split("<details>")[1]
+    assert "`greeter/core.py`" in pulls[0].body
+    assert "`tests/test_shout.py`" in pulls[0].body
     assert "`greeter/cli.py`" in pulls[1].body
     # the otto/verify check run is green on each head
     for pr in pulls:
         runs = [c for c in sim.check_runs(r.owner, r.name, branches[pr.head_ref]) if c.name == "otto/verify"]
-        assert len(runs) == 1 and runs[0].conclusion == "success"
+        assert len(runs) == 1
+        assert runs[0].conclusion == "success"
 
     # exactly one status comment, edited in place (never re-posted), ending with both PRs and the cost
     status = await status_comment(otto, r, number, "draft PRs ready for review")
     assert len([c for c in sim.comments(r.owner, r.name, number) if c.user.login == "otto[bot]"]) == 1
     assert len(status.edits) >= 4
     assert any("planning" in e.lower() for e in status.edits)
-    assert f"[#{pulls[0].number}]" in status.body and f"[#{pulls[1].number}]" in status.body
-    assert "draft PRs ready for review" in status.body and "tokens" in status.body and "$" in status.body
+    assert f"[#{pulls[0].number}]" in status.body
+    assert f"[#{pulls[1].number}]" in status.body
+    assert "draft PRs ready for review" in status.body
+    assert "tokens" in status.body
+    assert "$" in status.body
     assert sim.count_calls("POST", f"/repos/{r.owner}/{r.name}/issues/{number}/comments") == 1
 
     # the path escape reached the model as an error, and nothing outside was read
     escape_reply = otto.world.model.requests_for("agent", "t1")[1].body
     assert escape_reply is not None
     result = escape_reply["messages"][-1]["content"][0]
-    assert result["type"] == "tool_result" and result["is_error"] is True
+    assert result["type"] == "tool_result"
+    assert result["is_error"] is True
     assert "root:" not in str(result["content"])
 
     # no task failed, so the gate pilot was never called
@@ -162,7 +173,8 @@ async def test_bad_input_gets_clear_answers(otto: Otto) -> None:
         too_large = await http.post(url, content=big, headers=headers("issues", big))
     assert not_json.status_code == 400
     assert malformed.status_code == 400
-    assert unknown.status_code == 202 and "ignored" in unknown.json()["status"]
+    assert unknown.status_code == 202
+    assert "ignored" in unknown.json()["status"]
     assert too_large.status_code == 413
 
 
@@ -173,7 +185,8 @@ async def test_redelivery_is_recognised_and_starts_one_run(otto: Otto, repo: Cal
     first = otto.sim.add_label(r.owner, r.name, number, "otto", r.maintainer)
     again = otto.sim.redeliver(first.id)
     assert first.status_code == 202
-    assert again.status_code == 200 and "duplicate" in again.response_body
+    assert again.status_code == 200
+    assert "duplicate" in again.response_body
     state = await wait_for_state(otto.client, repo_id(otto, r), number, settled)
     assert state.phase == RunPhase.WAITING_REVIEW
     assert len(otto.world.model.requests_for("classify")) == 1
@@ -213,7 +226,8 @@ async def test_non_writer_gets_a_refusal_and_no_run(otto: Otto, repo: Callable[.
         ]
 
     comments = await eventually(refusal)
-    assert len(comments) == 1 and f"@{r.outsider}" in comments[0].body
+    assert len(comments) == 1
+    assert f"@{r.outsider}" in comments[0].body
     assert otto.sim.reactions(r.owner, r.name, number) == []
     assert len(otto.world.model.requests) == before
     assert otto.sim.pulls(r.owner, r.name) == []
@@ -223,7 +237,8 @@ async def test_bot_labels_start_nothing(otto: Otto, repo: Callable[..., Repo]) -
     r = repo()
     number = open_issue(otto, r)
     delivery = otto.sim.add_label(r.owner, r.name, number, "otto", "otto[bot]")
-    assert delivery.status_code == 202 and "bot" in delivery.response_body
+    assert delivery.status_code == 202
+    assert "bot" in delivery.response_body
     assert otto.sim.comments(r.owner, r.name, number) == []
 
 
@@ -241,9 +256,11 @@ async def test_invalid_plan_twice_fails_the_run_with_a_readable_message(
     otto.sim.add_label(r.owner, r.name, number, "otto", r.maintainer)
     state = await wait_for_state(otto.client, repo_id(otto, r), number, settled)
     assert state.phase == RunPhase.FAILED
-    assert "invalid plan twice" in state.reason and "unknown task(s): t9" in state.reason
+    assert "invalid plan twice" in state.reason
+    assert "unknown task(s): t9" in state.reason
     retry = otto.world.model.requests_for("plan")[-1].body
-    assert retry is not None and "That plan is invalid" in str(retry["messages"][-1]["content"])
+    assert retry is not None
+    assert "That plan is invalid" in str(retry["messages"][-1]["content"])
     body = (await status_comment(otto, r, number, "run failed")).body
     assert "invalid plan twice" in body
     assert otto.sim.pulls(r.owner, r.name) == []
@@ -281,5 +298,6 @@ async def test_model_outage_ends_visibly(otto: Otto, repo: Callable[..., Repo]) 
     otto.sim.add_label(r.owner, r.name, number, "otto", r.maintainer)
     state = await wait_for_state(otto.client, repo_id(otto, r), number, settled)
     assert state.phase == RunPhase.FAILED
-    assert "529" in state.reason and "classify" in state.reason
+    assert "529" in state.reason
+    assert "classify" in state.reason
     assert "529" in (await status_comment(otto, r, number, "run failed")).body

@@ -117,7 +117,8 @@ def test_personal_token_acts_as_the_human(world: World) -> None:
     number = world.sim.create_issue(OWNER, REPO, "t", "b", "alice")
     with world.client(token) as gh:
         made = gh.rest.issues.create_comment(OWNER, REPO, number, body="me").parsed_data
-        assert made.user is not None and made.user.login == "carol"
+        assert made.user is not None
+        assert made.user.login == "carol"
         with pytest.raises(RequestFailed) as err:  # read access cannot label
             gh.rest.issues.add_labels(OWNER, REPO, number, labels=["x"])
         assert err.value.response.status_code == 403
@@ -128,6 +129,8 @@ def test_bot_user_id_never_equals_the_app_id(tmp_path: Path) -> None:
     try:
         first_free_id = 1001  # the simulator's first id: an App choosing it must not share it with its bot
         app = sim.register_app(first_free_id, "clash", rsa_pair()[1])
-        assert app.bot.login == "clash[bot]" and app.bot.type == "Bot" and app.bot.id != first_free_id
+        assert app.bot.login == "clash[bot]"
+        assert app.bot.type == "Bot"
+        assert app.bot.id != first_free_id
     finally:
         sim.close()

@@ -34,11 +34,14 @@ def test_faults_answer_in_order_then_service_resumes(world: World) -> None:
 
     first = world.http.get(url, headers=headers)
     assert first.status_code == 502
-    assert first.headers["content-type"].startswith("text/html") and "502 Bad Gateway" in first.text
+    assert first.headers["content-type"].startswith("text/html")
+    assert "502 Bad Gateway" in first.text
     second = world.http.get(url, headers=headers)
-    assert second.status_code == 503 and second.json()["message"] == "Service Unavailable"
+    assert second.status_code == 503
+    assert second.json()["message"] == "Service Unavailable"
     third = world.http.get(url, headers=headers)
-    assert third.status_code == 200 and third.json()["title"] == "Hello"
+    assert third.status_code == 200
+    assert third.json()["title"] == "Hello"
     assert sim.pending_faults == 0
 
     calls = logged(sim, f"/repos/{OWNER}/{REPO}/issues/{number}", 3)

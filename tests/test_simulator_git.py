@@ -34,7 +34,8 @@ def test_clone_and_push_need_a_valid_token(world: World) -> None:
     world.git("checkout", "--quiet", "-b", "otto/1/t1", cwd=work)
     commit(world, work, "src/sub.py", "def sub(a, b):\n    return a - b\n", "Add sub")
     bad = world.git("push", "origin", "otto/1/t1", cwd=work, token="ghs_wrong", check=False)
-    assert bad.returncode != 0 and "otto/1/t1" not in world.sim.branches(OWNER, REPO)
+    assert bad.returncode != 0
+    assert "otto/1/t1" not in world.sim.branches(OWNER, REPO)
     world.git("push", "--quiet", "origin", "otto/1/t1", cwd=work, token=token)
     head = world.git("rev-parse", "HEAD", cwd=work).stdout.strip()
     assert world.sim.branches(OWNER, REPO)["otto/1/t1"] == head
@@ -95,7 +96,8 @@ def test_merge_methods_produce_real_git_results(world: World, method: str) -> No
         result = gh.rest.pulls.merge(OWNER, REPO, number, sha=head, merge_method=method).parsed_data
         assert result.merged is True
         merged = gh.rest.pulls.get(OWNER, REPO, number).parsed_data
-        assert merged.merged and merged.state == "closed"
+        assert merged.merged
+        assert merged.state == "closed"
     assert sim.pull(OWNER, REPO, number).merge_commit_sha == result.sha
     main = sim.branches(OWNER, REPO)["main"]
     assert main == result.sha
@@ -105,11 +107,11 @@ def test_merge_methods_produce_real_git_results(world: World, method: str) -> No
     if method == "merge":
         assert log[0].parents == [base_before, head]
     elif method == "squash":
-        assert log[0].parents == [base_before] and log[0].message.startswith("feat (#")
+        assert log[0].parents == [base_before]
+        assert log[0].message.startswith("feat (#")
     else:
-        assert [c.message for c in log[:2]] == ["second", "change on feat"] and log[1].parents == [
-            base_before
-        ]
+        assert [c.message for c in log[:2]] == ["second", "change on feat"]
+        assert log[1].parents == [base_before]
     sim.wait_for_deliveries_idle(10)
     closed = world.payloads("pull_request", "closed")
     assert closed[-1]["pull_request"]["merged"] is True

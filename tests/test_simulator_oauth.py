@@ -65,7 +65,8 @@ def test_the_authorize_page_offers_people_and_escapes_their_names(world: LocalWo
     )
     assert page.status_code == 200
     assert "Sign in as oauth-ann" in page.text
-    assert "<b>oauth-evil</b>" not in page.text and "&lt;b&gt;oauth-evil&lt;/b&gt;" in page.text
+    assert "<b>oauth-evil</b>" not in page.text
+    assert "&lt;b&gt;oauth-evil&lt;/b&gt;" in page.text
     unknown = httpx.get(f"{world.sim_server.url}/login/oauth/authorize", params={"client_id": "nope"})
     assert unknown.status_code == 404
 
@@ -79,7 +80,8 @@ def test_a_code_is_exchanged_once_for_a_user_token_with_that_persons_permissions
     sim.set_permission("oauth-org", "shared", "oauth-bea", "read")
     code = _code(world, "oauth-bea")
     token = _exchange(world, code)
-    assert token["access_token"].startswith("ghu_") and token["token_type"] == "bearer"
+    assert token["access_token"].startswith("ghu_")
+    assert token["token_type"] == "bearer"
     assert _exchange(world, code)["error"] == "bad_verification_code"  # single use
     api = httpx.Client(
         base_url=f"{world.sim_server.url}/api/v3",
@@ -87,7 +89,8 @@ def test_a_code_is_exchanged_once_for_a_user_token_with_that_persons_permissions
     )
     assert api.get("/user").json()["login"] == "oauth-bea"
     shared = api.get("/repos/oauth-org/shared").json()
-    assert shared["permissions"]["pull"] is True and shared["permissions"]["push"] is False
+    assert shared["permissions"]["pull"] is True
+    assert shared["permissions"]["push"] is False
     assert api.get("/repos/oauth-org/private").status_code == 404
 
 

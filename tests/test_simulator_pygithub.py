@@ -111,7 +111,8 @@ def test_pygithub_maintainer_story(pyworld: PyWorld) -> None:
         first = repo.create_label("good first issue", "7057FF")
         with pytest.raises(GithubException) as err:
             repo.create_label("OTTO", "000000")  # names are unique regardless of case
-        assert err.value.status == 422 and err.value.data["errors"][0]["code"] == "already_exists"
+        assert err.value.status == 422
+        assert err.value.data["errors"][0]["code"] == "already_exists"
         assert sorted(lbl.name for lbl in repo.get_labels()) == ["good first issue", "otto"]
         assert repo.get_label("good first issue").color == "7057ff"
         issue = repo.create_issue(title="Add subtract", body="Please add `sub`.", labels=[first])
@@ -131,7 +132,8 @@ def test_pygithub_maintainer_story(pyworld: PyWorld) -> None:
     # a reader may file issues, but the labels they ask for are dropped (GitHub: push access needed)
     with w.user("carol") as carol:
         filed = carol.get_repo(f"{OWNER}/{REPO}").create_issue(title="Bug?", labels=["otto"])
-        assert filed.labels == [] and sim.issue(OWNER, REPO, filed.number).labels == []
+        assert filed.labels == []
+        assert sim.issue(OWNER, REPO, filed.number).labels == []
 
     # --- the App: JWT endpoints, then an installation token (PyGithub mints it itself) ---------------------
     app_auth = Auth.AppAuth(APP_ID, w.private_key)
@@ -155,7 +157,8 @@ def test_pygithub_maintainer_story(pyworld: PyWorld) -> None:
         repo.get_issue(issue.number).create_reaction("eyes")
         assert [r.content for r in repo.get_issue(issue.number).get_reactions()] == ["eyes"]
         readme = repo.get_contents("README.md")
-        assert not isinstance(readme, list) and readme.decoded_content == FILES["README.md"].encode()
+        assert not isinstance(readme, list)
+        assert readme.decoded_content == FILES["README.md"].encode()
         assert repo.get_branch("main").commit.sha == sim.branches(OWNER, REPO)["main"]
         bodies = [c.body for c in repo.get_issues_comments()]
         assert bodies == ["Otto, please take this one.", "On it."]
@@ -164,7 +167,8 @@ def test_pygithub_maintainer_story(pyworld: PyWorld) -> None:
         # bob pushes a branch over git; the App opens the pull request
         head = w.push_branch("bob", "sub", {"src/sub.py": "def sub(a, b):\n    return a - b\n"}, "Add sub")
         pr = repo.create_pull(title="Add sub", body=f"Closes #{issue.number}", head="sub", base="main")
-        assert pr.user.login == "otto[bot]" and pr.head.sha == head
+        assert pr.user.login == "otto[bot]"
+        assert pr.head.sha == head
         assert pr.is_merged() is False
         assert [p.number for p in repo.get_pulls(state="open", head=f"{OWNER}:sub")] == [pr.number]
         assert [f.filename for f in pr.get_files()] == ["src/sub.py"]

@@ -15,15 +15,19 @@ def test_app_and_installation_endpoints(world: World) -> None:
         app = gh.rest.apps.get_authenticated().parsed_data
         assert (app.id, app.slug) == (APP_ID, "otto")
         inst = gh.rest.apps.get_repo_installation(OWNER, REPO).parsed_data
-        assert inst.id == world.installation_id and inst.account is not None
+        assert inst.id == world.installation_id
+        assert inst.account is not None
         token = gh.rest.apps.create_installation_access_token(world.installation_id).parsed_data
-        assert token.token.startswith("ghs_") and len(token.token) == 40
+        assert token.token.startswith("ghs_")
+        assert len(token.token) == 40
         assert token.expires_at.endswith("Z")
     with world.client(token.token) as gh:
         bot = gh.rest.users.get_by_username("otto[bot]").parsed_data
-        assert bot.type == "Bot" and bot.id != APP_ID
+        assert bot.type == "Bot"
+        assert bot.id != APP_ID
         repo = gh.rest.repos.get(OWNER, REPO).parsed_data
-        assert repo.default_branch == "main" and repo.full_name == f"{OWNER}/{REPO}"
+        assert repo.default_branch == "main"
+        assert repo.full_name == f"{OWNER}/{REPO}"
         assert repo.clone_url == f"{world.url}/{OWNER}/{REPO}.git"
         assert repo.private is True
 
@@ -49,9 +53,11 @@ def test_issues_comments_reactions_labels(world: World) -> None:
     number = sim.create_issue(OWNER, REPO, "Add subtract", "Please add `sub`.", "alice")
     with world.client(world.installation_token()) as gh:
         issue = gh.rest.issues.get(OWNER, REPO, number).parsed_data
-        assert issue.title == "Add subtract" and not issue.pull_request
+        assert issue.title == "Add subtract"
+        assert not issue.pull_request
         created = gh.rest.issues.create_comment(OWNER, REPO, number, body="Working on it").parsed_data
-        assert created.user is not None and created.user.login == "otto[bot]"
+        assert created.user is not None
+        assert created.user.login == "otto[bot]"
         edited = gh.rest.issues.update_comment(OWNER, REPO, created.id, body="Done").parsed_data
         assert edited.body == "Done"
         assert gh.rest.issues.get_comment(OWNER, REPO, created.id).parsed_data.body == "Done"
@@ -80,7 +86,8 @@ def test_issues_comments_reactions_labels(world: World) -> None:
         closed = gh.rest.issues.update(
             OWNER, REPO, number, state="closed", state_reason="completed"
         ).parsed_data
-        assert closed.state == "closed" and closed.closed_at is not None
+        assert closed.state == "closed"
+        assert closed.closed_at is not None
         with pytest.raises(RequestFailed) as err:
             gh.rest.issues.get(OWNER, REPO, 999)
         assert err.value.response.status_code == 404
@@ -95,7 +102,8 @@ def test_comment_pagination_and_link_header(world: World) -> None:
     with world.client(world.installation_token()) as gh:
         resp = gh.rest.issues.list_comments(OWNER, REPO, number, per_page=2, page=1)
         assert [c.body for c in resp.parsed_data] == ["comment 0", "comment 1"]
-        assert 'rel="next"' in resp.headers["link"] and 'rel="last"' in resp.headers["link"]
+        assert 'rel="next"' in resp.headers["link"]
+        assert 'rel="last"' in resp.headers["link"]
         bodies = [
             c.body
             for c in gh.rest.paginate(
@@ -134,7 +142,9 @@ def test_pull_requests_and_duplicate_head(world: World) -> None:
         pr = gh.rest.pulls.create(
             OWNER, REPO, title="Add sub", head="otto/1/t1-sub", base="main", body="b", draft=True
         ).parsed_data
-        assert pr.draft is True and pr.head.ref == "otto/1/t1-sub" and pr.base.ref == "main"
+        assert pr.draft is True
+        assert pr.head.ref == "otto/1/t1-sub"
+        assert pr.base.ref == "main"
         assert pr.head.sha == sim.branches(OWNER, REPO)["otto/1/t1-sub"]
         assert pr.user.login == "otto[bot]"
         with pytest.raises(RequestFailed) as err:
@@ -149,7 +159,8 @@ def test_pull_requests_and_duplicate_head(world: World) -> None:
         assert [p.number for p in found] == [pr.number]
         assert gh.rest.pulls.list(OWNER, REPO, head=f"{OWNER}:other").parsed_data == []
         full = gh.rest.pulls.get(OWNER, REPO, pr.number).parsed_data
-        assert full.mergeable is True and full.changed_files == 1
+        assert full.mergeable is True
+        assert full.changed_files == 1
         files = gh.rest.pulls.list_files(OWNER, REPO, pr.number).parsed_data
         assert [(f.filename, f.status) for f in files] == [("src/app.py", "modified")]
         as_issue = gh.rest.issues.get(OWNER, REPO, pr.number).parsed_data
@@ -159,7 +170,8 @@ def test_pull_requests_and_duplicate_head(world: World) -> None:
         new_head = sim.push_commit(OWNER, REPO, "otto/1/t1-sub", {"NOTES": "n\n"}, "notes", "bob")
         assert gh.rest.pulls.get(OWNER, REPO, pr.number).parsed_data.head.sha == new_head
         closed = gh.rest.pulls.update(OWNER, REPO, pr.number, state="closed").parsed_data
-        assert closed.state == "closed" and closed.merged is False
+        assert closed.state == "closed"
+        assert closed.merged is False
     assert sim.count_calls("POST", rf"/repos/{OWNER}/{REPO}/pulls", 201) == 1
 
 
@@ -174,20 +186,25 @@ def test_check_runs(world: World) -> None:
             status="in_progress",
             output={"title": "Verifying", "summary": "running"},
         ).parsed_data
-        assert run.status == "in_progress" and run.app is not None and run.app.id == APP_ID
+        assert run.status == "in_progress"
+        assert run.app is not None
+        assert run.app.id == APP_ID
         done = gh.rest.checks.update(
             OWNER, REPO, run.id, conclusion="success", output={"title": "ok", "summary": "all good"}
         ).parsed_data
         assert (done.status, done.conclusion) == ("completed", "success")
         gh.rest.checks.create(OWNER, REPO, name="other", head_sha=sha)
         listed = gh.rest.checks.list_for_ref(OWNER, REPO, "main", check_name="otto/verify").parsed_data
-        assert listed.total_count == 1 and listed.check_runs[0].id == run.id
+        assert listed.total_count == 1
+        assert listed.check_runs[0].id == run.id
         assert gh.rest.checks.list_for_ref(OWNER, REPO, sha).parsed_data.total_count == 2
 
 
 def test_unknown_route_and_missing_auth_are_github_errors(world: World) -> None:
     resp = world.http.get(f"{world.url}/api/v3/nope")
-    assert resp.status_code == 404 and resp.json()["message"] == "Not Found"
+    assert resp.status_code == 404
+    assert resp.json()["message"] == "Not Found"
     assert "documentation_url" in resp.json()
     resp = world.http.get(f"{world.url}/api/v3/repos/{OWNER}/{REPO}")
-    assert resp.status_code == 401 and "documentation_url" in resp.json()
+    assert resp.status_code == 401
+    assert "documentation_url" in resp.json()

@@ -126,13 +126,15 @@ def test_every_emitted_payload_parses_and_is_signed(world: World) -> None:
         assert got.headers["x-github-hook-id"].isdigit()
         payload = d.payload
         assert payload["installation"]["id"] == world.installation_id
-        assert "sender" in payload and ("repository" in payload or d.event == "installation")
+        assert "sender" in payload
+        assert "repository" in payload or d.event == "installation"
     assert not failures, "\n".join(failures)
 
     merged = [d.payload for d in deliveries if (d.event, d.action) == ("pull_request", "closed")]
     assert [p["pull_request"]["merged"] for p in merged] == [False, True]
     review = world.payloads("pull_request_review", "submitted")[0]["review"]
-    assert review["state"] == "changes_requested" and review["commit_id"]
+    assert review["state"] == "changes_requested"
+    assert review["commit_id"]
     bot_comment = [p for p in world.payloads("issue_comment", "created") if p["sender"]["type"] == "Bot"]
     assert bot_comment[0]["sender"]["login"] == "otto[bot]"
 
@@ -150,7 +152,9 @@ def test_human_actions_are_synchronous_and_redelivery_keeps_the_guid(world: Worl
     with world.receiver.lock:
         assert world.receiver.received[-1].headers["x-github-delivery"] == delivery.id
     again = sim.redeliver(delivery.id)
-    assert again.id == delivery.id and again.body == delivery.body and again.status_code == 200
+    assert again.id == delivery.id
+    assert again.body == delivery.body
+    assert again.status_code == 200
     with world.receiver.lock:
         guids = [r.headers["x-github-delivery"] for r in world.receiver.received]
     assert guids.count(delivery.id) == 2
@@ -165,7 +169,8 @@ def test_app_caused_events_are_queued_not_blocking(world: World) -> None:
         assert resp.status_code == 201
     sim.wait_for_deliveries_idle(10)
     last = sim.deliveries_of("issue_comment", "created")[-1]
-    assert last.status_code is None and last.error is not None
+    assert last.status_code is None
+    assert last.error is not None
     assert last.payload["sender"]["login"] == "otto[bot]"
 
 

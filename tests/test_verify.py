@@ -135,7 +135,9 @@ CALC = "def add(a, b):\n    return a + b\n"
 
 def test_no_checks(sandbox: Sandbox, repo: Path) -> None:
     result = verify(sandbox, repo, detect_commands(repo), timeout_s=10, log_limit=10_000)
-    assert result.passed and result.no_checks and result.commands == []
+    assert result.passed
+    assert result.no_checks
+    assert result.commands == []
     assert "no checks found" in result.log
 
 
@@ -150,7 +152,9 @@ def test_passing_pytest(sandbox: Sandbox, repo: Path) -> None:
     _write(repo, {"pytest.ini": "[pytest]\npythonpath = .\n"})
     result = verify(sandbox, repo, detect_commands(repo), timeout_s=60, log_limit=20_000, env=PY_ENV)
     assert result.passed, result.log
-    assert result.exit_code == 0 and not result.timed_out and not result.no_checks
+    assert result.exit_code == 0
+    assert not result.timed_out
+    assert not result.no_checks
     assert result.failures == 0
     assert result.commands == ["python -m pytest -q"]
     assert result.log.startswith("$ python -m pytest -q\n")
@@ -173,7 +177,8 @@ def test_failing_pytest(sandbox: Sandbox, repo: Path) -> None:
     )
     result = verify(sandbox, repo, detect_commands(repo), timeout_s=60, log_limit=20_000, env=PY_ENV)
     assert not result.passed
-    assert result.exit_code == 1 and not result.timed_out
+    assert result.exit_code == 1
+    assert not result.timed_out
     assert result.failures == 1
     assert "one plus one is not three" in result.log
     assert result.failed_command == "python -m pytest -q"
@@ -184,11 +189,15 @@ def test_stops_at_the_first_failing_command(sandbox: Sandbox, repo: Path) -> Non
     result = verify(sandbox, repo, plan, timeout_s=10, log_limit=10_000)
     assert not result.passed
     assert result.commands == ["echo setting up", "echo broken >&2; exit 2"]
-    assert result.exit_code == 2 and result.failures is None
-    assert "SHOULD-NOT-RUN" not in result.log and "broken" in result.log and "setting up" in result.log
+    assert result.exit_code == 2
+    assert result.failures is None
+    assert "SHOULD-NOT-RUN" not in result.log
+    assert "broken" in result.log
+    assert "setting up" in result.log
     plan = VerifyPlan(verify=["echo lint failed; exit 1", "echo SHOULD-NOT-RUN"])
     result = verify(sandbox, repo, plan, timeout_s=10, log_limit=10_000)
-    assert result.commands == ["echo lint failed; exit 1"] and result.failures is None
+    assert result.commands == ["echo lint failed; exit 1"]
+    assert result.failures is None
 
 
 def test_timeout(sandbox: Sandbox, repo: Path) -> None:
@@ -197,8 +206,11 @@ def test_timeout(sandbox: Sandbox, repo: Path) -> None:
         sandbox, repo, VerifyPlan(verify=["echo begin; sleep 30"]), timeout_s=0.5, log_limit=10_000
     )
     assert time.monotonic() - started < 5
-    assert not result.passed and result.timed_out and result.exit_code is None
-    assert "begin" in result.log and "timed out after 0.5s" in result.log
+    assert not result.passed
+    assert result.timed_out
+    assert result.exit_code is None
+    assert "begin" in result.log
+    assert "timed out after 0.5s" in result.log
 
 
 def test_log_is_bounded(sandbox: Sandbox, repo: Path) -> None:
@@ -222,5 +234,7 @@ def test_checks_get_a_scrubbed_environment(
         sandbox, repo, VerifyPlan(verify=["env"]), timeout_s=10, log_limit=20_000, env={"EXTRA": "1"}
     )
     assert result.passed
-    assert "OTTO_WEBHOOK_SECRET" not in result.log and "GITHUB_TOKEN" not in result.log
-    assert "EXTRA=1" in result.log and "CI=true" in result.log
+    assert "OTTO_WEBHOOK_SECRET" not in result.log
+    assert "GITHUB_TOKEN" not in result.log
+    assert "EXTRA=1" in result.log
+    assert "CI=true" in result.log

@@ -53,7 +53,8 @@ async def test_example_parses_and_routes(event: str, index: int, payload: dict[s
     if event == "issues":
         assert handoff.started == []  # none of GitHub's examples carries the `otto` label
     for _, request in handoff.started:  # what reaches the engine is typed and complete
-        assert request.repo.installation_id > 0 and request.delivery_id == f"example-{index}"
+        assert request.repo.installation_id > 0
+        assert request.delivery_id == f"example-{index}"
 
 
 async def test_a_labeled_example_without_installation_starts_nothing() -> None:
@@ -63,7 +64,8 @@ async def test_a_labeled_example_without_installation_starts_nothing() -> None:
     human = dict(labeled, sender={**labeled["sender"], "type": "User"})
     human.pop("installation", None)
     outcome = await router.dispatch("issues", "d-2", json.dumps(human).encode())
-    assert outcome.status == 202 and handoff.started == []
+    assert outcome.status == 202
+    assert handoff.started == []
 
 
 async def test_an_example_with_the_trigger_label_asks_for_a_run() -> None:
@@ -76,7 +78,8 @@ async def test_an_example_with_the_trigger_label_asks_for_a_run() -> None:
     outcome = await router.dispatch("issues", "d-1", json.dumps(human).encode())
     assert outcome.status == 202
     [(delivery, request)] = handoff.started
-    assert delivery == "d-1" and isinstance(request, StartRun)
+    assert delivery == "d-1"
+    assert isinstance(request, StartRun)
     assert request.issue_number == labeled["issue"]["number"]
     assert request.repo.repo_id == labeled["repository"]["id"]
     assert request.repo.installation_id == 77

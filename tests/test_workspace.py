@@ -150,7 +150,8 @@ def test_the_checkouts_own_git_is_the_sandboxs_and_never_otto_s(
     git(wt.path, "commit", "-q", "-m", "the agent's own commit")
     marker.unlink(missing_ok=True)  # the agent's own git may run its own filter, inside its sandbox
     sha = ws.commit_all(wt, "agent work", BOT)
-    assert sha is not None and not marker.exists()  # Otto's git never ran the filter
+    assert sha is not None
+    assert not marker.exists()
     shown = subprocess.run(
         ["git", "--git-dir", str(wt.mirror), "show", f"{sha}:x.py"],
         capture_output=True,
@@ -217,7 +218,8 @@ def test_concurrent_tasks_from_one_mirror(ws: Workspace, origin: Origin) -> None
     assert not errors, errors
     assert set(results) == {f"t{i}" for i in range(4)}
     for name, wt in results.items():
-        assert (wt.path / "app.py").exists() and (wt.path / f"{name}.txt").exists()
+        assert (wt.path / "app.py").exists()
+        assert (wt.path / f"{name}.txt").exists()
         assert origin.sha(f"otto/1/{name}") == ws.head_sha(wt)
     assert len({wt.path for wt in results.values()}) == 4  # four checkouts, none shared
 
@@ -251,7 +253,8 @@ def test_merge_conflict_names_the_branch_and_cleans_up(ws: Workspace, origin: Or
     mirror = ws.sync_mirror("acme/demo", origin.url, None)
     with pytest.raises(MergeConflict) as info:
         ws.create_worktree(mirror, "b", "main", ["one", "two"], None, BOT)
-    assert info.value.branch == "two" and info.value.files == ["app.py"]
+    assert info.value.branch == "two"
+    assert info.value.files == ["app.py"]
     assert "'two'" in str(info.value)
     again = _task(ws, origin, "b")  # the checkout was given back: the next one takes the same slot, clean
     assert ws.head_sha(again) == origin.sha("main")
@@ -270,7 +273,9 @@ def test_resume_continues_on_the_task_branch(ws: Workspace, origin: Origin) -> N
     ws.remove_worktree(first)
 
     second = _task(ws, origin, "t1-a2", merge_branches=["does-not-matter"], resume_branch="otto/1/t1")
-    assert second.resumed and second.start_sha == sha1 and second.merged == {}
+    assert second.resumed
+    assert second.start_sha == sha1
+    assert second.merged == {}
     assert (second.path / "x.py").read_text() == "x = 1\n"
     (second.path / "x.py").write_text("x = 2\n")
     sha2 = ws.commit_all(second, "attempt 2", BOT)
@@ -280,7 +285,8 @@ def test_resume_continues_on_the_task_branch(ws: Workspace, origin: Origin) -> N
 
     # A resume branch that does not exist yet: start from base.
     fresh = _task(ws, origin, "t2-a1", resume_branch="otto/1/t2")
-    assert not fresh.resumed and fresh.start_sha == origin.sha("main")
+    assert not fresh.resumed
+    assert fresh.start_sha == origin.sha("main")
 
 
 def test_a_used_checkout_is_reset_to_exactly_its_commit(ws: Workspace, origin: Origin) -> None:
@@ -300,7 +306,8 @@ def test_a_used_checkout_is_reset_to_exactly_its_commit(ws: Workspace, origin: O
     assert again.path == path  # the same slot, reused warm
     assert sorted(p.name for p in again.path.iterdir()) == [".git", ".gitignore", "README.md", "app.py"]
     assert (again.path / "app.py").read_text() == "def add(a, b):\n    return a + b\n"
-    assert list(again.home.iterdir()) == [] and list(again.tmp.iterdir()) == []
+    assert list(again.home.iterdir()) == []
+    assert list(again.tmp.iterdir()) == []
     assert git(again.path, "status", "--porcelain", "--ignored") == ""
 
 
@@ -309,7 +316,8 @@ def test_a_checkout_that_cannot_be_reset_is_rebuilt(ws: Workspace, origin: Origi
     (wt.git_dir / "HEAD").write_text("garbage\n")  # a crash left Otto's git dir broken
     ws.remove_worktree(wt)
     again = _task(ws, origin, "t1")
-    assert again.path == wt.path and ws.head_sha(again) == origin.sha("main")
+    assert again.path == wt.path
+    assert ws.head_sha(again) == origin.sha("main")
     assert (again.path / "app.py").exists()
 
 
@@ -318,7 +326,9 @@ def test_busy_checkouts_are_not_shared_and_extra_ones_are_removed(ws: Workspace,
     assert len({w.path for w in held}) == 3
     for w in held:
         ws.remove_worktree(w)
-    assert held[0].path.exists() and held[1].path.exists() and not held[2].path.exists()
+    assert held[0].path.exists()
+    assert held[1].path.exists()
+    assert not held[2].path.exists()
 
 
 # --- commits --------------------------------------------------------------------------------------
@@ -331,7 +341,8 @@ def test_commit_identity_gitignore_and_nothing_to_commit(ws: Workspace, origin: 
     (wt.path / "debug.log").write_text("ignored\n")
     (wt.path / "README.md").unlink()
     sha = ws.commit_all(wt, "Add new.py\n\nBody line.", BOT)
-    assert sha is not None and sha == ws.head_sha(wt)
+    assert sha is not None
+    assert sha == ws.head_sha(wt)
     fmt = otto_git(wt, "log", "-1", "--format=%an|%ae|%cn|%ce|%B")
     assert fmt.startswith(f"{BOT.name}|{BOT.email}|{BOT.name}|{BOT.email}|Add new.py\n\nBody line.")
     files = otto_git(wt, "show", "--name-status", "--format=", "HEAD").splitlines()
@@ -351,7 +362,7 @@ def test_any_identity_object_works_and_is_validated(ws: Workspace, origin: Origi
     (wt.path / "y").write_text("y")
     with pytest.raises(WorkspaceError, match="identity"):
         ws.commit_all(wt, "y", Plain("evil\nname", "e@x"))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="single line"):
         GitIdentity(name="a<b>", email="x@y")
 
 
@@ -464,11 +475,13 @@ def test_remote_invocation_carries_the_header_outside_argv() -> None:
     args, env = remote_invocation(TOKEN)
     assert "credential.helper=" in args
     assert not any(TOKEN in a or "AUTHORIZATION" in a for a in args)
-    assert env["GIT_CONFIG_COUNT"] == "1" and env["GIT_CONFIG_KEY_0"] == "http.extraheader"
+    assert env["GIT_CONFIG_COUNT"] == "1"
+    assert env["GIT_CONFIG_KEY_0"] == "http.extraheader"
     value = env["GIT_CONFIG_VALUE_0"]
     assert value == auth_header(TOKEN)
     scheme, encoded = value.split(": ", 1)[1].split(" ", 1)
-    assert scheme == "basic" and base64.b64decode(encoded).decode() == f"x-access-token:{TOKEN}"
+    assert scheme == "basic"
+    assert base64.b64decode(encoded).decode() == f"x-access-token:{TOKEN}"
     assert remote_invocation(None)[1] == {}
 
 
@@ -476,7 +489,8 @@ def test_errors_are_redacted(ws: Workspace) -> None:
     with pytest.raises(WorkspaceError) as info:
         ws.sync_mirror("acme/demo", "http://127.0.0.1:9/x.git", TOKEN)
     message = str(info.value)
-    assert "fetch" in message and "127.0.0.1" in message
+    assert "fetch" in message
+    assert "127.0.0.1" in message
     assert TOKEN not in message
     assert base64.b64encode(f"x-access-token:{TOKEN}".encode()).decode() not in message
 
@@ -509,5 +523,7 @@ def test_git_sends_the_header_over_http_and_errors_stay_redacted(ws: Workspace) 
         server.shutdown()
         server.server_close()
     expected = "basic " + base64.b64encode(f"x-access-token:{TOKEN}".encode()).decode()
-    assert _Recorder.seen and all(h is not None and h.lower() == expected.lower() for h in _Recorder.seen)
-    assert TOKEN not in str(info.value) and expected.split()[1] not in str(info.value)
+    assert _Recorder.seen
+    assert all(h is not None and h.lower() == expected.lower() for h in _Recorder.seen)
+    assert TOKEN not in str(info.value)
+    assert expected.split()[1] not in str(info.value)

@@ -7,6 +7,7 @@ decides what may be reached. Standard library only; no Otto imports (Otto's code
 Usage: python3 forwarder.py PORT SOCKET -- COMMAND...
 """
 
+import contextlib
 import socket
 import subprocess
 import sys
@@ -24,10 +25,8 @@ def _pipe(src: socket.socket, dst: socket.socket) -> None:
         pass
     finally:
         for s in (src, dst):
-            try:
+            with contextlib.suppress(OSError):
                 s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
 
 def _serve(listener: socket.socket, path: str) -> None:

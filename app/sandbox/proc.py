@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import selectors
 import signal
@@ -47,10 +48,8 @@ def _exited(pid: int) -> bool:
 
 
 def _kill_group(pgid: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def run_bounded(
@@ -123,10 +122,8 @@ def run_bounded(
         finally:
             _kill_group(proc.pid)
             proc.stdout.close()
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):  # SIGKILL'd processes exit
                 proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL'd processes exit
-                pass
     return ProcResult(
         exit_code=None if timed_out else proc.returncode,
         timed_out=timed_out,

@@ -14,13 +14,14 @@ Otto's git never reads a config, attributes driver, hook or filter that sandboxe
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import subprocess
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import git as gitpython
@@ -216,12 +217,28 @@ class Git:
             argv += ["--work-tree", str(work_tree)]
         argv += list(args)
         runner = gitpython.cmd.Git(str(work_tree or git_dir or Path.cwd()))
-        stdin = None
-        try:
+        with contextlib.ExitStack() as stack:
+            stdin = None
             if input_text is not None:
-                stdin = tempfile.TemporaryFile()
+                stdin = stack.enter_context(tempfile.TemporaryFile())
                 stdin.write(input_text.encode("utf-8", "surrogateescape"))
                 stdin.seek(0)
+            status, out, err = self._execute(runner, argv, stdin, env, timeout_s, args[0])
+        result = GitResult(int(status or 0), str(out), str(err))
+        if check and result.returncode != 0:
+            raise WorkspaceError(self.describe(args, result))
+        return result
+
+    def _execute(
+        self,
+        runner: gitpython.cmd.Git,
+        argv: list[str],
+        stdin: Any,
+        env: Mapping[str, str] | None,
+        timeout_s: float,
+        name: str,
+    ) -> tuple[int | None, str, str]:
+        try:
             status, out, err = runner.execute(
                 argv,
                 istream=stdin if stdin is not None else subprocess.DEVNULL,
@@ -232,16 +249,10 @@ class Git:
                 strip_newline_in_stdout=False,
             )
         except gitpython.exc.GitCommandError as exc:  # killed after the timeout
-            raise WorkspaceError(self.clean(f"git {args[0]} timed out after {timeout_s:g}s: {exc}")) from None
+            raise WorkspaceError(self.clean(f"git {name} timed out after {timeout_s:g}s: {exc}")) from None
         except (OSError, gitpython.exc.GitCommandNotFound) as exc:
             raise WorkspaceError(self.clean(f"could not run git: {exc}")) from None
-        finally:
-            if stdin is not None:
-                stdin.close()
-        result = GitResult(int(status or 0), str(out), str(err))
-        if check and result.returncode != 0:
-            raise WorkspaceError(self.describe(args, result))
-        return result
+        return status, str(out), str(err)
 
     def describe(self, args: Sequence[str], proc: GitResult) -> str:
         detail = (proc.stderr.strip() or proc.stdout.strip())[-4000:]

@@ -94,7 +94,8 @@ def get_contents(request: Request, owner: str, repo: str, path: str) -> JSONResp
         return json(entries)
     data = gitrepo.read_blob(r.path, ref, path)
     sha = gitrepo.object_sha(r.path, ref, path)
-    assert data is not None and sha is not None
+    assert data is not None
+    assert sha is not None
     return json(render.content_file(r, sim.base_url, path, ref, sha, data))
 
 

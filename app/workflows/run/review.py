@@ -194,7 +194,8 @@ async def merged(run: Run, rec: TaskRecord, merge_sha: str | None) -> list[TaskR
 
 async def rebase_dependent(run: Run, dep: TaskRecord, merged_rec: TaskRecord, old_head: str) -> None:
     ctx = run.m.context
-    assert ctx is not None and dep.pr_number is not None
+    assert ctx is not None
+    assert dep.pr_number is not None
     base = ctx.base_branch
     new_head = await run.cpu_call(
         act.REBASE_BRANCH,
