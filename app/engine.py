@@ -366,5 +366,8 @@ def build_worker(
         activities=activities,  # type: ignore[arg-type]
         max_concurrent_activities=max(4, settings.max_parallel_tasks * 2 + 2),
         sticky_queue_schedule_to_start_timeout=timedelta(seconds=settings.sticky_queue_timeout_s),
+        # progress reaches the server within seconds (the SDK would otherwise wait 0.8 x the timeout)
+        max_heartbeat_throttle_interval=timedelta(seconds=max(0.5, settings.heartbeat_every_s * 2)),
+        default_heartbeat_throttle_interval=timedelta(seconds=max(0.5, settings.heartbeat_every_s * 2)),
         interceptors=[ObservabilityInterceptor()],
     )

@@ -13,10 +13,10 @@ from temporalio.activity import _Definition
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from app.activities.attempt import TaskActivities
 from app.activities.github import GitHubActivities
 from app.activities.intake import IntakeActivities
 from app.activities.model import ModelActivities
+from app.activities.tasks import TaskActivities
 from app.artifacts import ArtifactStore, store_from_settings
 from app.contracts.activities import BY_NAME, Queue
 from app.engine import TemporalHandoff, build_worker

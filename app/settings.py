@@ -72,7 +72,12 @@ class Settings(BaseSettings):
     verify_timeout_s: float = 900.0
     verify_log_limit: int = 60_000
     task_attempt_timeout_s: float = 3600.0
-    heartbeat_timeout_s: float = 60.0
+    heartbeat_timeout_s: float = Field(
+        default=15.0,
+        gt=0,
+        description="a worker that stops heartbeating this long has died: its task is retried",
+    )
+    heartbeat_every_s: float = Field(default=1.0, gt=0, description="how often a running task heartbeats")
     sticky_queue_timeout_s: float = 10.0  # how long a run's next step waits for the worker that ran it last
     max_pilot_retries: int = 1
     run_history_max_events: int = Field(

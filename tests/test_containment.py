@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from app.activities.attempt import safe_name
+from app.contracts.ids import safe_name
 from app.domain.run import RunPhase, TaskStatus
 from app.domain.sanitize import neutralise_markdown
 from tests.e2e import Otto, Repo, eventually, settled, status_comment, wait_for_state

@@ -1,565 +1,493 @@
-"""One task attempt, as one heartbeating activity: worktree → agent → commit → verify → push → draft PR.
+"""One task attempt as stages: prepare → agent → push the work in progress → verify and fix → publish.
 
-Its result is bounded (summary, log tail, counts, sha, PR); transcripts and full logs stay in the worker's
-artifact dir. Re-running it is safe: the branch is resumed, the PR and the check run are looked up first.
+An :class:`Attempt` lives for one ``execute_task`` activity call and carries what its stages share (the
+checkout, the agent, the verify result, the notes); :class:`AttemptProgress` goes out in every heartbeat.
 
-Surviving a dead worker: once the agent's change is committed it is pushed to the task branch as work in
-progress (before verification) and its sha, the agent's summary and usage go into the heartbeat details.
-A retried activity attempt (the worker died, its heartbeats stopped) that finds the branch still at that
-sha skips the agent and continues from verification; otherwise it starts over in a fresh worktree.
+Crash-safe (a worker killed mid-attempt, a power loss):
+
+- the agent's change is pushed as soon as it is committed (before verification), in a commit whose message
+  ends with ``Otto-Attempt: <task>/<attempt>``; a retried activity that finds the task branch's head to be
+  such a commit of *this* attempt skips the agent and continues with verification, so work already pushed is
+  never applied twice (the agent's summary is kept in the artifact store beside it);
+- every model call's usage is written to the artifact store as it happens; a retried activity adds what
+  the attempts before it spent, so a crash never loses spend from the run's cost and budget;
+- the PR and the check run are looked up before they are created, so a retry updates the same ones.
 
 Humans pushing to the branch: every push carries a lease on the head Otto last saw. When it is refused,
-Otto fetches, rebases its own new commits onto the human's head and pushes with a lease on that head; on
-a conflict the attempt ends with an error saying so. Nothing is ever forced over someone else's commits.
+Otto fetches, rebases its own new commits onto the human's head and pushes with a lease on that head; on a
+conflict the attempt ends with an error saying so. Nothing is ever forced over someone else's commits.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
-import re
-from collections.abc import AsyncIterator
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydantic import BaseModel
-from temporalio import activity
-from temporalio.client import Client
-from temporalio.exceptions import ApplicationError
 
 from app import prompts
 from app.activities.github import CheckConclusion, repo_client
 from app.agent.loop import Agent, AgentResult, Transcript
 from app.agent.tools import CommandTool, EditorTool
-from app.artifacts import (
-    ArtifactStore,
-    append_learning,
-    attempt_prefix,
-    mirrored,
-    run_key,
-    store_from_settings,
-)
-from app.contracts.io import ListFilesInput, RebaseInput, RepoFiles, TaskInput, TaskResult
-from app.contracts.messages import RunMessage
+from app.artifacts import ArtifactStore, attempt_prefix, put_quietly
+from app.contracts.io import AttemptProgress, TaskInput, TaskResult
 from app.domain.context import ContextPolicy
 from app.domain.links import attempt_url
 from app.domain.logs import tail
 from app.domain.progress import Outcome, failure_signature, made_progress
 from app.domain.redact import redact
 from app.domain.render import render_pr_body
-from app.domain.run import RunState, TaskStatus
+from app.domain.run import TaskStatus
 from app.domain.sanitize import quote_untrusted
 from app.domain.usage import BudgetExhausted, Usage
 from app.github_auth import GitHubApp, GitIdentity
-from app.llm import LLM, ModelError
-from app.sandbox import Mounts, Sandbox, SandboxUnavailable
+from app.llm import LLM
+from app.sandbox import Mounts, Sandbox
 from app.sandbox.bwrap import WORKSPACE
 from app.settings import Settings
 from app.verify import VerifyPlan, VerifyResult, resolve_plan, run_verify
-from app.workspace import MergeConflict, PushRejected, Workspace, WorkspaceError, Worktree
+from app.workspace import MergeConflict, PushRejected, Workspace, Worktree
 from app.workspace.checkouts import SANDBOX_OBJECTS
 
 log = logging.getLogger("otto.attempt")
 
 LOG_TAIL_BYTES = 3_000
-HEARTBEAT_EVERY_S = 1.0  # the SDK throttles what it sends; beating often gets a cancel delivered promptly
 LEARNING_CHARS = 600
 PUSH_REBASES = 3  # a human pushing again and again while Otto rebases: give up after this many
+TRAILER = "Otto-Attempt"
 
 
 class HumanPushed(Exception):
     """Someone else's commits on the task branch conflict with Otto's; nothing was pushed or forced."""
 
 
-class ResumePoint(BaseModel):
-    """What a dead activity attempt left in its heartbeat details: its work-in-progress push."""
+class Stopped(Exception):
+    """The run was stopped: nothing more is pushed."""
+
+
+class WorkInProgress(BaseModel):
+    """What the agent's pushed work needs for a retry to carry on from it (kept in the artifact store)."""
 
     sha: str
-    summary: str = ""
-    usage: Usage = Usage()
+    summary: str
 
 
-def resume_point(details: object) -> ResumePoint | None:
-    """The work-in-progress push recorded in the last heartbeat details, if any."""
-    if not isinstance(details, dict) or not isinstance(details.get("wip_sha"), str):
-        return None
-    try:
-        return ResumePoint(
-            sha=details["wip_sha"],
-            summary=str(details.get("summary") or ""),
-            usage=Usage.model_validate(details.get("usage") or {}),
-        )
-    except ValueError:
-        return None
+@dataclass
+class Services:
+    """What an attempt uses (held by the task activities)."""
 
-
-def safe_name(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")
-
-
-@contextlib.asynccontextmanager
-async def heartbeating(progress: dict[str, object]) -> AsyncIterator[None]:
-    """Heartbeat every few seconds (with the current progress) while blocking work runs in threads."""
-
-    async def beat() -> None:
-        while True:
-            activity.heartbeat(dict(progress))
-            await asyncio.sleep(HEARTBEAT_EVERY_S)
-
-    task = asyncio.create_task(beat())
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
-class TaskActivities:
-    def __init__(
-        self,
-        settings: Settings,
-        app: GitHubApp,
-        llm: LLM,
-        workspace: Workspace,
-        sandbox: Sandbox,
-        client: Client | None = None,
-        store: ArtifactStore | None = None,
-    ) -> None:
-        self.store = store or store_from_settings(settings)
-        self.client = client
-        self.settings = settings
-        self.app = app
-        self.llm = llm
-        self.workspace = workspace
-        self.sandbox = sandbox
+    settings: Settings
+    app: GitHubApp
+    llm: LLM
+    workspace: Workspace
+    sandbox: Sandbox
+    store: ArtifactStore
+    stop_requested: Callable[[str], asyncio.Future[bool]] | None = None
 
     def secrets(self) -> list[str]:
         return self.app.cached_tokens() + self.settings.secret_values()
 
-    @activity.defn
-    async def list_repo_files(self, inp: ListFilesInput) -> RepoFiles:
-        token = await self.app.installation_token(inp.repo.installation_id)
-        try:
-            mirror = await asyncio.to_thread(
-                self.workspace.sync_mirror, inp.repo.full_name, inp.clone_url, token
-            )
-            files = await asyncio.to_thread(self.workspace.list_files, mirror, inp.branch)
-        except WorkspaceError as e:
-            raise ApplicationError(
-                f"Could not read the repository: {redact(str(e), self.secrets())}", type="WorkspaceError"
-            ) from e
-        return RepoFiles(files=files[:2000], total=len(files))
 
-    @activity.defn
-    async def rebase_branch(self, inp: RebaseInput) -> str | None:
-        """Rebase a dependent's branch onto the base branch after its dependency was squash/rebase-merged and
-        push it with a lease. Returns the new head, or None when the rebase conflicts (nothing is pushed)."""
-        ws = self.workspace
-        token = await self.app.installation_token(inp.repo.installation_id)
-        identity = await self.app.bot_identity(inp.repo.installation_id)
-        try:
-            mirror = await asyncio.to_thread(ws.sync_mirror, inp.repo.full_name, inp.clone_url, token)
-            remote = await asyncio.to_thread(ws.remote_branch_sha, mirror, inp.branch)
-            if remote is None:
-                return None
-            name = f"{safe_name(inp.run_id)}-rebase-{safe_name(inp.branch)}"
-            worktree = await asyncio.to_thread(
-                ws.create_worktree, mirror, name, inp.onto, [], inp.branch, identity
-            )
-            try:
-                try:
-                    await asyncio.to_thread(ws.rebase_onto, worktree, inp.onto, inp.upstream_sha, identity)
-                except MergeConflict:
-                    return None
-                return await asyncio.to_thread(
-                    ws.push, worktree, inp.clone_url, token, inp.branch, inp.expected_sha or remote
-                )
-            finally:
-                await asyncio.to_thread(ws.remove_worktree, worktree)
-        except WorkspaceError as e:
-            raise ApplicationError(
-                f"Rebasing {inp.branch} failed: {redact(str(e), self.secrets())}", type="WorkspaceError"
-            ) from e
+def attempt_trailer(inp: TaskInput) -> str:
+    return f"{TRAILER}: {inp.task.id}/{inp.attempt}"
 
-    @activity.defn
-    async def execute_task(self, inp: TaskInput) -> TaskResult:
-        progress: dict[str, object] = {"task": inp.task.id, "attempt": inp.attempt, "stage": "workspace"}
-        prefix = attempt_prefix(inp.run_id, inp.task.id, inp.attempt)
-        # artifacts are written to a scratch dir and mirrored to the store; a retried activity (e.g. on
-        # another worker after this one died) starts from what the store has
-        scratch = self.settings.scratch_dir / f"{run_key(prefix)}-{activity.info().attempt}"
-        async with (
-            heartbeating(progress),
-            mirrored(
-                self.store,
-                scratch,
-                prefix,
-                hydrate=activity.info().attempt > 1,
-                every_s=self.settings.artifact_sync_s,
-            ) as artifacts,
-        ):
-            try:
-                result = await self._execute(inp, progress, artifacts)
-                await self._write_context(inp, result)
-                return result
-            except SandboxUnavailable as e:
-                raise ApplicationError(
-                    f"Otto will not run this task's commands: {e}",
-                    type="SandboxUnavailable",
-                    non_retryable=True,
-                ) from e
-            except WorkspaceError as e:
-                raise ApplicationError(
-                    f"git failed for task {inp.task.id}: {redact(str(e), self.secrets())}",
-                    type="WorkspaceError",
-                    non_retryable=True,
-                ) from e
-            except ModelError as e:
-                raise ApplicationError(
-                    f"Task {inp.task.id}: {e}.", type="ModelError", non_retryable=True
-                ) from e
 
-    async def _execute(self, inp: TaskInput, progress: dict[str, object], artifacts: Path) -> TaskResult:
-        s = self.settings
-        ws = self.workspace
-        await asyncio.to_thread(self.sandbox.ensure_available)  # fail closed before touching anything
-        token = await self.app.installation_token(inp.repo.installation_id)
-        identity = await self.app.bot_identity(inp.repo.installation_id)
+@dataclass
+class Attempt:
+    svc: Services
+    inp: TaskInput
+    artifacts: Path
+    activity_attempt: int  # 1 for the first try of this task attempt, more after a crash
+    progress: AttemptProgress
+    token: str = ""
+    identity: GitIdentity | None = None
+    mirror: Path | None = None
+    remote_sha: str | None = None  # the task branch's head as Otto knows it
+    worktree: Worktree | None = None
+    agent: Agent | None = None
+    result: AgentResult | None = None
+    verified: VerifyResult | None = None
+    rounds: int = 0
+    notes: list[str] = field(default_factory=list)  # why the attempt stopped short (budget, limits)
+    budget_spent: bool = False
+    prior_usage: Usage = field(default_factory=Usage)  # what crashed tries of this attempt spent
+    usage_seq: int = 0
 
-        info = activity.info()
-        resume = resume_point(info.heartbeat_details[-1]) if info.heartbeat_details else None
-        mirror = await asyncio.to_thread(ws.sync_mirror, inp.repo.full_name, inp.clone_url, token)
-        remote_sha = await asyncio.to_thread(ws.remote_branch_sha, mirror, inp.branch)
-        if resume is not None and resume.sha != remote_sha:
-            resume = None  # the branch moved since (or was deleted): start over
-        worktree = await asyncio.to_thread(
+    @property
+    def prefix(self) -> str:
+        return attempt_prefix(self.inp.run_id, self.inp.task.id, self.inp.attempt)
+
+    # --- stage 1: the checkout ----------------------------------------------------------------------
+    async def prepare(self) -> WorkInProgress | None:
+        """The checkout, the agent; returns the work a crashed try of this attempt already pushed."""
+        svc, inp, ws = self.svc, self.inp, self.svc.workspace
+        await asyncio.to_thread(svc.sandbox.ensure_available)  # fail closed before touching anything
+        self.token = await svc.app.installation_token(inp.repo.installation_id)
+        self.identity = await svc.app.bot_identity(inp.repo.installation_id)
+        self.prior_usage = await asyncio.to_thread(self._spent_before)
+        self.mirror = await asyncio.to_thread(ws.sync_mirror, inp.repo.full_name, inp.clone_url, self.token)
+        self.remote_sha = await asyncio.to_thread(ws.remote_branch_sha, self.mirror, inp.branch)
+        resumed = await asyncio.to_thread(self._pushed_before)
+        self.worktree = await asyncio.to_thread(
             ws.create_worktree,
-            mirror,
-            f"{safe_name(inp.run_id)}-{inp.task.id}-{inp.attempt}",
+            self.mirror,
+            f"{inp.run_id}-{inp.task.id}-{inp.attempt}",
             inp.base_branch,
-            [] if remote_sha else inp.dependency_branches,
-            inp.branch if remote_sha else None,
-            identity,
+            [] if self.remote_sha else inp.dependency_branches,
+            inp.branch if self.remote_sha else None,
+            self.identity,
         )
+        self.agent = self._agent()
+        return resumed
+
+    def _pushed_before(self) -> WorkInProgress | None:
+        """This attempt's own commit at the branch's head (a crashed try pushed it), with its summary."""
+        if self.remote_sha is None or self.mirror is None or self.activity_attempt == 1:
+            return None
+        message = self.svc.workspace.commit_message(self.mirror, self.remote_sha)
+        if attempt_trailer(self.inp) not in message.splitlines():
+            return None
+        stored = self.svc.store.get_text(f"{self.prefix}/wip.json")
+        wip = WorkInProgress.model_validate_json(stored) if stored else None
+        return (
+            wip
+            if wip is not None and wip.sha == self.remote_sha
+            else WorkInProgress(sha=self.remote_sha, summary="")
+        )
+
+    def _spent_before(self) -> Usage:
+        total = Usage()
+        for info in self.svc.store.list(f"{self.prefix}/usage/"):
+            if info.key.split("/")[-1].startswith(f"{self.activity_attempt}-"):
+                continue
+            text = self.svc.store.get_text(info.key)
+            if text:
+                total = total + Usage.model_validate_json(text)
+        return total
+
+    def _record_usage(self, usage: Usage) -> None:
+        self.usage_seq += 1
+        key = f"{self.prefix}/usage/{self.activity_attempt}-{self.usage_seq:05d}.json"
+        put_quietly(self.svc.store, key, usage.model_dump_json())
+
+    def mounts(self) -> Mounts:
+        wt = self.worktree
+        assert wt is not None
+        objects = ((wt.objects, SANDBOX_OBJECTS),) if self.svc.sandbox.enabled else ()
+        return Mounts(workdir=wt.path, home=wt.home, tmp=wt.tmp, ro_binds=objects)
+
+    def _agent(self) -> Agent:
+        s, inp, sandbox = self.svc.settings, self.inp, self.svc.sandbox
+        assert self.worktree is not None
+        assert self.identity is not None
+        return Agent(
+            self.svc.llm,
+            editor=EditorTool(
+                self.worktree.path,
+                output_limit=s.command_output_limit,
+                alias=WORKSPACE if sandbox.enabled else None,
+                owner=sandbox.owner,
+            ),
+            shell=CommandTool(
+                sandbox,
+                self.mounts(),
+                s.command_timeout_s,
+                s.command_output_limit,
+                git_identity_env(self.identity),
+            ),
+            system=prompts.render(
+                "agent_system",
+                denied=", ".join(inp.config.paths_denied) or "(none)",
+                workspace=WORKSPACE if sandbox.enabled else "the repository root",
+            ),
+            # a later attempt is a new conversation, told apart in logs and scripted scenarios
+            task_id=inp.task.id if inp.attempt == 1 else f"{inp.task.id}.{inp.attempt}",
+            model=inp.model,
+            max_steps=s.agent_max_steps,
+            transcript=Transcript(self.artifacts / "transcript.jsonl", self.svc.secrets()),
+            on_step=lambda step: setattr(self.progress, "step", step),
+            on_usage=self._record_usage,
+            budget_usd=inp.budget_left_usd,
+            max_tokens=s.agent_max_tokens,
+            max_tokens_limit=s.agent_max_tokens_limit,
+            context=ContextPolicy.for_model(
+                inp.model,
+                s.agent_context_threshold_tokens,
+                s.agent_context_keep_tool_results,
+                s.agent_max_tokens_limit,
+            ),
+        )
+
+    def verify_plan(self) -> VerifyPlan:
+        assert self.worktree is not None
+        return resolve_plan(self.worktree.path, self.inp.config.setup, self.inp.config.verify)
+
+    # --- stage 2: the agent, and its work pushed at once --------------------------------------------
+    async def work(self) -> TaskResult | None:
+        """Run the agent, commit and push its change; a result when the attempt ends here."""
+        agent = self.agent
+        assert agent is not None
+        self.progress.stage = "agent"
         try:
-            root = worktree.path
-            mounts = self._mounts(worktree)
-            verify_plan = resolve_plan(root, inp.config.setup, inp.config.verify)
-            progress["stage"] = "agent"
-            agent = Agent(
-                self.llm,
-                editor=EditorTool(
-                    root,
-                    output_limit=s.command_output_limit,
-                    alias=WORKSPACE if self.sandbox.enabled else None,
-                    owner=self.sandbox.owner,
-                ),
-                shell=CommandTool(
-                    self.sandbox,
-                    mounts,
-                    s.command_timeout_s,
-                    s.command_output_limit,
-                    _git_identity_env(identity),
-                ),
-                system=prompts.render(
-                    "agent_system",
-                    denied=", ".join(inp.config.paths_denied) or "(none)",
-                    workspace=WORKSPACE if self.sandbox.enabled else "the repository root",
-                ),
-                # a later attempt is a new conversation, told apart in logs and scripted scenarios
-                task_id=inp.task.id if inp.attempt == 1 else f"{inp.task.id}.{inp.attempt}",
-                model=inp.model,
-                max_steps=s.agent_max_steps,
-                transcript=Transcript(artifacts / "transcript.jsonl", self.secrets()),
-                on_step=lambda step: progress.update(step=step),
-                budget_usd=inp.budget_left_usd,
-                max_tokens=s.agent_max_tokens,
-                max_tokens_limit=s.agent_max_tokens_limit,
-                context=ContextPolicy.for_model(
-                    inp.model,
-                    s.agent_context_threshold_tokens,
-                    s.agent_context_keep_tool_results,
-                    s.agent_max_tokens_limit,
-                ),
+            self.result = await agent.run(self.prompt())
+        except BudgetExhausted as e:
+            self._budget(f"stopped: the run's budget is spent ({e})")
+            self.result = AgentResult(
+                "The agent was stopped because the run's budget is spent.", agent.steps, "budget", agent.usage
             )
-            budget_note = ""
-            prior_usage = Usage()
-            if resume is not None:
-                # a previous attempt of this activity pushed the agent's work before it died: verify it
-                result = AgentResult(resume.summary, 0, "resumed", Usage())
-                prior_usage = resume.usage
-                progress.update(wip_sha=resume.sha, summary=resume.summary, usage=resume.usage.model_dump())
-            else:
-                try:
-                    result = await agent.run(self._prompt(inp, verify_plan))
-                except BudgetExhausted as e:
-                    budget_note = f"stopped: the run's budget is spent ({e})"
-                    result = AgentResult(
-                        "The agent was stopped because the run's budget is spent.",
-                        agent.steps,
-                        "budget",
-                        agent.usage,
-                    )
-                new_sha = await self._commit(worktree, inp, identity, "")
-                if new_sha is None and remote_sha is None:
-                    return TaskResult(
-                        task_id=inp.task.id,
-                        status=TaskStatus.ERROR,
-                        summary=result.summary,
-                        budget_exhausted=bool(budget_note),
-                        error=budget_note
-                        or (f"{result.note}; " if result.note else "")
-                        + "the agent made no changes, so there is nothing to push",
-                        usage=agent.usage,
-                        learning=_learning(inp, "made no change", result.summary),
-                    )
-                if new_sha is not None:
-                    # work in progress on the branch, so a retry after a dead worker can resume from here
-                    progress["stage"] = "push (work in progress)"
-                    await self._check_stop(inp.run_id)
-                    try:
-                        remote_sha = await self._push(worktree, inp, mirror, token, identity, remote_sha)
-                    except HumanPushed as e:
-                        return self._human_pushed(inp, result.summary, agent.usage, str(e))
-                    progress.update(
-                        wip_sha=remote_sha, summary=result.summary[:2000], usage=agent.usage.model_dump()
-                    )
-                    activity.heartbeat(dict(progress))
+        new_sha = await self.commit("")
+        if new_sha is None and self.remote_sha is None:
+            note = self.result.note
+            return self.ended(
+                TaskStatus.ERROR,
+                "; ".join(self.notes)
+                or (f"{note}; " if note else "") + "the agent made no changes, so there is nothing to push",
+                "made no change",
+            )
+        if new_sha is not None:
+            self.progress.stage = "push (work in progress)"
+            pushed = await self.push()
+            if isinstance(pushed, TaskResult):
+                return pushed
+            self.progress.wip_sha = pushed
+            wip = WorkInProgress(sha=pushed, summary=self.result.summary[:4000])
+            put_quietly(
+                self.svc.store, f"{self.prefix}/wip.json", redact(wip.model_dump_json(), self.svc.secrets())
+            )
+        return None
 
-            progress["stage"] = "verify"
-            verified = await self._verify(mounts, inp, verify_plan, artifacts, 0)
-            rounds, stop_note = 0, ""
-            while not verified.passed and not budget_note:
-                if rounds >= inp.config.max_fix_rounds:
-                    stop_note = f"stopped after {rounds} fix round(s): the limit"
-                    break
-                if agent.exhausted:
-                    why = agent.ended or "the agent's step limit"
-                    stop_note = f"stopped after {rounds} fix round(s): {why}"
-                    break
-                rounds += 1
-                progress.update(stage=f"fix round {rounds}")
-                prompt = _fix_prompt(verified, rounds, inp.config.max_fix_rounds)
-                if not agent.messages:  # resumed: a new conversation needs the task too
-                    prompt = self._prompt(inp, verify_plan) + "\n\n" + prompt
-                try:
-                    result = await agent.run(prompt)
-                except BudgetExhausted as e:
-                    budget_note = f"stopped in fix round {rounds}: the run's budget is spent ({e})"
-                    break
-                await self._commit(worktree, inp, identity, f" (fix round {rounds})")
-                again = await self._verify(mounts, inp, verify_plan, artifacts, rounds)
-                progressed = made_progress(_outcome(verified), _outcome(again))
-                verified = again
-                if not progressed and not again.passed:
-                    stop_note = f"stopped after {rounds} fix round(s): the last one made no progress"
-                    break
-            log = verified.log
-            (artifacts / "summary.md").write_text(
-                redact(result.summary, self.secrets()) + "\n", encoding="utf-8"
-            )
-            _write_agent_report(artifacts, agent.steps, result)
+    def resume(self, wip: WorkInProgress) -> None:
+        """A crashed try of this attempt pushed the agent's work: carry on from verification."""
+        self.result = AgentResult(wip.summary, 0, "resumed", Usage())
+        self.progress.wip_sha = wip.sha
 
-            progress["stage"] = "push"
-            await self._check_stop(inp.run_id)
-            head = await asyncio.to_thread(ws.head_sha, worktree)
-            if head != remote_sha:  # fix rounds added commits (the agent's own were pushed already)
-                try:
-                    pushed = await self._push(worktree, inp, mirror, token, identity, remote_sha)
-                except HumanPushed as e:
-                    return self._human_pushed(inp, result.summary, prior_usage + agent.usage, str(e))
-                if pushed != head:  # rebased onto a human's commits: check what is on the branch now
-                    verified = await self._verify(mounts, inp, verify_plan, artifacts, rounds)
-                    log = verified.log
-                head = pushed
-            pr_base = inp.pr_base or inp.base_branch
-            files = [f.path for f in await asyncio.to_thread(ws.changed_files, worktree, pr_base)]
-            diff = await asyncio.to_thread(ws.pr_diff, worktree, pr_base)
-            (artifacts / "diff.patch").write_text(redact(diff, self.secrets()), encoding="utf-8")
-            link = attempt_url(s.public_url, inp.run_id, inp.task.id, inp.attempt)
-
-            progress["stage"] = "pull request"
-            gh = await repo_client(self.app, inp.repo)
-            log_tail = tail(log, LOG_TAIL_BYTES)
-            body = redact(
-                render_pr_body(
-                    run_id=inp.run_id,
-                    issue_number=inp.issue_number,
-                    task=inp.task,
-                    summary=result.summary,
-                    files=files,
-                    verify_passed=verified.passed,
-                    no_checks=verified.no_checks,
-                    failures=verified.failures,
-                    commands=verified.commands,
-                    log_tail=log_tail,
-                    attempt=inp.attempt,
-                    fix_rounds=rounds,
-                    refused=[r.describe() for r in worktree.refused],
-                    attempt_url=link,
-                ),
-                self.secrets(),
-            )
-            pr = await gh.upsert_draft_pr(
-                head=inp.branch,
-                base=pr_base,
-                title=f"[Otto #{inp.issue_number}] {inp.task.title}",
-                body=body,
-            )
-            conclusion: CheckConclusion = (
-                "neutral" if verified.no_checks else ("success" if verified.passed else "failure")
-            )
-            await gh.upsert_check_run(
-                head_sha=head,
-                conclusion=conclusion,
-                title="Checks passed" if verified.passed else "Checks failed",
-                summary=f"`{'`, `'.join(verified.commands) or 'no checks found'}`"
-                + (f" — {verified.failures} failing" if verified.failures else "")
-                + (f" — {budget_note or stop_note}" if budget_note or stop_note else ""),
-                text=f"```\n{log}\n```",
-                details_url=link,
-            )
-            status = TaskStatus.PASSED if verified.passed else TaskStatus.FAILED
-            return TaskResult(
-                task_id=inp.task.id,
-                status=status,
-                summary=result.summary,
-                budget_exhausted=bool(budget_note),
-                error=budget_note or stop_note,
-                fix_rounds=rounds,
-                verify_passed=verified.passed,
-                verify_log_tail=log_tail,
-                failures=verified.failures,
-                head_sha=head,
-                pr_number=pr.number,
-                pr_url=pr.url,
-                files_changed=files,
-                refused_changes=[r.describe() for r in worktree.refused],
-                usage=prior_usage + agent.usage,
-                learning=_learning(inp, status.value, result.summary),
-            )
-        finally:
-            await asyncio.to_thread(ws.remove_worktree, worktree)
-
-    async def _push(
-        self,
-        worktree: Worktree,
-        inp: TaskInput,
-        mirror: Path,
-        token: str,
-        identity: GitIdentity,
-        lease: str | None,
-    ) -> str:
-        """Push HEAD with a lease on ``lease`` (the head Otto last saw; None: the branch must not exist).
-
-        Refused because someone else pushed: fetch, rebase the commits after ``lease`` onto their head and
-        push with a lease on that head (a few times at most). A conflict raises :class:`HumanPushed`."""
-        ws = self.workspace
-        upstream = lease or worktree.start_sha
-        for _ in range(PUSH_REBASES):
+    # --- stage 3: the checks and fix rounds ------------------------------------------------------------
+    async def verify_and_fix(self) -> None:
+        agent, inp = self.agent, self.inp
+        assert agent is not None
+        assert self.result is not None
+        plan = self.verify_plan()
+        self.progress.stage = "verify"
+        verified = await self.verify(plan)
+        while not verified.passed and not self.budget_spent:
+            if self.rounds >= inp.config.max_fix_rounds:
+                self.notes.append(f"stopped after {self.rounds} fix round(s): the limit")
+                break
+            if agent.exhausted:
+                why = agent.ended or "the agent's step limit"
+                self.notes.append(f"stopped after {self.rounds} fix round(s): {why}")
+                break
+            self.rounds += 1
+            self.progress.stage, self.progress.fix_round = f"fix round {self.rounds}", self.rounds
+            prompt = fix_prompt(verified, self.rounds, inp.config.max_fix_rounds)
+            if not agent.messages:  # resumed: a new conversation needs the task too
+                prompt = self.prompt() + "\n\n" + prompt
             try:
-                return await asyncio.to_thread(ws.push, worktree, inp.clone_url, token, inp.branch, lease)
-            except PushRejected:
-                await asyncio.to_thread(ws.sync_mirror, inp.repo.full_name, inp.clone_url, token)
-                theirs = await asyncio.to_thread(ws.remote_branch_sha, mirror, inp.branch)
-                if theirs is None or theirs == lease:
-                    raise  # refused for another reason (e.g. a protected branch)
-                try:
-                    await asyncio.to_thread(ws.rebase_onto, worktree, inp.branch, upstream, identity)
-                except MergeConflict:
-                    raise HumanPushed(
-                        f"someone else pushed to {inp.branch} (now at {theirs[:7]}) while this attempt ran, "
-                        "and Otto's commits conflict with theirs; nothing was forced and Otto's work was "
-                        "not pushed"
-                    ) from None
-                upstream = lease = theirs
-        raise HumanPushed(
-            f"{inp.branch} kept moving while Otto rebased onto it; nothing was forced and Otto's work was "
-            "not pushed"
-        )
+                self.result = await agent.run(prompt)
+            except BudgetExhausted as e:
+                self._budget(f"stopped in fix round {self.rounds}: the run's budget is spent ({e})")
+                break
+            await self.commit(f" (fix round {self.rounds})")
+            again = await self.verify(plan)
+            progressed = made_progress(outcome_of(verified), outcome_of(again))
+            verified = again
+            if not progressed and not again.passed:
+                self.notes.append(f"stopped after {self.rounds} fix round(s): the last one made no progress")
+                break
+        self.verified = verified
 
-    def _human_pushed(self, inp: TaskInput, summary: str, usage: Usage, note: str) -> TaskResult:
-        return TaskResult(
-            task_id=inp.task.id,
-            status=TaskStatus.ERROR,
-            summary=summary,
-            error=note,
-            usage=usage,
-            learning=_learning(inp, "not pushed: a human pushed", summary),
-        )
-
-    async def _check_stop(self, inp_run_id: str) -> None:
-        if await self._stop_requested(inp_run_id):
-            raise ApplicationError(
-                "the run was stopped; nothing more is pushed", type="Stopped", non_retryable=True
-            )
-
-    async def _write_context(self, inp: TaskInput, result: TaskResult) -> None:
-        """The run's learnings as they accrue, one line per finished attempt: ``context.md`` in the store."""
-        if not result.learning:
-            return
-        try:
-            await asyncio.to_thread(
-                append_learning,
-                self.store,
-                inp.run_id,
-                inp.task.id,
-                inp.attempt,
-                redact(result.learning, self.secrets()),
-            )
-        except Exception:  # an artifact must not fail the task it describes
-            log.warning("could not record the learning of %s", inp.task.id, exc_info=True)
-
-    async def _commit(
-        self, worktree: Worktree, inp: TaskInput, identity: GitIdentity, suffix: str
-    ) -> str | None:
-        message = (
-            f"{inp.task.title}{suffix}\n\n"
-            f"Part of #{inp.issue_number} (Otto task {inp.task.id}, attempt {inp.attempt})."
-        )
-        return await asyncio.to_thread(
-            self.workspace.commit_all, worktree, message, identity, inp.config.paths_denied
-        )
-
-    async def _verify(
-        self, mounts: Mounts, inp: TaskInput, plan: VerifyPlan, artifacts: Path, round_no: int
-    ) -> VerifyResult:
-        s = self.settings
+    async def verify(self, plan: VerifyPlan) -> VerifyResult:
+        s, inp = self.svc.settings, self.inp
         network = s.sandbox_setup_network == "always" or (
             s.sandbox_setup_network == "repo" and inp.config.network == "setup"
         )
         result: VerifyResult = await asyncio.to_thread(
             run_verify,
-            self.sandbox,
-            mounts,
+            self.svc.sandbox,
+            self.mounts(),
             plan,
             s.verify_timeout_s,
             s.verify_log_limit,
             setup_network=network,
         )
-        result.log = redact(result.log, self.secrets())
-        (artifacts / f"verify.{round_no}.log").write_text(result.log, encoding="utf-8")
+        result.log = redact(result.log, self.svc.secrets())
+        (self.artifacts / f"verify.{self.rounds}.log").write_text(result.log, encoding="utf-8")
         return result
 
-    def _mounts(self, wt: Worktree) -> Mounts:
-        objects = ((wt.objects, SANDBOX_OBJECTS),) if self.sandbox.enabled else ()
-        return Mounts(workdir=wt.path, home=wt.home, tmp=wt.tmp, ro_binds=objects)
+    # --- stage 4: the branch, the PR, the check run ---------------------------------------------------------
+    async def publish(self) -> TaskResult:
+        svc, inp, ws = self.svc, self.inp, self.svc.workspace
+        assert self.worktree is not None
+        assert self.result is not None
+        assert self.verified is not None
+        self.write_reports()
+        self.progress.stage = "push"
+        head = await asyncio.to_thread(ws.head_sha, self.worktree)
+        if head != self.remote_sha:  # fix rounds added commits (the agent's own were pushed already)
+            pushed = await self.push()
+            if isinstance(pushed, TaskResult):
+                return pushed
+            if pushed != head:  # rebased onto a human's commits: check what is on the branch now
+                self.verified = await self.verify(self.verify_plan())
+            head = pushed
+        pr_base = inp.pr_base or inp.base_branch
+        files = [f.path for f in await asyncio.to_thread(ws.changed_files, self.worktree, pr_base)]
+        diff = await asyncio.to_thread(ws.pr_diff, self.worktree, pr_base)
+        (self.artifacts / "diff.patch").write_text(redact(diff, svc.secrets()), encoding="utf-8")
+        link = attempt_url(svc.settings.public_url, inp.run_id, inp.task.id, inp.attempt)
+        self.progress.stage = "pull request"
+        verified = self.verified
+        gh = await repo_client(svc.app, inp.repo)
+        log_tail = tail(verified.log, LOG_TAIL_BYTES)
+        refused = [r.describe() for r in self.worktree.refused]
+        body = render_pr_body(
+            run_id=inp.run_id,
+            issue_number=inp.issue_number,
+            task=inp.task,
+            summary=self.result.summary,
+            files=files,
+            verify_passed=verified.passed,
+            no_checks=verified.no_checks,
+            failures=verified.failures,
+            commands=verified.commands,
+            log_tail=log_tail,
+            attempt=inp.attempt,
+            fix_rounds=self.rounds,
+            refused=refused,
+            attempt_url=link,
+        )
+        title = f"[Otto #{inp.issue_number}] {inp.task.title}"
+        pr = await gh.upsert_draft_pr(
+            head=inp.branch, base=pr_base, title=title, body=redact(body, svc.secrets())
+        )
+        conclusion: CheckConclusion = (
+            "neutral" if verified.no_checks else ("success" if verified.passed else "failure")
+        )
+        note = "; ".join(self.notes)
+        await gh.upsert_check_run(
+            head_sha=head,
+            conclusion=conclusion,
+            title="Checks passed" if verified.passed else "Checks failed",
+            summary=f"`{'`, `'.join(verified.commands) or 'no checks found'}`"
+            + (f" — {verified.failures} failing" if verified.failures else "")
+            + (f" — {note}" if note else ""),
+            text=f"```\n{verified.log}\n```",
+            details_url=link,
+        )
+        status = TaskStatus.PASSED if verified.passed else TaskStatus.FAILED
+        return TaskResult(
+            task_id=inp.task.id,
+            status=status,
+            summary=self.result.summary,
+            budget_exhausted=self.budget_spent,
+            error=note,
+            fix_rounds=self.rounds,
+            verify_passed=verified.passed,
+            verify_log_tail=log_tail,
+            failures=verified.failures,
+            head_sha=head,
+            pr_number=pr.number,
+            pr_url=pr.url,
+            files_changed=files,
+            refused_changes=refused,
+            usage=self.usage(),
+            learning=learning(inp, status.value, self.result.summary),
+        )
 
-    async def _stop_requested(self, run_id: str) -> bool:
-        """Look before you push: a stopped run pushes nothing (its cancel may still be on the way)."""
-        if self.client is None:
-            return False
-        try:
-            state = await self.client.get_workflow_handle(run_id).query(
-                RunMessage.STATUS, result_type=RunState
-            )
-        except Exception:  # the run can't be asked (e.g. a standalone test): don't block the push
-            return False
-        return state.stop_requested_by is not None
+    # --- shared steps ------------------------------------------------------------------------------------
+    def usage(self) -> Usage:
+        return self.prior_usage + (self.agent.usage if self.agent else Usage())
 
-    def _prompt(self, inp: TaskInput, verify_plan: VerifyPlan) -> str:
+    def ended(self, status: TaskStatus, error: str, outcome: str) -> TaskResult:
+        summary = self.result.summary if self.result else ""
+        return TaskResult(
+            task_id=self.inp.task.id,
+            status=status,
+            summary=summary,
+            budget_exhausted=self.budget_spent,
+            error=error,
+            usage=self.usage(),
+            learning=learning(self.inp, outcome, summary),
+        )
+
+    def _budget(self, note: str) -> None:
+        self.budget_spent = True
+        self.notes.append(note)
+
+    def write_reports(self) -> None:
+        assert self.result is not None
+        (self.artifacts / "summary.md").write_text(
+            redact(self.result.summary, self.svc.secrets()) + "\n", encoding="utf-8"
+        )
+        steps = self.agent.steps if self.agent else 0
+        report = {**self.result.report(), "steps": steps}
+        (self.artifacts / "agent.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+
+    async def commit(self, suffix: str) -> str | None:
+        inp = self.inp
+        assert self.worktree is not None
+        assert self.identity is not None
+        message = (
+            f"{inp.task.title}{suffix}\n\n"
+            f"Part of #{inp.issue_number} (Otto task {inp.task.id}, attempt {inp.attempt}).\n\n"
+            f"{attempt_trailer(inp)}"
+        )
+        return await asyncio.to_thread(
+            self.svc.workspace.commit_all, self.worktree, message, self.identity, inp.config.paths_denied
+        )
+
+    async def push(self) -> str | TaskResult:
+        """Push HEAD with a lease on the head Otto last saw (None: the branch must not exist yet).
+
+        Refused because someone else pushed: fetch, rebase the commits after the lease onto their head and
+        push with a lease on that head (a few times at most). A conflict ends the attempt, nothing forced."""
+        svc, inp, ws = self.svc, self.inp, self.svc.workspace
+        assert self.worktree is not None
+        assert self.mirror is not None
+        assert self.identity is not None
+        if svc.stop_requested is not None and await svc.stop_requested(inp.run_id):
+            raise Stopped("the run was stopped; nothing more is pushed")
+        lease = self.remote_sha
+        upstream = lease or self.worktree.start_sha
+        for _ in range(PUSH_REBASES):
+            try:
+                pushed = await asyncio.to_thread(
+                    ws.push, self.worktree, inp.clone_url, self.token, inp.branch, lease
+                )
+                self.remote_sha = pushed
+                return pushed
+            except PushRejected:
+                await asyncio.to_thread(ws.sync_mirror, inp.repo.full_name, inp.clone_url, self.token)
+                theirs = await asyncio.to_thread(ws.remote_branch_sha, self.mirror, inp.branch)
+                if theirs is None or theirs == lease:
+                    raise  # refused for another reason (e.g. a protected branch)
+                try:
+                    await asyncio.to_thread(
+                        ws.rebase_onto, self.worktree, inp.branch, upstream, self.identity
+                    )
+                except MergeConflict:
+                    return self.ended(
+                        TaskStatus.ERROR,
+                        f"someone else pushed to {inp.branch} (now at {theirs[:7]}) while this attempt ran, "
+                        "and Otto's commits conflict with theirs; nothing was forced and Otto's work was not "
+                        "pushed",
+                        "not pushed: a human pushed",
+                    )
+                upstream = lease = theirs
+        return self.ended(
+            TaskStatus.ERROR,
+            f"{inp.branch} kept moving while Otto rebased onto it; nothing was forced and Otto's work was "
+            "not pushed",
+            "not pushed: a human pushed",
+        )
+
+    def prompt(self) -> str:
+        inp = self.inp
+        plan = self.verify_plan()
         return prompts.render(
             "agent_user",
             task=inp.task,
@@ -571,21 +499,35 @@ class TaskActivities:
             guidance=quote_untrusted("guidance", inp.guidance) if inp.guidance else "",
             route_context=quote_untrusted("pilot note", inp.route_context) if inp.route_context else "",
             attempt=inp.attempt,
-            verify_commands=verify_plan.setup + verify_plan.verify,
+            verify_commands=plan.setup + plan.verify,
         )
 
-
-def _write_agent_report(artifacts: Path, steps: int, result: AgentResult) -> None:
-    """``agent.json``: how the conversation went (stop reason and note, usage, each time it was shrunk)."""
-    report = {**result.report(), "steps": steps}
-    (artifacts / "agent.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    async def release(self) -> None:
+        if self.worktree is not None:
+            await asyncio.to_thread(self.svc.workspace.remove_worktree, self.worktree)
 
 
-def _outcome(v: VerifyResult) -> Outcome:
+async def run_attempt(attempt: Attempt) -> TaskResult:
+    """The stages in order; the checkout is given back however it ends."""
+    try:
+        wip = await attempt.prepare()
+        if wip is not None:
+            attempt.resume(wip)
+        else:
+            ended = await attempt.work()
+            if ended is not None:
+                return ended
+        await attempt.verify_and_fix()
+        return await attempt.publish()
+    finally:
+        await attempt.release()
+
+
+def outcome_of(v: VerifyResult) -> Outcome:
     return Outcome(passed=v.passed, failures=v.failures, signature=failure_signature(v.log))
 
 
-def _fix_prompt(v: VerifyResult, round_no: int, limit: int) -> str:
+def fix_prompt(v: VerifyResult, round_no: int, limit: int) -> str:
     failing = f"{v.failures} failing" if v.failures is not None else "failed"
     return (
         f"The repository's checks failed after your change ({failing}; fix round {round_no} of {limit}). "
@@ -595,14 +537,14 @@ def _fix_prompt(v: VerifyResult, round_no: int, limit: int) -> str:
     )
 
 
-def _learning(inp: TaskInput, outcome: str, summary: str) -> str:
+def learning(inp: TaskInput, outcome: str, summary: str) -> str:
     text = " ".join(summary.split())
     if len(text) > LEARNING_CHARS:
         text = text[:LEARNING_CHARS] + "…"
     return f"- {inp.task.id} ({inp.task.title}; {outcome}): {text}"
 
 
-def _git_identity_env(identity: GitIdentity) -> dict[str, str]:
+def git_identity_env(identity: GitIdentity) -> dict[str, str]:
     """Commits the agent makes itself are the bot's too."""
     return {
         "GIT_AUTHOR_NAME": identity.name,
@@ -610,7 +552,3 @@ def _git_identity_env(identity: GitIdentity) -> dict[str, str]:
         "GIT_COMMITTER_NAME": identity.name,
         "GIT_COMMITTER_EMAIL": identity.email,
     }
-
-
-def artifacts_path(settings: Settings, run_id: str) -> Path:
-    return settings.artifacts_dir / safe_name(run_id)

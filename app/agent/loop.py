@@ -132,6 +132,7 @@ class Agent:
         max_steps: int,
         transcript: Transcript,
         on_step: Callable[[int], None] = lambda _step: None,
+        on_usage: Callable[[Usage], None] = lambda _usage: None,
         budget_usd: float | None = None,
         max_tokens: int = DEFAULT_MAX_TOKENS,
         max_tokens_limit: int = 4 * DEFAULT_MAX_TOKENS,
@@ -148,6 +149,7 @@ class Agent:
         self.context = context or ContextPolicy.for_model(model, 100_000, 4, self.max_tokens_limit)
         self.transcript = transcript
         self.on_step = on_step
+        self.on_usage = on_usage  # each model call's usage, as it happens (a crash must not lose spend)
         self.editor = editor
         self.shell = shell
         self.output_limit = shell.output_limit
@@ -263,6 +265,7 @@ class Agent:
                 continue
             self.steps += 1
             self.usage = self.usage + reply.usage
+            self.on_usage(reply.usage)
             u = reply.usage
             self.meter.observe(
                 sent_bytes, u.input_tokens + u.cache_creation_input_tokens + u.cache_read_input_tokens

@@ -251,3 +251,14 @@ class ReplanInput(BaseModel):
 
 class PilotResult(ModelOutcome):
     decision: PilotDecision
+
+
+class AttemptProgress(BaseModel):
+    """A task attempt's heartbeat details: where it is (Mission Control and the status comment show it)."""
+
+    task: str
+    attempt: int
+    stage: str = "workspace"  # workspace, agent, push, verify, fix round N, pull request
+    step: int = 0  # the agent's step
+    fix_round: int = 0
+    wip_sha: str | None = None  # the agent's work, pushed before verification

@@ -117,6 +117,12 @@ class Workspace:
     def remote_branch_sha(self, mirror: Path, branch: str) -> str | None:
         return self.mirrors.branch_sha(mirror, branch)
 
+    @staticmethod
+    def commit_message(mirror: Path, sha: str) -> str:
+        """The full message of commit ``sha`` in the mirror ('' if it is not there)."""
+        proc = git.run(["log", "-1", "--format=%B", sha, "--"], git_dir=mirror, check=False)
+        return proc.stdout if proc.returncode == 0 else ""
+
     # -- checkouts ------------------------------------------------------------------------------------------
 
     def create_worktree(

@@ -8,7 +8,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 
 with workflow.unsafe.imports_passed_through():
     from app.contracts import activities as act
@@ -23,6 +23,16 @@ with workflow.unsafe.imports_passed_through():
 
 class RunEnded(Exception):
     """A normal early end (needs_info, bad config, nothing pushed): the state already says why."""
+
+
+def failed_usage(e: ActivityError) -> Usage:
+    """What a failed or cancelled activity spent (the first of its error's details), else nothing."""
+    cause = e.cause
+    if isinstance(cause, ApplicationError | CancelledError) and cause.details:
+        detail = cause.details[0]
+        if isinstance(detail, dict):
+            return Usage.model_validate(detail)
+    return Usage()
 
 
 def failure_kind(e: ActivityError) -> str | None:
@@ -78,12 +88,8 @@ class Run:
         self.state.usage = self.state.usage + usage
 
     def spend_failed(self, e: ActivityError) -> None:
-        """A failed model activity reports what it spent in its details."""
-        cause = e.cause
-        if isinstance(cause, ApplicationError) and cause.details:
-            detail = cause.details[0]
-            if isinstance(detail, dict):
-                self.spend(Usage.model_validate(detail))
+        """A failed (or stopped) activity reports what it spent in its details."""
+        self.spend(failed_usage(e))
 
     def budget_hit(self, e: ActivityError) -> bool:
         if failure_kind(e) == FailureKind.BUDGET_EXHAUSTED:

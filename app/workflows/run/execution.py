@@ -19,7 +19,7 @@ with workflow.unsafe.imports_passed_through():
     from app.domain.scheduling import NEEDS_DECISION, pending, pr_base, ready, skip_blocked
     from app.workflows.explain import explain
     from app.workflows.run import gating
-    from app.workflows.run.context import Run, failure_kind
+    from app.workflows.run.context import Run, failed_usage, failure_kind
 
 STOPPED_NOTE = "stopped before it finished; nothing more is pushed"
 
@@ -103,7 +103,8 @@ async def execute(run: Run, task_input: TaskInput) -> None:
             task_input,
             start_to_close_timeout=timedelta(seconds=limits.task_attempt_timeout_s),
             heartbeat_timeout=timedelta(seconds=limits.heartbeat_timeout_s),
-            retry_policy=RetryPolicy(maximum_attempts=2, non_retryable_error_types=NON_RETRYABLE),
+            # a crashed worker's attempt is retried (it resumes from what it pushed: app.activities.attempt)
+            retry_policy=RetryPolicy(maximum_attempts=3, non_retryable_error_types=NON_RETRYABLE),
             cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
         )
     except asyncio.CancelledError:
@@ -111,6 +112,8 @@ async def execute(run: Run, task_input: TaskInput) -> None:
         rec.note = STOPPED_NOTE
         return
     except ActivityError as e:
+        run.spend_failed(e)  # what a failed or stopped attempt spent counts
+        rec.usage = rec.usage + failed_usage(e)
         rec.status = TaskStatus.ERROR
         rec.note = explain(e)
         if failure_kind(e) == FailureKind.SANDBOX_UNAVAILABLE:

@@ -1,0 +1,201 @@
+"""The task activities: one attempt of a task (``execute_task``, heartbeating), and the git steps around
+tasks (``list_repo_files`` for the planner, ``rebase_branch`` after a squash or rebase merge)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import temporalio.exceptions
+from temporalio import activity
+from temporalio.client import Client
+from temporalio.exceptions import ApplicationError
+
+from app.activities.attempt import Attempt, Services, Stopped, run_attempt
+from app.artifacts import (
+    ArtifactStore,
+    append_learning,
+    attempt_prefix,
+    mirrored,
+    run_key,
+    store_from_settings,
+)
+from app.contracts.failures import FailureKind
+from app.contracts.io import AttemptProgress, ListFilesInput, RebaseInput, RepoFiles, TaskInput, TaskResult
+from app.contracts.messages import RunMessage
+from app.domain.redact import redact
+from app.domain.run import RunState
+from app.github_auth import GitHubApp
+from app.llm import LLM, ModelError
+from app.sandbox import Sandbox, SandboxUnavailable
+from app.settings import Settings
+from app.workspace import MergeConflict, Workspace, WorkspaceError
+
+log = logging.getLogger("otto.tasks")
+
+
+@contextlib.asynccontextmanager
+async def heartbeating(progress: AttemptProgress, every_s: float) -> AsyncIterator[None]:
+    """Heartbeat every ``every_s`` seconds with the current progress while blocking work runs in threads
+    (a cancellation — the run stopped — is delivered at the next heartbeat)."""
+
+    async def beat() -> None:
+        while True:
+            activity.heartbeat(progress.model_dump(mode="json"))
+            await asyncio.sleep(every_s)
+
+    task = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+class TaskActivities:
+    def __init__(
+        self,
+        settings: Settings,
+        app: GitHubApp,
+        llm: LLM,
+        workspace: Workspace,
+        sandbox: Sandbox,
+        client: Client | None = None,
+        store: ArtifactStore | None = None,
+    ) -> None:
+        self.client = client
+        self.svc = Services(
+            settings=settings,
+            app=app,
+            llm=llm,
+            workspace=workspace,
+            sandbox=sandbox,
+            store=store or store_from_settings(settings),
+            stop_requested=self._stop_requested,  # type: ignore[arg-type]
+        )
+
+    def secrets(self) -> list[str]:
+        return self.svc.secrets()
+
+    @activity.defn
+    async def list_repo_files(self, inp: ListFilesInput) -> RepoFiles:
+        ws = self.svc.workspace
+        token = await self.svc.app.installation_token(inp.repo.installation_id)
+        try:
+            mirror = await asyncio.to_thread(ws.sync_mirror, inp.repo.full_name, inp.clone_url, token)
+            files = await asyncio.to_thread(ws.list_files, mirror, inp.branch)
+        except WorkspaceError as e:
+            raise ApplicationError(
+                f"Could not read the repository: {redact(str(e), self.secrets())}", type=FailureKind.WORKSPACE
+            ) from e
+        return RepoFiles(files=files[:2000], total=len(files))
+
+    @activity.defn
+    async def rebase_branch(self, inp: RebaseInput) -> str | None:
+        """Rebase a dependent's branch onto the base branch after its dependency was squash/rebase-merged and
+        push it with a lease. Returns the new head, or None when the rebase conflicts (nothing is pushed)."""
+        ws = self.svc.workspace
+        token = await self.svc.app.installation_token(inp.repo.installation_id)
+        identity = await self.svc.app.bot_identity(inp.repo.installation_id)
+        try:
+            mirror = await asyncio.to_thread(ws.sync_mirror, inp.repo.full_name, inp.clone_url, token)
+            remote = await asyncio.to_thread(ws.remote_branch_sha, mirror, inp.branch)
+            if remote is None:
+                return None
+            name = f"{inp.run_id}-rebase-{inp.branch}"
+            worktree = await asyncio.to_thread(
+                ws.create_worktree, mirror, name, inp.onto, [], inp.branch, identity
+            )
+            try:
+                try:
+                    await asyncio.to_thread(ws.rebase_onto, worktree, inp.onto, inp.upstream_sha, identity)
+                except MergeConflict:
+                    return None
+                return await asyncio.to_thread(
+                    ws.push, worktree, inp.clone_url, token, inp.branch, inp.expected_sha or remote
+                )
+            finally:
+                await asyncio.to_thread(ws.remove_worktree, worktree)
+        except WorkspaceError as e:
+            raise ApplicationError(
+                f"Rebasing {inp.branch} failed: {redact(str(e), self.secrets())}", type=FailureKind.WORKSPACE
+            ) from e
+
+    @activity.defn
+    async def execute_task(self, inp: TaskInput) -> TaskResult:
+        info = activity.info()
+        progress = AttemptProgress(task=inp.task.id, attempt=inp.attempt)
+        prefix = attempt_prefix(inp.run_id, inp.task.id, inp.attempt)
+        s = self.svc.settings
+        # artifacts are written to a scratch dir and mirrored to the store; a retried activity (e.g. on
+        # another worker after this one died) starts from what the store has
+        scratch = s.scratch_dir / f"{run_key(prefix)}-{info.attempt}"
+        async with (
+            heartbeating(progress, s.heartbeat_every_s),
+            mirrored(
+                self.svc.store, scratch, prefix, hydrate=info.attempt > 1, every_s=s.artifact_sync_s
+            ) as artifacts,
+        ):
+            attempt = Attempt(self.svc, inp, artifacts, info.attempt, progress)
+            try:
+                result = await run_attempt(attempt)
+            except asyncio.CancelledError:  # the run was stopped: say what this attempt spent
+                raise temporalio.exceptions.CancelledError("stopped", attempt.usage().model_dump()) from None
+            except SandboxUnavailable as e:
+                raise ApplicationError(
+                    f"Otto will not run this task's commands: {e}",
+                    attempt.usage().model_dump(),
+                    type=FailureKind.SANDBOX_UNAVAILABLE,
+                    non_retryable=True,
+                ) from e
+            except Stopped as e:
+                raise ApplicationError(
+                    str(e), attempt.usage().model_dump(), type=FailureKind.STOPPED, non_retryable=True
+                ) from e
+            except WorkspaceError as e:
+                raise ApplicationError(
+                    f"git failed for task {inp.task.id}: {redact(str(e), self.secrets())}",
+                    attempt.usage().model_dump(),
+                    type=FailureKind.WORKSPACE,
+                    non_retryable=True,
+                ) from e
+            except ModelError as e:
+                raise ApplicationError(
+                    f"Task {inp.task.id}: {e}.",
+                    attempt.usage().model_dump(),
+                    type=FailureKind.MODEL,
+                    non_retryable=True,
+                ) from e
+            await self._record_learning(inp, result)
+            return result
+
+    async def _record_learning(self, inp: TaskInput, result: TaskResult) -> None:
+        """The run's learnings as they accrue, one line per finished attempt: ``context.md`` in the store."""
+        if not result.learning:
+            return
+        try:
+            await asyncio.to_thread(
+                append_learning,
+                self.svc.store,
+                inp.run_id,
+                inp.task.id,
+                inp.attempt,
+                redact(result.learning, self.secrets()),
+            )
+        except Exception:  # an artifact must not fail the task it describes
+            log.warning("could not record the learning of %s", inp.task.id, exc_info=True)
+
+    async def _stop_requested(self, run_id: str) -> bool:
+        """Look before you push: a stopped run pushes nothing (its cancel may still be on the way)."""
+        if self.client is None:
+            return False
+        try:
+            state = await self.client.get_workflow_handle(run_id).query(
+                RunMessage.STATUS, result_type=RunState
+            )
+        except Exception:  # the run can't be asked (e.g. a standalone test): don't block the push
+            return False
+        return state.stop_requested_by is not None
