@@ -99,6 +99,7 @@ class Shutdown:
             self.forced = True
             log.warning("%s received again: stopping now, cancelling running activities", name)
             self.exit_code = self.exit_code or EXIT_FAILED
+            _arm_watchdog(SHUTDOWN_MARGIN_S, self)  # a forced stop has a bound of its own
             if self._main is not None:
                 self._main.cancel()
 
@@ -159,22 +160,40 @@ async def serve_until_shutdown(shutdown: Shutdown, server: Server | None, worker
     shutdown.serving = True
     log.info("running: %s", ", ".join(running.values()))
     requested = asyncio.create_task(shutdown.wait())
-    done, _ = await asyncio.wait([*running, requested], return_when=asyncio.FIRST_COMPLETED)
-    for task in done - {requested}:
-        error = task.exception() if not task.cancelled() else None
-        shutdown.request(f"{running[task]} stopped by itself ({error!r})", exit_code=EXIT_FAILED)
-    requested.cancel()
-
-    draining: asyncio.Task[Any] | None = None
-    if server is not None and web is not None:
-        server.stop()  # type: ignore[no-untyped-call]  # no new connections; in-flight requests finish
-        draining = asyncio.create_task(_drain(web, shutdown.grace_s))
-    await stop_workers(workers, shutdown.grace_s)
-    if draining is not None:
-        await draining
+    try:
+        done, _ = await asyncio.wait([*running, requested], return_when=asyncio.FIRST_COMPLETED)
+        for task in done - {requested}:
+            error = task.exception() if not task.cancelled() else None
+            shutdown.request(f"{running[task]} stopped by itself ({error!r})", exit_code=EXIT_FAILED)
+        draining: asyncio.Task[Any] | None = None
+        if server is not None and web is not None:
+            server.stop()  # type: ignore[no-untyped-call]  # no new connections; in-flight requests finish
+            draining = asyncio.create_task(_drain(web, shutdown.grace_s))
+        await stop_workers(workers, shutdown.grace_s)
+        if draining is not None:
+            await draining
+    except asyncio.CancelledError:  # a second signal: end everything now, while Temporal still answers
+        if server is not None:
+            server.stop()  # type: ignore[no-untyped-call]
+        await _cancel_everything_else(CANCEL_SLACK_S * 3, keep={web} if web is not None else set())
+        raise
+    finally:
+        requested.cancel()
     for task, what in running.items():
         if task.done() and not task.cancelled() and task.exception() is not None:
             log.error("%s failed: %r", what, task.exception())
+
+
+async def _cancel_everything_else(within_s: float, keep: set[asyncio.Task[Any]]) -> None:
+    """Cancel every other task but ``keep`` (activities report their cancellation, so Temporal retries them
+    elsewhere), wait a moment for them (and ``keep``), then kill the sandboxed commands nobody waits for."""
+    others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for task in others:
+        if task not in keep:
+            task.cancel()
+    if others:
+        await asyncio.wait(others, timeout=within_s)
+    kill_running()
 
 
 async def _drain(web: asyncio.Task[Any], grace_s: float) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import socket
+import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -135,6 +136,27 @@ async def test_serve_sigterm_lets_a_running_attempt_finish_within_the_grace(
         assert state.phase == RunPhase.WAITING_REVIEW, state.reason
         assert [q.step for q in world.model.requests_for("agent", "t1")] == [0, 1]  # not run again
         assert len(world.sim.pulls(r.owner, r.name)) == 1
+    finally:
+        otto.stop()
+
+
+async def test_serve_a_second_signal_stops_at_once(world: LocalWorld, tmp_path: Path) -> None:
+    """A second signal does not wait out the grace period: running activities are cancelled, their
+    commands killed, and Otto exits 1 with nothing left running."""
+    otto = OttoServe(world, tmp_path, {"shutdown_grace_s": 600.0})
+    try:
+        otto.start()
+        await otto.wait_ready()
+        slow = {**SAMPLE_REPO, ".github/otto.yml": "verify: sleep 600\n"}
+        r = new_repo(world.sim, world.app_id, "twice", slow)
+        label_new_issue(world.sim, r)
+        await eventually(lambda: _sandboxed(otto, "sleep 600"), within=120)
+        otto.signal(signal.SIGTERM)
+        await eventually(lambda: "shutting down: SIGTERM received" in otto.log())
+        otto.signal(signal.SIGINT)
+        assert otto.wait_exit(SHUTDOWN_MARGIN_S + 30) == 1, otto.log()  # far less than the 600 s of grace
+        assert await otto.no_leftovers() == {}
+        assert "SIGINT received again: stopping now" in otto.log()
     finally:
         otto.stop()
 
@@ -279,3 +301,42 @@ def _accepts(port: int) -> bool:
         return True
     except OSError:
         return False
+
+
+# --- the bound -----------------------------------------------------------------------------------------
+
+HANGING_SERVICE = """
+import subprocess, sys, time
+from app.lifecycle import run_service
+
+async def main(shutdown):
+    child = subprocess.Popen(["sleep", "300"])
+    print(child.pid, flush=True)
+    shutdown.serving = True
+    await shutdown.wait()
+    time.sleep(300)  # a shutdown that never ends (blocking the event loop, so no signal is handled)
+
+sys.exit(run_service(main, 0.5))
+"""
+
+
+async def test_a_shutdown_that_hangs_is_cut_off_and_what_it_started_is_killed() -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        HANGING_SERVICE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=Path(__file__).parents[1],
+    )
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
+        child = int(await proc.stdout.readline())
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 0.5 + SHUTDOWN_MARGIN_S + 20) == 1
+        assert await gone(child), "the watchdog left the service's child running"
+        assert b"shutdown did not finish within 10.5 s" in await proc.stderr.read()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
