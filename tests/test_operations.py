@@ -104,6 +104,13 @@ async def test_serve_sigterm_while_a_check_runs_hands_the_attempt_back(
     assert state.phase == RunPhase.WAITING_REVIEW, state.reason
     assert state.record("t1").status == TaskStatus.PASSED
     assert len(world.model.requests_for("agent", "t1")) == agent_requests  # resumed after the agent
+    history = await (await otto.client()).get_workflow_handle(f"otto/{rid}/{number}").fetch_history()
+    attempts = [
+        e.activity_task_started_event_attributes.attempt
+        for e in history.events
+        if e.HasField("activity_task_started_event_attributes")
+    ]
+    assert 2 in attempts, attempts  # the attempt handed back was retried by the restarted Otto
     assert len(world.sim.pulls(r.owner, r.name)) == 1
     pushed = [u[2] for p in world.sim.pushes if p.owner == r.owner for u in p.updates]
     assert pushed == [state.record("t1").head_sha]  # pushed once
