@@ -6,10 +6,14 @@ import asyncio
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from app.settings import Settings
+
+if TYPE_CHECKING:
+    from app.lifecycle import Shutdown
 
 cli = typer.Typer(help="Otto: labeled issues become planned, verified draft PRs.", no_args_is_help=True)
 
@@ -31,23 +35,29 @@ def _logging(level: str, settings: Settings | None = None) -> None:
 @cli.command()
 def serve(log_level: str = "info") -> None:
     """Web server and a worker in one process (starts Temporal's dev server when no address is set)."""
-    from app import webserver
+    from app.lifecycle import catch_early_signals, run_service
 
+    catch_early_signals()
     settings = Settings()
     _logging(log_level, settings)
-    webserver.run(_serve(settings, with_worker=True))
+    raise typer.Exit(
+        run_service(lambda shutdown: _serve(settings, True, shutdown), settings.shutdown_grace_s)
+    )
 
 
 @cli.command()
 def web(log_level: str = "info") -> None:
     """Only the stateless web process (needs OTTO_TEMPORAL_ADDRESS)."""
+    from app.lifecycle import catch_early_signals, run_service
+
+    catch_early_signals()
     settings = Settings()
     _logging(log_level, settings)
     if not settings.temporal_address:
         raise typer.BadParameter("`otto web` needs OTTO_TEMPORAL_ADDRESS; use `otto serve` for one machine")
-    from app import webserver
-
-    webserver.run(_serve(settings, with_worker=False))
+    raise typer.Exit(
+        run_service(lambda shutdown: _serve(settings, False, shutdown), settings.shutdown_grace_s)
+    )
 
 
 @cli.command()
@@ -58,13 +68,18 @@ def worker(
     ),
 ) -> None:
     """Only a worker (needs OTTO_TEMPORAL_ADDRESS); run as many as you like, sized per queue."""
+    from app.lifecycle import catch_early_signals, run_service
+
+    catch_early_signals()
     settings = Settings()
     _logging(log_level, settings)
     if not settings.temporal_address:
         raise typer.BadParameter(
             "`otto worker` needs OTTO_TEMPORAL_ADDRESS; use `otto serve` for one machine"
         )
-    asyncio.run(_worker(settings, queue))
+    raise typer.Exit(
+        run_service(lambda shutdown: _worker(settings, queue, shutdown), settings.shutdown_grace_s)
+    )
 
 
 @cli.command()
@@ -148,25 +163,34 @@ def setup(
     typer.echo(app.install_url)
 
 
-async def _serve(settings: Settings, with_worker: bool) -> None:
+async def _serve(settings: Settings, with_worker: bool, shutdown: Shutdown) -> None:
     from app import webserver
     from app.engine import temporal_client
-    from app.runtime import Services, running_worker, web_app
+    from app.health import Probes
+    from app.lifecycle import EXIT_FAILED, serve_until_shutdown
+    from app.runtime import Services, web_app, workers
 
-    async with temporal_client(settings) as client:
-        app = web_app(settings, client)
+    probes: list[Probes] = []
+
+    def engine_died(code: int | None) -> None:  # the watch logged it: one error line
+        for p in probes:
+            p.engine_died(code)
+        shutdown.request(f"the embedded Temporal server exited (code {code})", exit_code=EXIT_FAILED)
+
+    async with temporal_client(settings, on_engine_death=engine_died) as client:
+        probes.append(Probes(settings, client))
+        shutdown.on_request(lambda: setattr(probes[0], "shutting_down", True))
+        app = web_app(settings, client, probes=probes[0])
+        ws = workers(client, Services.from_settings(settings)) if with_worker else []
+        server = webserver.web_server(app, settings.host, settings.port)
         log.info("web server on http://%s:%d", settings.host, settings.port)
-        if not with_worker:
-            webserver.freeze_heap()
-            await webserver.serve(app, settings.host, settings.port)
-            return
-        async with running_worker(client, Services.from_settings(settings)):
-            webserver.freeze_heap()
-            await webserver.serve(app, settings.host, settings.port)
+        webserver.freeze_heap()
+        await serve_until_shutdown(shutdown, server, ws)
 
 
-async def _worker(settings: Settings, queues: list[str]) -> None:
+async def _worker(settings: Settings, queues: list[str], shutdown: Shutdown) -> None:
     from app.engine import temporal_client
+    from app.lifecycle import serve_until_shutdown
     from app.runtime import Services, workers
 
     if settings.metrics_port:
@@ -175,8 +199,9 @@ async def _worker(settings: Settings, queues: list[str]) -> None:
         start_http_server(settings.metrics_port, addr=settings.host)
         log.info("metrics on http://%s:%d/metrics", settings.host, settings.metrics_port)
     async with temporal_client(settings) as client:
-        running = workers(client, Services.from_settings(settings), queues or None)
-        await asyncio.gather(*(w.run() for w in running))
+        await serve_until_shutdown(
+            shutdown, None, workers(client, Services.from_settings(settings), queues or None)
+        )
 
 
 def main() -> None:

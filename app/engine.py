@@ -181,6 +181,9 @@ class EmbeddedTemporal:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 preexec_fn=_die_with(os.getpid()),
+                # its own process group: a terminal's Ctrl-C reaches Otto, which stops it last (after the
+                # workers have handed back their activities), not the server directly
+                process_group=0,
             )
         (self.data_dir / "server.pid").write_text(str(proc.pid))
         return proc
@@ -298,21 +301,31 @@ async def ensure_retention(client: Client, namespace: str, retention: timedelta 
 
 
 @asynccontextmanager
-async def temporal_client(settings: Settings) -> AsyncIterator[Client]:
-    """A client for the configured cluster, or for a dev server Otto starts (and stops) itself."""
+async def temporal_client(
+    settings: Settings, on_engine_death: Callable[[int | None], None] | None = None
+) -> AsyncIterator[Client]:
+    """A client for the configured cluster, or for a dev server Otto starts (and stops) itself; then
+    ``on_engine_death(exit code)`` is called if that server dies while the block runs."""
     embedded: EmbeddedTemporal | None = None
+    watcher: asyncio.Task[None] | None = None
     address = settings.temporal_address
     if not address:
         embedded = EmbeddedTemporal(settings.data_dir / "temporal")
         address = await embedded.start()
         log.info("embedded Temporal dev server on %s", address)
     try:
+        if embedded is not None and on_engine_death is not None:
+            watcher = asyncio.create_task(embedded.watch(on_engine_death), name="otto-engine-watch")
         client = await connect(
             address, settings.temporal_namespace, **(connect_options(settings) if not embedded else {})
         )
         await ensure_retention(client, settings.temporal_namespace)
         yield client
     finally:
+        if watcher is not None:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
         if embedded is not None:
             embedded.stop()
 
@@ -369,5 +382,8 @@ def build_worker(
         # progress reaches the server within seconds (the SDK would otherwise wait 0.8 x the timeout)
         max_heartbeat_throttle_interval=timedelta(seconds=max(0.5, settings.heartbeat_every_s * 2)),
         default_heartbeat_throttle_interval=timedelta(seconds=max(0.5, settings.heartbeat_every_s * 2)),
+        # on shutdown, running activities get this long to finish; then they are cancelled and Temporal
+        # hands them to another worker (or this one, restarted)
+        graceful_shutdown_timeout=timedelta(seconds=settings.shutdown_grace_s),
         interceptors=[ObservabilityInterceptor()],
     )

@@ -21,6 +21,7 @@ from app.artifacts import ArtifactStore, store_from_settings
 from app.contracts.activities import BY_NAME, Queue
 from app.engine import TemporalHandoff, build_worker
 from app.github_auth import GitHubApp
+from app.health import Probes
 from app.intake import Router
 from app.llm import LLM
 from app.sandbox import Sandbox, SandboxUnavailable, sandbox_from_settings
@@ -104,8 +105,11 @@ def activity_name(fn: Callable[..., Any]) -> str:
     return defn.name
 
 
-def web_app(settings: Settings, client: Client, store: ArtifactStore | None = None) -> WebhookEndpoint:
-    """Webhooks, health, metrics, and Mission Control (reading runs from the artifact store)."""
+def web_app(
+    settings: Settings, client: Client, store: ArtifactStore | None = None, probes: Probes | None = None
+) -> WebhookEndpoint:
+    """Webhooks, health and readiness (``probes``: the process's, else its own), metrics, and Mission
+    Control (reading runs from the artifact store)."""
     from app import web
 
     router = Router(settings, TemporalHandoff(client, settings.task_queue), ROUTES)
@@ -113,18 +117,24 @@ def web_app(settings: Settings, client: Client, store: ArtifactStore | None = No
         settings,
         router,
         extend=lambda app: web.mount(app, settings, client, store or store_from_settings(settings)),
+        probes=probes or Probes(settings, client),
     )
 
 
 def workers(client: Client, services: Services, queues: Sequence[str] | None = None) -> list[Worker]:
-    """Workers for ``queues`` (default: all three), each polling its own task queue."""
+    """Workers for ``queues`` (default: all three), each polling its own task queue. The main queue gets
+    two: its activities, and the workflows apart, so that on shutdown the workflows keep answering (the
+    activities finishing in the grace period query their run) until the activities are done."""
     s = services.settings
     by_queue = activities(client, services)
     wanted = list(dict.fromkeys(queues or by_queue))
     unknown = [q for q in wanted if q not in by_queue]
     if unknown:
         raise ValueError(f"unknown task queue(s) {', '.join(unknown)}; Otto's are {', '.join(by_queue)}")
-    return [build_worker(client, s, q, by_queue[q], with_workflows=q == s.task_queue) for q in wanted]
+    out = [build_worker(client, s, q, by_queue[q], with_workflows=False) for q in wanted]
+    if s.task_queue in wanted:
+        out.append(build_worker(client, s, s.task_queue, [], with_workflows=True))
+    return out
 
 
 @contextlib.asynccontextmanager

@@ -1,6 +1,8 @@
 """The web process: ``POST /webhooks`` as a lean ASGI endpoint in front of FastAPI (``/metrics``,
 ``/healthz``). Decisions live in the handlers; this module only guards the door.
 
+``/healthz`` and ``/readyz`` answer from the process's :class:`app.health.Probes`.
+
 The webhook endpoint, in order: at most ``webhook_max_concurrent_reads`` requests read their bodies at once,
 holding at most ``webhook_max_buffered_bytes`` between them (excess: 503 at once); a body over
 ``max_webhook_bytes`` (declared or counted) is 413, its rest read and dropped as it arrives so the sender
@@ -24,6 +26,7 @@ from fastapi.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app import observability
+from app.health import Probes
 from app.intake import Router, Verifier, valid_delivery_id, valid_event
 from app.routing import HandoffUnavailable, Outcome
 from app.settings import Settings
@@ -255,9 +258,13 @@ async def _respond(send: Send, status: int, body: bytes, extra: list[tuple[bytes
 
 
 def create_app(
-    settings: Settings, router: Router, extend: Callable[[FastAPI], None] | None = None
+    settings: Settings,
+    router: Router,
+    extend: Callable[[FastAPI], None] | None = None,
+    probes: Probes | None = None,
 ) -> WebhookEndpoint:
-    """The webhook endpoint in front of FastAPI; ``extend`` adds routes (Mission Control) to the latter."""
+    """The webhook endpoint in front of FastAPI; ``extend`` adds routes (Mission Control) to the latter.
+    With ``probes``, ``/healthz`` and ``/readyz`` answer from them (see ``app.health``)."""
     app = FastAPI(title="Otto", docs_url=None, redoc_url=None, openapi_url=None)
 
     @app.get("/metrics")
@@ -266,9 +273,22 @@ def create_app(
         return Response(body, media_type=content_type)
 
     @app.get("/healthz")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    async def healthz() -> Response:
+        ok, body = probes.live() if probes is not None else (True, {"status": "ok"})
+        return _json(200 if ok else 503, body)
+
+    if probes is not None:
+
+        @app.get("/readyz")
+        async def readyz() -> Response:
+            assert probes is not None
+            ok, body = await probes.ready()
+            return _json(200 if ok else 503, body)
 
     if extend is not None:
         extend(app)
     return WebhookEndpoint(settings, router, app)
+
+
+def _json(status: int, body: dict[str, Any]) -> Response:
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json")

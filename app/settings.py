@@ -137,6 +137,18 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".otto")
     temporal_ui_url: str | None = None
 
+    # --- Operations: shutdown and probes --------------------------------------------------------------
+    shutdown_grace_s: float = Field(
+        default=10.0,
+        ge=0,
+        description="on SIGTERM/SIGINT, how long running activities may finish before they are cancelled and "
+        "handed back to Temporal (the process exits within this plus ~10 s)",
+    )
+    ready_cache_s: float = Field(
+        default=5.0, ge=0, description="/readyz reuses each check's answer this long (a probe costs nothing)"
+    )
+    ready_timeout_s: float = Field(default=2.0, gt=0, description="/readyz: a check slower than this failed")
+
     # --- Observability ------------------------------------------------------------------------------
     log_json: bool = True  # `otto serve|web|worker` log one JSON object per line; false: plain text
     metrics_port: int | None = None  # `otto worker`: serve Prometheus /metrics on this port (on `host`)

@@ -6,6 +6,8 @@
 - stdin is ``/dev/null``; stdout and stderr are one interleaved pipe, kept head + tail within the limit
   while streaming (memory stays bounded whatever the command prints).
 - The environment is exactly the one given: nothing of Otto's own environment is inherited.
+- Every command running is known (its process group): :func:`kill_running` ends them all at once, for a
+  process shutting down after its activities were cancelled (their threads then return at once).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import os
 import selectors
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -52,6 +55,20 @@ def _kill_group(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
 
 
+_running: set[int] = set()  # process groups of the commands running now
+_running_lock = threading.Lock()
+
+
+def kill_running() -> int:
+    """SIGKILL every command running now (each one's process group); returns how many. For shutdown only:
+    the commands' callers see them killed (exit code -9), so call this once nobody waits for their results."""
+    with _running_lock:
+        groups = list(_running)
+    for pgid in groups:
+        _kill_group(pgid)
+    return len(groups)
+
+
 def run_bounded(
     argv: Sequence[str],
     *,
@@ -86,6 +103,8 @@ def run_bounded(
             output_bytes=0,
             duration_s=time.monotonic() - started,
         )
+    with _running_lock:
+        _running.add(proc.pid)
     assert proc.stdout is not None
     fd = proc.stdout.fileno()
     deadline = started + timeout_s
@@ -121,6 +140,8 @@ def run_bounded(
                         sel.unregister(fd)
         finally:
             _kill_group(proc.pid)
+            with _running_lock:
+                _running.discard(proc.pid)
             proc.stdout.close()
             with contextlib.suppress(subprocess.TimeoutExpired):  # SIGKILL'd processes exit
                 proc.wait(timeout=10)
