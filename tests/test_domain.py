@@ -123,7 +123,7 @@ def test_status_comment_shows_plan_states_prs_and_cost() -> None:
     assert "$0.0105" in text
     # a pipe in a title must not break the table row
     row = next(line for line in text.splitlines() if "**t1**" in line)
-    assert row.count("|") - row.count("\\|") == 6
+    assert row.count("|") - row.count("\\|") == 7
 
 
 def test_final_states_show_reason_and_questions() -> None:
@@ -132,7 +132,8 @@ def test_final_states_show_reason_and_questions() -> None:
     state.questions = ["Which command?"]
     state.finish(RunPhase.NEEDS_INFO, "This issue isn't actionable yet.")
     text = render_status(state)
-    assert "needs_info" in text
+    assert "### 🤖 Otto needs more information" in text.splitlines()
+    assert "needs_info" not in text  # a state's name never leaks into prose
     assert "isn't actionable" in text
     assert "- Which command?" in text
 

@@ -7,14 +7,17 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-CommandName = Literal["retry", "stop", "status", "help", "unknown"]
-KNOWN: tuple[CommandName, ...] = ("retry", "stop", "status", "help")
+CommandName = Literal["retry", "stop", "status", "help", "merge", "go", "plan", "unknown"]
+KNOWN: tuple[CommandName, ...] = ("retry", "stop", "status", "help", "merge", "go", "plan")
 _LINE = re.compile(r"^[ \t]{0,3}/otto(?:[ \t]+(?P<name>[A-Za-z-]+))?(?P<rest>.*)$", re.I)
 
 HELP = """Otto understands these commands in a comment (at the start of a line):
 
 - `/otto retry [guidance]` — on an Otto task PR: run that task again on the same branch, with your guidance
-- `/otto stop` — cancel the run: running agents end and nothing further is pushed
+- `/otto merge` — on an Otto task PR whose checks fail: merge it as it is, on purpose
+- `/otto go` — on the issue, when the plan waits for approval (`plan_approval: true`): start the work
+- `/otto plan <feedback>` — on the issue, when the plan waits for approval: plan again with your feedback
+- `/otto stop` — stop the run: running agents end at once and nothing further is pushed
 - `/otto status` — re-render the status comment on the issue now
 - `/otto help` — this list
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07]*\x07")
+from app.domain.terminal import plain_text
 
 # --- pytest: "=== 2 failed, 3 passed in 0.12s ===" (with -q: the same without the "=" rule) -------------
 _PYTEST_ITEM = r"(?:\d+ [a-z]+(?: [a-z]+)?|no tests ran)"
@@ -134,13 +134,9 @@ def _cargo(log: str) -> tuple[int, int] | None:
 _PARSERS: list[Callable[[str], tuple[int, int] | None]] = [_pytest, _unittest, _jest, _vitest, _go, _cargo]
 
 
-def strip_ansi(text: str) -> str:
-    return _ANSI.sub("", text)
-
-
 def parse_failure_count(log: str) -> int | None:
     """Failed (and errored) tests in the last test summary found in ``log``; ``None`` if none is found."""
-    text = strip_ansi(log).replace("\r\n", "\n")
+    text = plain_text(log)
     found = [r for r in (parse(text) for parse in _PARSERS) if r is not None]
     if not found:
         return None

@@ -23,17 +23,31 @@ class Nothing:
     why: str
 
 
-MergePlan = Merge | WaitFor | Nothing
+@dataclass(frozen=True)
+class Refuse:
+    """Not merged, and the approver is told why and what to do (``reason`` names the rule)."""
+
+    reason: str  # "red", "running", "skipped", "abandoned"
 
 
-def merge_plan(state: RunState, rec: TaskRecord) -> MergePlan:
-    """Merge the approved head now, wait for unmerged dependencies, or do nothing (and why)."""
-    if rec.status in RESOLVED:
-        return Nothing(f"the task is already {rec.status.value}")
-    if rec.status == TaskStatus.RUNNING:
-        return Nothing("the task is running")
+MergePlan = Merge | WaitFor | Nothing | Refuse
+
+
+def merge_plan(state: RunState, rec: TaskRecord, *, override: bool = False) -> MergePlan:
+    """Merge the approved head now, wait for unmerged dependencies, refuse (red checks, a task that is
+    running, skipped or closed), or do nothing. ``override``: a writer's `/otto merge` merges red checks."""
+    if rec.status == TaskStatus.MERGED:
+        return Nothing("the task is already merged")
     if rec.pr_number is None:
         return Nothing("the task has no pull request")
+    if rec.status == TaskStatus.RUNNING:
+        return Refuse("running")
+    if rec.status == TaskStatus.ABANDONED:
+        return Refuse("abandoned")
+    if rec.status == TaskStatus.SKIPPED and not override:
+        return Refuse("skipped")
+    if rec.status in (TaskStatus.FAILED, TaskStatus.ERROR) and not override:
+        return Refuse("red")
     if rec.approved_sha is None or rec.approved_sha != rec.head_sha:
         return Nothing("the approval is not for the current head")
     unmerged = [d for d in rec.task.depends_on if state.record(d).status != TaskStatus.MERGED]

@@ -42,3 +42,18 @@ def made_progress(before: Outcome, after: Outcome) -> bool:
         if after.failures > before.failures:
             return False
     return after.signature != before.signature
+
+
+def describe_stage(stage: str, step: int, max_steps: int, fix_round: int, max_fix_rounds: int) -> str:
+    """A running attempt's stage in words: "agent step 7/40", "verifying", "fix round 1/3 (step 12/40)"."""
+    if stage == "agent":
+        return f"agent step {step}/{max_steps}" if step else "agent starting"
+    if stage.startswith("fix round"):
+        return f"fix round {fix_round}/{max_fix_rounds}" + (f" (step {step}/{max_steps})" if step else "")
+    if stage == "verify":
+        return "verifying"
+    if stage.startswith("push"):
+        return "pushing"
+    if stage == "pull request":
+        return "opening the pull request"
+    return "preparing the checkout"

@@ -8,7 +8,7 @@ import jinja2
 
 from app.domain.pilot import TaskDecision
 from app.domain.plan import PlannedTask
-from app.domain.run import RunPhase, RunState, TaskRecord, TaskStatus
+from app.domain.run import AttemptRecord, RunPhase, RunState, TaskRecord, TaskStatus
 from app.domain.sanitize import neutralise_markdown, quote_markdown
 
 _env = jinja2.Environment(
@@ -23,13 +23,48 @@ _HEADLINES = {
     RunPhase.STARTING: "🤖 Otto is starting…",
     RunPhase.QUEUED: "🤖 Otto: queued",
     RunPhase.PLANNING: "🤖 Otto: planning…",
+    RunPhase.PLAN_REVIEW: "🤖 Otto: the plan is ready for your approval",
     RunPhase.RUNNING: "🤖 Otto: working on the plan",
-    RunPhase.WAITING_REVIEW: "🤖 Otto: draft PRs ready for review",
-    RunPhase.NEEDS_INFO: "🤖 Otto needs more information (needs_info)",
-    RunPhase.FAILED: "🤖 Otto: run failed",
-    RunPhase.CANCELLED: "🤖 Otto: run cancelled",
+    RunPhase.WAITING_REVIEW: "🤖 Otto: waiting for your review",
+    RunPhase.NEEDS_INFO: "🤖 Otto needs more information",
+    RunPhase.FAILED: "🤖 Otto: the run failed",
+    RunPhase.CANCELLED: "🤖 Otto: the run was cancelled",
     RunPhase.DONE: "🤖 Otto: done",
 }
+
+
+def headline(state: RunState) -> str:
+    who = state.stop_requested_by
+    if who and state.phase == RunPhase.CANCELLED:
+        return f"⏹️ Otto: stopped by @{who}"
+    if who and not state.phase.final:
+        return f"⏹️ Otto: stopping (asked by @{who})…"
+    return _HEADLINES[state.phase]
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def pr_summary(state: RunState) -> str:
+    """The PRs by their real state: "2 ready for review, 1 failing (1 test), 1 skipped"."""
+    parts: list[str] = []
+    with_pr = [r for r in state.tasks if r.pr_number is not None]
+    ready = [r for r in with_pr if r.status == TaskStatus.PASSED]
+    failing = [r for r in with_pr if r.status in (TaskStatus.FAILED, TaskStatus.ERROR)]
+    merged = [r for r in state.tasks if r.status == TaskStatus.MERGED]
+    skipped = [r for r in state.tasks if r.status == TaskStatus.SKIPPED]
+    if ready:
+        parts.append(f"{len(ready)} ready for review")
+    if failing:
+        tests = sum(r.failures or 0 for r in failing)
+        parts.append(f"{len(failing)} failing" + (f" ({_plural(tests, 'test')})" if tests else ""))
+    if merged:
+        parts.append(f"{len(merged)} merged")
+    if skipped:
+        parts.append(f"{len(skipped)} skipped")
+    return ", ".join(parts)
+
 
 _TASK_STATE = {
     TaskStatus.PENDING: "⏳ pending",
@@ -72,6 +107,10 @@ def _check(r: TaskRecord) -> str:
 
 def _task_state(r: TaskRecord) -> str:
     text = _TASK_STATE[r.status]
+    if r.status == TaskStatus.RUNNING and r.stage:
+        text = f"🔄 {r.stage}"
+    elif r.status == TaskStatus.FAILED and r.failures:
+        text += f" ({_plural(r.failures, 'failing test')})"
     if r.note:
         text += f" — {r.note}"
     if r.refused_changes:
@@ -86,7 +125,8 @@ def render_status(
         run_url=run_url,
         marker=status_marker(state.run_id),
         warning=warning,
-        headline=_HEADLINES[state.phase],
+        headline=headline(state),
+        pr_summary=pr_summary(state),
         state=state,
         label=label,
         check=_check,
@@ -110,9 +150,17 @@ def render_pr_body(
     fix_rounds: int = 0,
     refused: Sequence[str] = (),
     attempt_url: str | None = None,
+    history: Sequence[AttemptRecord] = (),
+    stacked_on: int | None = None,
+    base_branch: str = "main",
+    notes: str = "",
 ) -> str:
     return _env.get_template("pr_body.md.j2").render(
         attempt_url=attempt_url,
+        history=list(history),
+        stacked_on=stacked_on,
+        base_branch=base_branch,
+        notes=neutralise_markdown(notes),
         marker=pr_marker(run_id, task.id),
         issue_number=issue_number,
         task=task,
@@ -145,7 +193,11 @@ def render_refusal(sender: str, what: str, delivery_id: str) -> str:
 
 _ACTIONS = {
     "retry": "🔁 retry this task with a new strategy",
-    "skip": "⏭️ skip this task",
+    "skip": (
+        "⏭️ skip this task: this pull request stays open as a failing draft and is not merged by an "
+        "approval; tasks that depend on it are skipped too. To continue, comment `/otto retry <guidance>` "
+        "here, push a fix yourself, or close it"
+    ),
     "replan": "🗺️ replan the remaining work",
 }
 

@@ -17,7 +17,6 @@ def _as_list(v: object) -> object:
 
 
 class RepoConfig(BaseModel):
-    label: str | None = None
     base_branch: str | None = None
     setup: list[str] = Field(default_factory=list)
     verify: list[str] = Field(default_factory=list)
@@ -31,6 +30,7 @@ class RepoConfig(BaseModel):
     review_feedback: bool = True
     paths_denied: list[str] = Field(default_factory=lambda: [".github/workflows/**", ".github/otto.yml"])
     network: Literal["none", "setup"] = "none"  # setup: the setup step may reach public registries
+    plan_approval: bool = False  # wait for a writer's `/otto go` (or `/otto plan <feedback>`) after planning
 
     _normalise_setup = field_validator("setup", "verify", "paths_denied", mode="before")(_as_list)
 

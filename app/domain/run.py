@@ -51,6 +51,7 @@ class RunPhase(StrEnum):
     STARTING = "starting"
     QUEUED = "queued"
     PLANNING = "planning"
+    PLAN_REVIEW = "plan_review"  # `plan_approval: true`: the plan waits for a writer's `/otto go`
     RUNNING = "running"
     WAITING_REVIEW = "waiting_review"
     NEEDS_INFO = "needs_info"
@@ -72,6 +73,17 @@ class TaskStatus(StrEnum):
     SKIPPED = "skipped"
     MERGED = "merged"
     ABANDONED = "abandoned"  # its PR was closed without merging
+
+
+class AttemptRecord(BaseModel):
+    """One attempt of a task, for its PR's history."""
+
+    attempt: int
+    trigger: str  # "first run", "gate pilot", "`/otto retry` by @x", "changes requested by @x", "CI failed"
+    outcome: str = ""  # in words: "checks pass", "checks fail (2 tests)", "error: …", "stopped"
+    failures: int | None = None
+    duration_s: float = 0.0
+    cost_usd: float = 0.0
 
 
 class TaskRecord(BaseModel):
@@ -97,6 +109,10 @@ class TaskRecord(BaseModel):
     ci_fix_rounds: int = 0
     ci_failed_shas: list[str] = Field(default_factory=list)  # heads whose CI failure was already acted on
     waiting_on: list[str] = Field(default_factory=list)  # dependencies an approval is waiting for
+    stage: str = ""  # while running: where the attempt is ("agent step 7/40", "verifying", "fix round 1/3")
+    history: list[AttemptRecord] = Field(default_factory=list)
+    merged_by: str = ""  # who merged it (the App's bot on an approval, or a human on GitHub)
+    override_by: str | None = None  # a writer merged it on purpose although its checks were red
 
 
 class RunState(BaseModel):
@@ -120,8 +136,8 @@ class RunState(BaseModel):
     route_context: dict[str, str] = Field(default_factory=dict)
     preferred_order: list[str] = Field(default_factory=list)
     batches_run: int = 0
-    events_handled: int = 0
-    budget_usd: float | None = None  # human commands, reviews, PR changes and CI results processed so far
+    events_handled: int = 0  # human commands, reviews, PR changes and CI results processed so far
+    budget_usd: float | None = None
 
     def notice(self, text: str) -> None:
         """A line for the status comment (it shows the latest few; the state keeps a bounded history)."""
@@ -155,3 +171,6 @@ class RunMemory(BaseModel):
     queue_position: int | None = None
     queue_news: bool = False
     planned: bool = False  # planning is behind it (a continued run resumes after it)
+    go_by: str | None = None  # `/otto go`: who approved the plan
+    plan_feedback: str = ""  # `/otto plan <feedback>` waiting to be planned with
+    plan_feedback_by: str | None = None
