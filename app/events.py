@@ -115,6 +115,11 @@ class IssuesLabeled(Event):
     label: Label | None = None
 
 
+class IssuesClosed(Event):
+    action: Literal["closed"]
+    issue: IssueRef
+
+
 class IssueCommentCreated(Event):
     action: Literal["created"]
     issue: IssueRef

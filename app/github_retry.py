@@ -13,7 +13,7 @@
 A rate-limit wait no longer than ``max_inline_wait_s`` (setting ``OTTO_GITHUB_MAX_INLINE_WAIT_S``) is slept
 in process by githubkit; a longer one raises ``RateLimited(wait_s)`` instead of parking the worker. The
 activities turn that into a non-retryable ``ApplicationError`` of type ``RateLimited`` (``as_activity_error``)
-and the workflow waits with a durable timer (``app.workflows.github_calls.github``).
+and the workflow waits with a durable timer (``app.workflows.calls.github``).
 """
 
 from __future__ import annotations

@@ -197,10 +197,6 @@ class Settings(BaseSettings):
         return self.data_dir / "mirrors"
 
     @property
-    def worktrees_dir(self) -> Path:
-        return self.data_dir / "worktrees"
-
-    @property
     def checkouts_dir(self) -> Path:
         return self.data_dir / "checkouts"
 

@@ -1,9 +1,9 @@
-"""``issues``: labeling an issue with the trigger label asks for a run."""
+"""``issues``: labeling an issue with the trigger label asks for a run; closing it stops the run."""
 
 from __future__ import annotations
 
-from app.contracts.messages import StartRun, Trigger
-from app.events import IssuesLabeled
+from app.contracts.messages import IssueClosed, StartRun, Trigger
+from app.events import IssuesClosed, IssuesLabeled
 from app.routing import HandlerContext, Outcome, Routes, ignored
 from handlers.common import is_bot, repo_ref
 
@@ -33,3 +33,17 @@ async def labeled(ctx: HandlerContext, event: IssuesLabeled) -> Outcome:
         ),
     )
     return await ctx.hand_off(request, "accepted: run requested")
+
+
+@routes.register("issues", action="closed")
+async def closed(ctx: HandlerContext, event: IssuesClosed) -> Outcome:
+    """GitHub let the sender close it (a writer, or its author): a run on it stops, nothing more is pushed."""
+    if is_bot(event.sender):
+        return ignored("closed by a bot")
+    repo = repo_ref(event)
+    if repo is None:
+        return ignored("no installation in payload")
+    request = IssueClosed(
+        repo=repo, issue_number=event.issue.number, sender=event.sender.login, delivery_id=ctx.delivery_id
+    )
+    return await ctx.hand_off(request, "accepted: a run on this issue stops")

@@ -256,7 +256,7 @@ async def test_an_outsiders_look_alike_status_comment_is_never_adopted(
     otto.sim.comment(r.owner, r.name, number, fake, r.outsider)
     otto.sim.add_label(r.owner, r.name, number, "otto", r.maintainer)
     await wait_for_state(otto.client, repo_id, number, settled)
-    mine = await status_comment(otto, r, number, "draft PRs ready for review")
+    mine = await status_comment(otto, r, number, "waiting for your review")
     comments = otto.sim.comments(r.owner, r.name, number)
     theirs = [c for c in comments if c.user.login == r.outsider]
     assert [c.body for c in theirs] == [fake]  # untouched

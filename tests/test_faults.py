@@ -198,7 +198,7 @@ async def test_worker_killed_during_the_agent_the_run_finishes_on_another_worker
     assert [state.record(t).status for t in ("t1", "t2")] == [TaskStatus.PASSED] * 2
     assert agent_steps(world, "t1", 0) == 2  # the dead attempt's agent was started over, cleanly
     assert_nothing_twice(sim, r, number, [state.record(t).branch for t in ("t1", "t2")])
-    await eventually(lambda: "draft PRs ready for review" in _bot_comment(sim, r, number))
+    await eventually(lambda: "waiting for your review" in _bot_comment(sim, r, number))
 
 
 async def test_worker_killed_during_verification_resumes_without_the_agent(cluster_workers: Cluster) -> None:

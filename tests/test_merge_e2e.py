@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from app.contracts.ids import run_workflow_id
 from app.dev.demo import SAMPLE_REPO
 from app.dev.local import new_private_key
 from app.domain.run import RunPhase, RunState, TaskStatus
@@ -16,6 +17,7 @@ from tests.e2e import (
     Repo,
     demo_scenario,
     eventually,
+    keep_history,
     label_new_issue,
     settled,
     status_comment,
@@ -156,6 +158,7 @@ async def test_dependent_approved_first_waits_then_merges_in_order(
     assert [c.path.rsplit("/", 2)[-2] for c in merges] == [str(pr1.number), str(pr2.number)]
     state = await wait_for_state(otto.client, rid, number, lambda s: s.phase == RunPhase.DONE)
     assert otto.sim.issue(r.owner, r.name, number).state == "closed"
+    await keep_history(otto, run_workflow_id(rid, number), "merge-in-order")
 
 
 @pytest.mark.parametrize("method", ["squash", "rebase"])
@@ -189,6 +192,7 @@ async def test_squash_or_rebase_merge_rebases_the_dependent(
     await merged(otto, r, pr2.number)
     assert "--shout" in otto.sim.read_file(r.owner, r.name, "main", "greeter/cli.py")
     await wait_for_state(otto.client, rid, number, lambda s: s.phase == RunPhase.DONE)
+    await keep_history(otto, run_workflow_id(rid, number), "squash-stacked")
 
 
 async def test_changes_requested_with_an_inline_comment_retries_the_task(

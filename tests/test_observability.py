@@ -208,7 +208,7 @@ async def test_a_run_logs_with_run_and_task_context_and_feeds_the_metrics(
     assert delivery.status_code == 202
     state = await wait_for_state(otto.client, rid, number, settled)
     assert state.phase == RunPhase.WAITING_REVIEW, state.reason
-    await status_comment(otto, r, number, "draft PRs ready for review")  # the last publish has landed
+    await status_comment(otto, r, number, "waiting for your review")  # the last publish has landed
     after = await scrape(otto)
     run_id = f"otto/{rid}/{number}"
 

@@ -39,6 +39,7 @@ def test_the_shipped_table_is_what_otto_acts_on() -> None:
     pairs = {(r.event, r.action) for r in ROUTES}
     assert pairs == {
         ("issues", "labeled"),
+        ("issues", "closed"),
         ("issue_comment", "created"),
         ("pull_request", "closed"),
         ("pull_request", "synchronize"),

@@ -8,9 +8,19 @@ from typing import Any
 import httpx
 import pytest
 
+from app.contracts.ids import gate_workflow_id, run_workflow_id
 from app.domain.run import RunPhase, TaskStatus
 from app.intake import sign
-from tests.e2e import Otto, Repo, demo_scenario, eventually, settled, status_comment, wait_for_state
+from tests.e2e import (
+    Otto,
+    Repo,
+    demo_scenario,
+    eventually,
+    keep_history,
+    settled,
+    status_comment,
+    wait_for_state,
+)
 
 ISSUE = ("Add a shout mode", "A `shout(name)` function and a `--shout` flag, with tests.")
 
@@ -101,13 +111,13 @@ async def test_labeled_issue_becomes_plan_branches_and_draft_prs(
         assert runs[0].conclusion == "success"
 
     # exactly one status comment, edited in place (never re-posted), ending with both PRs and the cost
-    status = await status_comment(otto, r, number, "draft PRs ready for review")
+    status = await status_comment(otto, r, number, "waiting for your review")
     assert len([c for c in sim.comments(r.owner, r.name, number) if c.user.login == "otto[bot]"]) == 1
     assert len(status.edits) >= 4
     assert any("planning" in e.lower() for e in status.edits)
     assert f"[#{pulls[0].number}]" in status.body
     assert f"[#{pulls[1].number}]" in status.body
-    assert "draft PRs ready for review" in status.body
+    assert "waiting for your review" in status.body
     assert "tokens" in status.body
     assert "$" in status.body
     assert sim.count_calls("POST", f"/repos/{r.owner}/{r.name}/issues/{number}/comments") == 1
@@ -127,6 +137,8 @@ async def test_labeled_issue_becomes_plan_branches_and_draft_prs(
     plan_request = otto.world.model.requests_for("plan")[-1].body
     assert plan_request is not None
     assert '<untrusted source="issue body">' in plan_request["messages"][0]["content"]
+    await keep_history(otto, run_workflow_id(repo_id(otto, r), number), "demo")
+    await keep_history(otto, gate_workflow_id(state.repo.installation_id), "gate")
 
 
 async def test_wrong_or_missing_signature_is_401_and_starts_nothing(
@@ -283,7 +295,7 @@ async def test_not_actionable_issue_asks_questions(otto: Otto, repo: Callable[..
     otto.sim.add_label(r.owner, r.name, number, "otto", r.maintainer)
     state = await wait_for_state(otto.client, repo_id(otto, r), number, settled)
     assert state.phase == RunPhase.NEEDS_INFO
-    body = (await status_comment(otto, r, number, "needs_info")).body
+    body = (await status_comment(otto, r, number, "Otto needs more information")).body
     assert "- Which command should change?" in body
     assert otto.world.model.requests_for("plan") == []
 

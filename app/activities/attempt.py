@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,8 +42,9 @@ from app.domain.logs import tail
 from app.domain.progress import Outcome, failure_signature, made_progress
 from app.domain.redact import redact
 from app.domain.render import render_pr_body
-from app.domain.run import TaskStatus
+from app.domain.run import AttemptRecord, TaskStatus
 from app.domain.sanitize import quote_untrusted
+from app.domain.terminal import plain_text
 from app.domain.usage import BudgetExhausted, Usage
 from app.github_auth import GitHubApp, GitIdentity
 from app.llm import LLM
@@ -116,6 +118,7 @@ class Attempt:
     budget_spent: bool = False
     prior_usage: Usage = field(default_factory=Usage)  # what crashed tries of this attempt spent
     usage_seq: int = 0
+    started: float = field(default_factory=time.monotonic)
 
     @property
     def prefix(self) -> str:
@@ -342,7 +345,7 @@ class Attempt:
         self.progress.stage = "pull request"
         verified = self.verified
         gh = await repo_client(svc.app, inp.repo)
-        log_tail = tail(verified.log, LOG_TAIL_BYTES)
+        log_tail = tail(plain_text(verified.log), LOG_TAIL_BYTES)
         refused = [r.describe() for r in self.worktree.refused]
         body = render_pr_body(
             run_id=inp.run_id,
@@ -359,6 +362,10 @@ class Attempt:
             fix_rounds=self.rounds,
             refused=refused,
             attempt_url=link,
+            history=[*inp.history, self.record(verified)],
+            stacked_on=inp.stacked_on,
+            base_branch=inp.base_branch,
+            notes=note_text(self.notes, self.result.note),
         )
         title = f"[Otto #{inp.issue_number}] {inp.task.title}"
         pr = await gh.upsert_draft_pr(
@@ -375,7 +382,7 @@ class Attempt:
             summary=f"`{'`, `'.join(verified.commands) or 'no checks found'}`"
             + (f" — {verified.failures} failing" if verified.failures else "")
             + (f" — {note}" if note else ""),
-            text=f"```\n{verified.log}\n```",
+            text=f"```\n{plain_text(verified.log)}\n```",
             details_url=link,
         )
         status = TaskStatus.PASSED if verified.passed else TaskStatus.FAILED
@@ -399,6 +406,17 @@ class Attempt:
         )
 
     # --- shared steps ------------------------------------------------------------------------------------
+    def record(self, verified: VerifyResult) -> AttemptRecord:
+        """This attempt's line in the PR's history (measured here; the run records its own the same way)."""
+        return AttemptRecord(
+            attempt=self.inp.attempt,
+            trigger=self.inp.trigger,
+            outcome="checks pass" if verified.passed else "checks fail",
+            failures=verified.failures,
+            duration_s=time.monotonic() - self.started,
+            cost_usd=self.usage().cost_usd,
+        )
+
     def usage(self) -> Usage:
         return self.prior_usage + (self.agent.usage if self.agent else Usage())
 
@@ -431,8 +449,10 @@ class Attempt:
         inp = self.inp
         assert self.worktree is not None
         assert self.identity is not None
+        title = inp.task.title if inp.attempt == 1 else f"Retry: {inp.task.title} (attempt {inp.attempt})"
+        why = "" if inp.attempt == 1 else f"Attempt {inp.attempt} of this task; why: {inp.trigger}.\n\n"
         message = (
-            f"{inp.task.title}{suffix}\n\n"
+            f"{title}{suffix}\n\n{why}"
             f"Part of #{inp.issue_number} (Otto task {inp.task.id}, attempt {inp.attempt}).\n\n"
             f"{attempt_trailer(inp)}"
         )
@@ -521,6 +541,12 @@ async def run_attempt(attempt: Attempt) -> TaskResult:
         return await attempt.publish()
     finally:
         await attempt.release()
+
+
+def note_text(notes: list[str], agent_note: str) -> str:
+    """Why the attempt stopped short, for the PR (budget, limits, the agent's refusal)."""
+    parts = [*notes, *([agent_note] if agent_note else [])]
+    return ("**Note:** " + "; ".join(parts) + ".") if parts else ""
 
 
 def outcome_of(v: VerifyResult) -> Outcome:

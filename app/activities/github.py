@@ -17,6 +17,7 @@ from typing import Any, Literal, cast
 
 from githubkit import GitHub, TokenAuthStrategy
 from githubkit.exception import RequestFailed
+from githubkit.utils import UNSET
 from githubkit_schemas.latest.models import FullRepository, Issue, PullRequestSimple, ReviewComment
 from githubkit_schemas.latest.types import (
     ReposOwnerRepoCheckRunsCheckRunIdPatchBodyPropOutputType,
@@ -56,6 +57,7 @@ from app.github_auth import GitHubApp
 from app.github_retry import durable_rate_limits
 
 log = logging.getLogger("otto.github")
+ON_PURPOSE = "Merged on purpose with `/otto merge` although Otto's checks failed."
 
 CHECK_NAME = "otto/verify"
 CHECK_TEXT_LIMIT = 60_000  # GitHub caps check-run output text at 65535 characters
@@ -219,6 +221,12 @@ class RepoGitHub:
         pr = resp.parsed_data
         return PullRef(pr.number, pr.html_url, pr.node_id, pr.head.sha)
 
+    async def failing_checks(self, head_sha: str) -> list[str]:
+        """Names of the check runs on ``head_sha`` (any app's, the latest of each) that did not pass."""
+        resp = await self.gh.rest.checks.async_list_for_ref(self.owner, self.name, head_sha, filter_="latest")
+        bad = {"failure", "timed_out", "cancelled", "action_required", "startup_failure"}
+        return sorted({run.name for run in resp.parsed_data.check_runs if run.conclusion in bad})
+
     async def upsert_check_run(
         self,
         *,
@@ -280,6 +288,9 @@ class StillComputing(Exception):
 READY_FOR_REVIEW = """
 mutation($id: ID!) { markPullRequestReadyForReview(input: {pullRequestId: $id}) { pullRequest { isDraft } } }
 """
+BACK_TO_DRAFT = """
+mutation($id: ID!) { convertPullRequestToDraft(input: {pullRequestId: $id}) { pullRequest { isDraft } } }
+"""
 
 
 async def repo_client(app: GitHubApp, ref: RepoRef) -> RepoGitHub:
@@ -291,7 +302,7 @@ async def repo_client(app: GitHubApp, ref: RepoRef) -> RepoGitHub:
 class GitHubActivities:
     """The GitHub side effects the workflows call directly. A rate limit asking for a long wait fails the
     activity with a non-retryable ``ApplicationError(type="RateLimited", details=[wait_s, guessed])``: the
-    workflow sleeps on a durable timer and calls again (``app.workflows.github_calls.github``)."""
+    workflow sleeps on a durable timer and calls again (``app.workflows.calls.github``)."""
 
     def __init__(
         self,
@@ -432,6 +443,11 @@ class GitHubActivities:
                 head_sha=pr.head.sha,
                 message=f"GitHub says it can't be merged ({pr.mergeable_state})",
             )
+        failing = await gh.failing_checks(pr.head.sha)
+        if pr.mergeable_state == "blocked":  # GitHub's required checks (or reviews) are not met
+            return MergeOutcome(
+                result="red", head_sha=pr.head.sha, failing=failing, message="blocked by GitHub"
+            )
         if pr.draft:
             await gh.gh.async_graphql(READY_FOR_REVIEW, {"id": pr.node_id})
         try:
@@ -442,15 +458,25 @@ class GitHubActivities:
                 sha=m.approved_sha,
                 merge_method=m.method,
                 commit_title=f"{m.title} (#{m.pr_number})",
+                commit_message=ON_PURPOSE if m.override else UNSET,
             )
         except RequestFailed as e:
             message = _error_message(e)
             if _status(e) == 409:
                 return MergeOutcome(result="head_moved", head_sha=None, message=message)
             if _status(e) in (405, 422):
+                if pr.draft:  # it stays what it was: a draft
+                    await gh.gh.async_graphql(BACK_TO_DRAFT, {"id": pr.node_id})
+                if "status check" in message.lower():
+                    return MergeOutcome(result="red", head_sha=pr.head.sha, failing=failing, message=message)
                 return MergeOutcome(result="not_mergeable", head_sha=pr.head.sha, message=message)
             raise
-        return MergeOutcome(result="merged", merge_sha=resp.parsed_data.sha, head_sha=m.approved_sha)
+        return MergeOutcome(
+            result="merged",
+            merge_sha=resp.parsed_data.sha,
+            head_sha=m.approved_sha,
+            merged_by=await self.app.bot_login(),
+        )
 
     @activity.defn
     @durable_rate_limits

@@ -86,6 +86,8 @@ def issue_message(inp: ModelInput) -> str:
         files_shown=len(files),
         files_total=ctx.repo_files_total,
         files=quote_untrusted("file list", "\n".join(files)),
+        previous_plan="\n".join(f"- {t.id}: {t.title} — {t.intent}" for t in inp.previous_plan),
+        feedback=quote_untrusted("maintainer feedback", inp.feedback) if inp.feedback else "",
     )
 
 

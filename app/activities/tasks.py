@@ -6,12 +6,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 
-import temporalio.exceptions
 from temporalio import activity
 from temporalio.client import Client
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from app.activities.attempt import Attempt, Services, Stopped, run_attempt
 from app.artifacts import (
@@ -30,20 +30,43 @@ from app.domain.run import RunState
 from app.github_auth import GitHubApp
 from app.llm import LLM, ModelError
 from app.sandbox import Sandbox, SandboxUnavailable
+from app.sandbox.proc import command_scope
 from app.settings import Settings
 from app.workspace import MergeConflict, Workspace, WorkspaceError
 
 log = logging.getLogger("otto.tasks")
 
 
+STEP_REPORT_S = 10.0  # the agent's step reaches the run this often at most (a comment edit); a stage at once
+
+Report = Callable[[AttemptProgress], Awaitable[None]]
+
+
 @contextlib.asynccontextmanager
-async def heartbeating(progress: AttemptProgress, every_s: float) -> AsyncIterator[None]:
+async def heartbeating(
+    progress: AttemptProgress, every_s: float, report: Report | None = None
+) -> AsyncIterator[None]:
     """Heartbeat every ``every_s`` seconds with the current progress while blocking work runs in threads
-    (a cancellation — the run stopped — is delivered at the next heartbeat)."""
+    (a cancellation — the run stopped — is delivered at the next heartbeat), and ``report`` the progress to
+    the run when its stage changes (its step now and then) so the status comment shows it."""
 
     async def beat() -> None:
+        sent: AttemptProgress | None = None
+        sent_at = 0.0
         while True:
             activity.heartbeat(progress.model_dump(mode="json"))
+            now = time.monotonic()
+            if report is not None and progress != sent:
+                moved_on = sent is None or (progress.stage, progress.fix_round) != (
+                    sent.stage,
+                    sent.fix_round,
+                )
+                if moved_on or now - sent_at >= STEP_REPORT_S:
+                    sent, sent_at = progress.model_copy(), now
+                    try:
+                        await report(sent)
+                    except Exception:  # the status is for people; the attempt goes on without it
+                        log.debug("could not report the progress of %s", progress.task, exc_info=True)
             await asyncio.sleep(every_s)
 
     task = asyncio.create_task(beat())
@@ -127,23 +150,43 @@ class TaskActivities:
     @activity.defn
     async def execute_task(self, inp: TaskInput) -> TaskResult:
         info = activity.info()
-        progress = AttemptProgress(task=inp.task.id, attempt=inp.attempt)
+        progress = AttemptProgress(
+            task=inp.task.id, attempt=inp.attempt, max_steps=self.svc.settings.agent_max_steps
+        )
         prefix = attempt_prefix(inp.run_id, inp.task.id, inp.attempt)
         s = self.svc.settings
         # artifacts are written to a scratch dir and mirrored to the store; a retried activity (e.g. on
         # another worker after this one died) starts from what the store has
         scratch = s.scratch_dir / f"{run_key(prefix)}-{info.attempt}"
         async with (
-            heartbeating(progress, s.heartbeat_every_s),
+            heartbeating(progress, s.heartbeat_every_s, self._reporter(inp.run_id)),
             mirrored(
                 self.svc.store, scratch, prefix, hydrate=info.attempt > 1, every_s=s.artifact_sync_s
             ) as artifacts,
         ):
             attempt = Attempt(self.svc, inp, artifacts, info.attempt, progress)
             try:
-                result = await run_attempt(attempt)
-            except asyncio.CancelledError:  # the run was stopped: say what this attempt spent
-                raise temporalio.exceptions.CancelledError("stopped", attempt.usage().model_dump()) from None
+                with command_scope() as commands:
+                    try:
+                        result = await run_attempt(attempt)
+                    except asyncio.CancelledError:
+                        killed = commands.cancel()  # the sandboxed command running now ends at once
+                        if killed:
+                            log.info("killed %d sandboxed command(s) of a cancelled attempt", killed)
+                        raise
+            except asyncio.CancelledError:
+                if activity.is_worker_shutdown():  # not a stop: the attempt goes back to Temporal for a retry
+                    raise
+                # the run was stopped. Temporal drops the details of an activity "cancelled", so the attempt
+                # ends as a benign (not logged as an error) failure that carries what it spent
+                log.info("task %s attempt %d stopped", inp.task.id, inp.attempt)
+                raise ApplicationError(
+                    "the run was stopped",
+                    attempt.usage().model_dump(),
+                    type=FailureKind.STOPPED,
+                    non_retryable=True,
+                    category=ApplicationErrorCategory.BENIGN,
+                ) from None
             except SandboxUnavailable as e:
                 raise ApplicationError(
                     f"Otto will not run this task's commands: {e}",
@@ -153,7 +196,11 @@ class TaskActivities:
                 ) from e
             except Stopped as e:
                 raise ApplicationError(
-                    str(e), attempt.usage().model_dump(), type=FailureKind.STOPPED, non_retryable=True
+                    str(e),
+                    attempt.usage().model_dump(),
+                    type=FailureKind.STOPPED,
+                    non_retryable=True,
+                    category=ApplicationErrorCategory.BENIGN,
                 ) from e
             except WorkspaceError as e:
                 raise ApplicationError(
@@ -187,6 +234,16 @@ class TaskActivities:
             )
         except Exception:  # an artifact must not fail the task it describes
             log.warning("could not record the learning of %s", inp.task.id, exc_info=True)
+
+    def _reporter(self, run_id: str) -> Report | None:
+        client = self.client
+        if client is None:
+            return None
+
+        async def report(progress: AttemptProgress) -> None:
+            await client.get_workflow_handle(run_id).signal(RunMessage.PROGRESS, progress)
+
+        return report
 
     async def _stop_requested(self, run_id: str) -> bool:
         """Look before you push: a stopped run pushes nothing (its cancel may still be on the way)."""

@@ -99,8 +99,14 @@ CHECK_PERMISSION: ActivitySpec[PermissionQuery, str] = ActivitySpec(
 REACT_TO_ISSUE: ActivitySpec[ReactInput, None] = ActivitySpec(
     "react_to_issue", Queue.MAIN, ReactInput, None, GITHUB_CALL
 )
+# one comment edit: quick, and often (a task's stage); a worker dying mid-edit must not hold the next ones
+# (they queue behind it) for long, so a short timeout and another try
 PUBLISH_STATUS: ActivitySpec[PublishStatus, int] = ActivitySpec(
-    "publish_status", Queue.MAIN, PublishStatus, int, GITHUB_CALL
+    "publish_status",
+    Queue.MAIN,
+    PublishStatus,
+    int,
+    {**GITHUB_CALL, "start_to_close_timeout": timedelta(seconds=15)},
 )
 POST_REFUSAL: ActivitySpec[Refusal, int] = ActivitySpec("post_refusal", Queue.MAIN, Refusal, int, GITHUB_CALL)
 REACT_TO_COMMENT: ActivitySpec[CommentReaction, None] = ActivitySpec(
@@ -160,7 +166,7 @@ LIST_REPO_FILES: ActivitySpec[ListFilesInput, RepoFiles] = ActivitySpec(
 REBASE_BRANCH: ActivitySpec[RebaseInput, str | None] = ActivitySpec(
     "rebase_branch", Queue.CPU, RebaseInput, str | None, GIT_CALL
 )
-# timeouts per run (RunLimits): start-to-close, heartbeat; see app.workflows.run.effects
+# timeouts per run (RunLimits): start-to-close, heartbeat; see app.workflows.run.execution
 EXECUTE_TASK: ActivitySpec[TaskInput, TaskResult] = ActivitySpec(
     "execute_task", Queue.CPU, TaskInput, TaskResult
 )

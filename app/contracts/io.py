@@ -10,7 +10,15 @@ from pydantic import BaseModel, Field
 from app.domain.pilot import PilotDecision
 from app.domain.plan import PlannedTask
 from app.domain.repo_config import RepoConfig
-from app.domain.run import Classification, IssueContext, RepoRef, RunState, TaskRecord, TaskStatus
+from app.domain.run import (
+    AttemptRecord,
+    Classification,
+    IssueContext,
+    RepoRef,
+    RunState,
+    TaskRecord,
+    TaskStatus,
+)
 from app.domain.usage import Usage
 
 ReactionContent = Literal["+1", "-1", "laugh", "confused", "heart", "hooray", "rocket", "eyes"]
@@ -47,6 +55,9 @@ class TaskInput(BaseModel):
     route_context: str = ""
     pr_base: str | None = None  # defaults to base_branch
     budget_left_usd: float | None = None
+    trigger: str = "first run"  # why this attempt runs, in words (for the PR's attempt history)
+    history: list[AttemptRecord] = Field(default_factory=list)  # the task's earlier attempts
+    stacked_on: int | None = None  # the dependency's PR this one is stacked on
 
 
 class TaskResult(BaseModel):
@@ -159,13 +170,18 @@ class MergeInput(BaseModel):
     approved_sha: str
     method: Literal["merge", "squash", "rebase"]
     title: str
+    # `/otto merge`: a writer merges it although Otto's checks fail (GitHub's own rules still apply); the
+    # merge commit says so
+    override: bool = False
 
 
 class MergeOutcome(BaseModel):
-    result: Literal["merged", "already_merged", "head_moved", "not_mergeable", "closed"]
+    result: Literal["merged", "already_merged", "head_moved", "not_mergeable", "closed", "red"]
     merge_sha: str | None = None
     head_sha: str | None = None
     message: str = ""
+    failing: list[str] = Field(default_factory=list)  # names of the checks that fail on the head
+    merged_by: str = ""  # the login that merged it (the App's bot)
 
 
 class RetargetInput(BaseModel):
@@ -226,6 +242,8 @@ class ModelInput(BaseModel):
     model: str
     max_tasks: int
     budget_left_usd: float | None = None
+    previous_plan: list[PlannedTask] = Field(default_factory=list)  # `/otto plan <feedback>`: the plan so far
+    feedback: str = ""  # ... and the maintainer's feedback on it
 
 
 class PilotInput(BaseModel):
@@ -260,5 +278,6 @@ class AttemptProgress(BaseModel):
     attempt: int
     stage: str = "workspace"  # workspace, agent, push, verify, fix round N, pull request
     step: int = 0  # the agent's step
+    max_steps: int = 0
     fix_round: int = 0
     wip_sha: str | None = None  # the agent's work, pushed before verification

@@ -37,6 +37,7 @@ class RunLimits(BaseModel):
     model_task_queue: str | None = None  # None: the workflow's own queue
     cpu_task_queue: str | None = None
     temporal_ui_url: str | None = None
+    public_url: str | None = None  # the base of links to Mission Control
     run_history_max_events: int = 10_000  # continue as new past this (or when Temporal suggests it)
 
     @classmethod
@@ -117,8 +118,19 @@ class CiFailure(BaseModel):
     delivery_id: str
 
 
+class IssueClosed(BaseModel):
+    """The run's issue was closed: the run stops, as with `/otto stop` by whoever closed it."""
+
+    kind: Literal["issue_closed"] = "issue_closed"
+    repo: RepoRef
+    issue_number: int
+    sender: str
+    delivery_id: str
+
+
 DeliveryRequest = Annotated[
-    StartRun | CommandRequest | ReviewRequest | PullChange | CiFailure, Field(discriminator="kind")
+    StartRun | CommandRequest | ReviewRequest | PullChange | CiFailure | IssueClosed,
+    Field(discriminator="kind"),
 ]
 
 
@@ -163,6 +175,23 @@ class StopRequest(BaseModel):
     number: int | None = None
 
 
+class MergeRequest(BaseModel):
+    """`/otto merge` on a task's PR: merge it as it is, although its checks fail."""
+
+    task_id: str
+    sender: str
+    pr_number: int
+    comment_id: int | None = None
+
+
+class PlanCommand(BaseModel):
+    """`/otto go` (``feedback`` empty) or `/otto plan <feedback>` while the plan waits for approval."""
+
+    sender: str
+    feedback: str = ""
+    comment_id: int | None = None
+
+
 RUN_WORKFLOW = "RunWorkflow"  # the run workflow's type name
 GATE_WORKFLOW = "InstallationGate"  # the installation's queue of runs
 
@@ -178,9 +207,13 @@ class RunMessage(StrEnum):
     PULL_CHANGED = "pull_changed"
     CI_FAILED = "ci_failed"
     REFRESH = "refresh"
+    PROGRESS = "progress"  # a running attempt's stage (from the task activity)
     # updates (validated: a rejected one is answered at once and changes nothing)
     RETRY = "retry"
     STOP = "stop"
+    MERGE = "merge"
+    GO = "go"
+    PLAN = "plan"
     # query
     STATUS = "status"
 
@@ -188,7 +221,7 @@ class RunMessage(StrEnum):
 RUN_SIGNALS = frozenset(
     {RunMessage.REVIEW, RunMessage.PULL_CHANGED, RunMessage.CI_FAILED, RunMessage.REFRESH}
 )
-RUN_UPDATES = frozenset({RunMessage.RETRY, RunMessage.STOP})
+RUN_UPDATES = frozenset({RunMessage.RETRY, RunMessage.STOP, RunMessage.MERGE, RunMessage.GO, RunMessage.PLAN})
 
 
 class GateState(BaseModel):

@@ -4,26 +4,32 @@
   on timeout, and when the main process exits, the whole group is killed with SIGKILL. (Inside the sandbox
   the PID namespace does the same for processes that leave the group.)
 - stdin is ``/dev/null``; stdout and stderr are one interleaved pipe, kept head + tail within the limit
-  while streaming (memory stays bounded whatever the command prints).
+  while streaming (memory stays bounded whatever the command prints), and made plain text (no colour or
+  cursor escapes: ``app.domain.terminal``).
 - The environment is exactly the one given: nothing of Otto's own environment is inherited.
 - Every command running is known (its process group): :func:`kill_running` ends them all at once, for a
   process shutting down after its activities were cancelled (their threads then return at once).
+- Commands started inside a :func:`command_scope` (one task attempt) can be ended together:
+  :meth:`CommandScope.cancel` kills the ones running and refuses any started after it. The scope travels
+  in a context variable, which ``asyncio.to_thread`` carries into the threads that run the commands.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import os
 import selectors
 import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from app.domain.logs import HeadTailBuffer
+from app.domain.terminal import plain_text
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # After the main process exits (or is killed), how long to keep reading what is still in the pipe.
@@ -69,6 +75,65 @@ def kill_running() -> int:
     return len(groups)
 
 
+class CommandScope:
+    """The commands of one piece of work (a task attempt), to be ended together when it is stopped."""
+
+    def __init__(self) -> None:
+        self._groups: set[int] = set()
+        self._lock = threading.Lock()
+        self.cancelled = False
+
+    def enter(self, pgid: int) -> bool:
+        """Track a command just started; False (and the command killed) when the scope was cancelled."""
+        with self._lock:
+            if not self.cancelled:
+                self._groups.add(pgid)
+                return True
+        _kill_group(pgid)
+        return False
+
+    def leave(self, pgid: int) -> None:
+        with self._lock:
+            self._groups.discard(pgid)
+
+    def cancel(self) -> int:
+        """Kill every command of the scope running now and refuse new ones; returns how many were killed."""
+        with self._lock:
+            self.cancelled = True
+            groups = list(self._groups)
+        for pgid in groups:
+            _kill_group(pgid)
+        return len(groups)
+
+
+_scope: contextvars.ContextVar[CommandScope | None] = contextvars.ContextVar(
+    "otto_command_scope", default=None
+)
+
+
+@contextlib.contextmanager
+def command_scope() -> Iterator[CommandScope]:
+    """Commands started in this context (and threads started from it with ``asyncio.to_thread``) belong to
+    the scope yielded."""
+    scope = CommandScope()
+    token = _scope.set(scope)
+    try:
+        yield scope
+    finally:
+        _scope.reset(token)
+
+
+def _cancelled(started: float) -> ProcResult:
+    return ProcResult(
+        exit_code=-signal.SIGKILL,
+        timed_out=False,
+        output="",
+        output_bytes=0,
+        duration_s=time.monotonic() - started,
+        note="stopped: the run was stopped",
+    )
+
+
 def run_bounded(
     argv: Sequence[str],
     *,
@@ -84,6 +149,9 @@ def run_bounded(
     privileges there)."""
     started = time.monotonic()
     buf = HeadTailBuffer(output_limit)
+    scope = _scope.get()
+    if scope is not None and scope.cancelled:
+        return _cancelled(started)
     try:
         proc = subprocess.Popen(
             list(argv),
@@ -105,6 +173,8 @@ def run_bounded(
         )
     with _running_lock:
         _running.add(proc.pid)
+    if scope is not None:
+        scope.enter(proc.pid)  # a scope cancelled meanwhile kills the command at once
     assert proc.stdout is not None
     fd = proc.stdout.fileno()
     deadline = started + timeout_s
@@ -142,15 +212,18 @@ def run_bounded(
             _kill_group(proc.pid)
             with _running_lock:
                 _running.discard(proc.pid)
+            if scope is not None:
+                scope.leave(proc.pid)
             proc.stdout.close()
             with contextlib.suppress(subprocess.TimeoutExpired):  # SIGKILL'd processes exit
                 proc.wait(timeout=10)
     return ProcResult(
         exit_code=None if timed_out else proc.returncode,
         timed_out=timed_out,
-        output=buf.text(),
+        output=plain_text(buf.text()),
         output_bytes=buf.total,
         duration_s=time.monotonic() - started,
+        note="stopped: the run was stopped" if scope is not None and scope.cancelled else "",
     )
 
 

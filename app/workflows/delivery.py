@@ -26,6 +26,9 @@ with workflow.unsafe.imports_passed_through():
         CiSignal,
         CommandRequest,
         DeliveryRequest,
+        IssueClosed,
+        MergeRequest,
+        PlanCommand,
         PullChange,
         PullSignal,
         RetryRequest,
@@ -52,6 +55,8 @@ class DeliveryWorkflow:
             return await self._review(request)
         if isinstance(request, PullChange):
             return await self._pull_change(request)
+        if isinstance(request, IssueClosed):
+            return await self._issue_closed(request)
         return await self._ci(request)
 
     async def _is_writer(self, request: DeliveryRequest, login: str) -> bool:
@@ -121,6 +126,13 @@ class DeliveryWorkflow:
         delivered = await self._signal(pull.run_id, RunMessage.PULL_CHANGED, signal.model_dump(mode="json"))
         return "signalled pull change" if delivered else "no run"
 
+    async def _issue_closed(self, request: IssueClosed) -> str:
+        """Closing the issue stops its run (GitHub decided who may close it; there is nothing to answer)."""
+        stop = StopRequest(sender=request.sender, number=request.issue_number)
+        run_id = run_workflow_id(request.repo.repo_id, request.issue_number)
+        delivered = await self._signal(run_id, RunMessage.STOP, stop.model_dump(mode="json"))
+        return "stopping the run" if delivered else "no run"
+
     async def _ci(self, request: CiFailure) -> str:
         signalled = 0
         for number in request.pr_numbers:
@@ -156,6 +168,31 @@ class DeliveryWorkflow:
             ),
         )
 
+    @staticmethod
+    def _message(
+        request: CommandRequest, name: str, text: str, task_id: str | None
+    ) -> tuple[RunMessage, dict[str, object]]:
+        """The run's signal or update for a command, and its payload."""
+        sender, comment = request.sender, request.comment_id
+        if name == "retry":
+            assert task_id is not None
+            retry = RetryRequest(
+                task_id=task_id, guidance=text, sender=sender, comment_id=comment, pr_number=request.number
+            )
+            return RunMessage.RETRY, retry.model_dump(mode="json")
+        if name == "merge":
+            assert task_id is not None
+            merge = MergeRequest(task_id=task_id, sender=sender, pr_number=request.number, comment_id=comment)
+            return RunMessage.MERGE, merge.model_dump(mode="json")
+        if name == "stop":
+            return RunMessage.STOP, StopRequest(
+                sender=sender, comment_id=comment, number=request.number
+            ).model_dump(mode="json")
+        if name in ("go", "plan"):
+            plan = PlanCommand(sender=sender, feedback=text if name == "plan" else "", comment_id=comment)
+            return (RunMessage.GO if name == "go" else RunMessage.PLAN), plan.model_dump(mode="json")
+        return RunMessage.REFRESH, {"sender": sender}
+
     async def _command(self, request: CommandRequest) -> str:
         command = request.command
         if not await self._is_writer(request, request.sender):
@@ -179,37 +216,24 @@ class DeliveryWorkflow:
 
         run_id = run_workflow_id(request.repo.repo_id, request.number)
         task_id: str | None = None
+        on_a_task = command.name in ("retry", "merge")  # these name a task: they go on its PR
         if request.is_pull_request:
             pull = await github(
                 act.RESOLVE_TASK_PULL, TaskPullQuery(repo=request.repo, pr_number=request.number)
             )
             if pull is not None:
                 run_id, task_id = pull.run_id, pull.task_id
-            elif command.name == "retry":
-                await self._reply(request, "`/otto retry` works on pull requests Otto opened for a task.")
+            elif on_a_task:
+                await self._reply(
+                    request, f"`/otto {command.name}` works on pull requests Otto opened for a task."
+                )
                 return "not an Otto PR"
-        elif command.name == "retry":
-            await self._reply(request, "`/otto retry` goes on the task's pull request, not on the issue.")
-            return "retry on an issue"
-
-        if command.name == "retry":
-            assert task_id is not None
-            payload = RetryRequest(
-                task_id=task_id,
-                guidance=command.text,
-                sender=request.sender,
-                comment_id=request.comment_id,
-                pr_number=request.number,
-            ).model_dump(mode="json")
-        elif command.name == "stop":
-            payload = StopRequest(
-                sender=request.sender, comment_id=request.comment_id, number=request.number
-            ).model_dump(mode="json")
-        else:
-            payload = {"sender": request.sender}
-        message = {"retry": RunMessage.RETRY, "stop": RunMessage.STOP, "status": RunMessage.REFRESH}[
-            command.name
-        ]
+        elif on_a_task:
+            await self._reply(
+                request, f"`/otto {command.name}` goes on the task's pull request, not on the issue."
+            )
+            return f"{command.name} on an issue"
+        message, payload = self._message(request, command.name, command.text, task_id)
         outcome = await call(act.SIGNAL_RUN, SignalInput(run_id=run_id, signal=message, payload=payload))
         if not outcome.delivered:
             where = "pull request" if request.is_pull_request else "issue"
@@ -222,7 +246,7 @@ class DeliveryWorkflow:
         if outcome.rejected is not None:  # the run's validator answered at once; nothing changed
             await self._reply(request, outcome.rejected)
             return "rejected"
-        if command.name != "retry":  # a retry is acknowledged by the run itself (👀, then 👍 or 👎)
+        if command.name not in ("retry", "merge"):  # those are answered by the run itself (👀, then 👍 or 👎)
             await github(
                 act.REACT_TO_COMMENT,
                 CommentReaction(repo=request.repo, comment_id=request.comment_id, content="eyes"),

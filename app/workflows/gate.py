@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from temporalio import workflow
 
-from app.contracts.messages import GateState
+from app.contracts.messages import GateState, RunMessage
 
 EVENTS_BEFORE_CONTINUE_AS_NEW = 400
 
@@ -49,8 +49,8 @@ class InstallationGate:
             while self.state.waiting and len(self.state.active) < self.state.max_active:
                 run_id = self.state.waiting.pop(0)
                 self.state.active.append(run_id)
-                await workflow.get_external_workflow_handle(run_id).signal("granted")
+                await workflow.get_external_workflow_handle(run_id).signal(RunMessage.GRANTED)
             for position, run_id in enumerate(self.state.waiting, start=1):
-                await workflow.get_external_workflow_handle(run_id).signal("queued", position)
+                await workflow.get_external_workflow_handle(run_id).signal(RunMessage.QUEUED, position)
             if self.events >= EVENTS_BEFORE_CONTINUE_AS_NEW and not self.dirty:
                 workflow.continue_as_new(self.state)

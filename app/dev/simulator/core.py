@@ -273,6 +273,12 @@ class SimulatorCore:
     def identity(self, u: SimUser) -> gitrepo.Identity:
         return gitrepo.Identity(u.login, f"{u.id}+{u.login}@users.noreply.github.com")
 
+    def require_checks(self, owner: str, repo: str, names: list[str]) -> None:
+        """Branch protection on the default branch: these checks must succeed before a merge (a PR whose head
+        lacks them or fails one is ``mergeable_state: blocked``, and merging it answers 405)."""
+        with self.lock:
+            self.repo(owner, repo).required_checks = list(names)
+
     def set_permission(self, owner: str, repo: str, login: str, permission: Permission) -> None:
         with self.lock:
             if permission not in PERMISSION_ORDER:

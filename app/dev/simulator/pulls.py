@@ -67,6 +67,8 @@ class PullOps(IssueOps):
             state = "dirty"
         elif p.draft:
             state = "draft"
+        elif self.failing_required(r, head):
+            state = "blocked"
         elif self.head_has_failing_checks(r, head):
             state = "unstable"
         else:
@@ -80,6 +82,17 @@ class PullOps(IssueOps):
             "rebaseable": mergeable,
             "mergeable_state": state,
         }
+
+    def failing_required(self, r: SimRepo, sha: str) -> list[str]:
+        """Required checks (branch protection) that have not succeeded on ``sha``."""
+        latest = {
+            run.name: run.conclusion
+            for run in sorted(r.check_runs.values(), key=lambda c: c.id)
+            if run.head_sha == sha
+        }
+        return [
+            name for name in r.required_checks if latest.get(name) not in ("success", "neutral", "skipped")
+        ]
 
     def head_has_failing_checks(self, r: SimRepo, sha: str) -> bool:
         bad = {"failure", "timed_out", "cancelled", "action_required"}
@@ -353,6 +366,9 @@ class PullOps(IssueOps):
             tree = gitrepo.trial_merge(r.path, base, head)
             if tree is None:
                 raise ApiError(405, "Pull Request is not mergeable")
+            blocked = self.failing_required(r, head)
+            if blocked:
+                raise ApiError(405, f'Required status check "{blocked[0]}" is failing.')
             author = self.identity(actor)
             if method == "merge":
                 title = commit_title or f"Merge pull request #{p.number} from {r.owner.login}/{p.head_ref}"

@@ -76,6 +76,10 @@ class Simulator(CheckOps, ManifestOps):
         self.on_refs_changed(r, [(f"refs/heads/{branch}", old, sha)], author, sync=True)
         return sha
 
+    def close_issue(self, owner: str, repo: str, number: int, user: str) -> None:
+        """``user`` closes an issue (its ``issues.closed`` webhook goes out from the delivery thread)."""
+        self.update_issue(self.repo(owner, repo), number, {"state": "closed"}, self.user(user))
+
     def close_pull_request(self, owner: str, repo: str, number: int, user: str) -> Delivery:
         r = self.repo(owner, repo)
         deliveries = self.close_pull(r, self.get_pull(r, number), self.user(user), sync=True)

@@ -235,6 +235,7 @@ class SimRepo:
     comments: dict[int, SimComment] = field(default_factory=dict)
     check_runs: dict[int, SimCheckRun] = field(default_factory=dict)
     check_suites: dict[int, SimCheckSuite] = field(default_factory=dict)
+    required_checks: list[str] = field(default_factory=list)  # branch protection: these must succeed
     next_number: int = 1
 
     @property

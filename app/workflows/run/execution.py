@@ -15,7 +15,7 @@ with workflow.unsafe.imports_passed_through():
     from app.contracts import activities as act
     from app.contracts.failures import NON_RETRYABLE, FailureKind
     from app.contracts.io import TaskInput, TaskResult
-    from app.domain.run import LEARNINGS_KEPT, TaskRecord, TaskStatus
+    from app.domain.run import LEARNINGS_KEPT, AttemptRecord, TaskRecord, TaskStatus
     from app.domain.scheduling import NEEDS_DECISION, pending, pr_base, ready, skip_blocked
     from app.workflows.explain import explain
     from app.workflows.run import gating
@@ -50,15 +50,25 @@ async def run_batch(run: Run, task_ids: list[str]) -> None:
     await asyncio.gather(*(one(t) for t in task_ids))
 
 
-async def attempt(run: Run, task_id: str, guidance: str = "", budget: float | None = None) -> TaskRecord:
-    """One attempt of ``task_id`` (the next one), to its end or until the run is stopped."""
+async def attempt(
+    run: Run, task_id: str, guidance: str = "", budget: float | None = None, trigger: str = ""
+) -> TaskRecord:
+    """One attempt of ``task_id`` (the next one), to its end or until the run is stopped. ``trigger``: why
+    it runs, in words, for the PR's attempt history."""
     ctx = run.m.context
     assert ctx is not None
     rec = run.state.record(task_id)
     rec.status = TaskStatus.RUNNING
     rec.attempts += 1
     rec.note = ""
+    rec.stage = ""
+    trigger = trigger or ("first run" if rec.attempts == 1 else "run again")
+    started, spent_before = workflow.now(), rec.usage.cost_usd
     await run.publish()
+    base = pr_base(run.state, rec, ctx.base_branch)
+    stacked = next(
+        (run.state.record(d) for d in rec.task.depends_on if run.state.record(d).branch == base), None
+    )
     task_input = TaskInput(
         run_id=run.state.run_id,
         repo=run.inp.repo,
@@ -75,8 +85,11 @@ async def attempt(run: Run, task_id: str, guidance: str = "", budget: float | No
         guidance=guidance,
         learnings="\n".join(run.state.learnings),
         route_context=run.state.route_context.get(task_id, ""),
-        pr_base=pr_base(run.state, rec, ctx.base_branch),
+        pr_base=base,
         budget_left_usd=budget if budget is not None else run.budget_left() / (1 + len(run.running)),
+        trigger=trigger,
+        history=list(rec.history),
+        stacked_on=stacked.pr_number if stacked is not None else None,
     )
     rec.pr_base = task_input.pr_base
     execution = asyncio.create_task(execute(run, task_input))
@@ -90,8 +103,30 @@ async def attempt(run: Run, task_id: str, guidance: str = "", budget: float | No
         rec.note = STOPPED_NOTE
     finally:
         del run.running[task_id]
+    rec.stage = ""
+    rec.history = [
+        *rec.history,
+        AttemptRecord(
+            attempt=rec.attempts,
+            trigger=trigger,
+            outcome=outcome_words(rec),
+            failures=rec.failures,
+            duration_s=(workflow.now() - started).total_seconds(),
+            cost_usd=rec.usage.cost_usd - spent_before,
+        ),
+    ]
     await run.publish()
     return rec
+
+
+def outcome_words(rec: TaskRecord) -> str:
+    if rec.note == STOPPED_NOTE:
+        return "stopped"
+    if rec.status == TaskStatus.PASSED:
+        return "checks pass"
+    if rec.status == TaskStatus.FAILED:
+        return "checks fail"
+    return "error: " + (rec.note[:80] + ("…" if len(rec.note) > 80 else "") if rec.note else "see the notes")
 
 
 async def execute(run: Run, task_input: TaskInput) -> None:
@@ -115,7 +150,7 @@ async def execute(run: Run, task_input: TaskInput) -> None:
         run.spend_failed(e)  # what a failed or stopped attempt spent counts
         rec.usage = rec.usage + failed_usage(e)
         rec.status = TaskStatus.ERROR
-        rec.note = explain(e)
+        rec.note = STOPPED_NOTE if failure_kind(e) == FailureKind.STOPPED else explain(e)
         if failure_kind(e) == FailureKind.SANDBOX_UNAVAILABLE:
             run.m.halt_reason = rec.note
         return

@@ -73,7 +73,12 @@ async def carry_out(run: Run, decision: PilotDecision, attempt: Attempt) -> list
             )
     await run.publish()
     if plan.retries:
-        await asyncio.gather(*(attempt(run, tid, guidance=strategy) for tid, strategy in plan.retries))
+        await asyncio.gather(
+            *(
+                attempt(run, tid, guidance=strategy, trigger="gate pilot's retry")
+                for tid, strategy in plan.retries
+            )
+        )
     if plan.replan:
         await replan(run, plan.replan, "the gate pilot asked for a new plan")
     return [tid for tid, _ in plan.retries if run.state.record(tid).status in NEEDS_DECISION]

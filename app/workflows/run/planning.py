@@ -99,6 +99,50 @@ async def plan(run: Run) -> None:
     the_plan = Plan(summary=planned.plan_summary, tasks=planned.tasks)
     run.state.plan_summary = the_plan.summary
     add_tasks(run.state, the_plan.tasks, first_batch=0)
+    if m.config.plan_approval:
+        await await_approval(run)
+        if run.stopped():
+            return
     run.state.phase = RunPhase.RUNNING
     m.planned = True
     await run.publish()
+
+
+async def await_approval(run: Run) -> None:
+    """`plan_approval: true`: post the plan and wait — holding no slot and spending nothing — for a writer's
+    `/otto go` (work starts), `/otto plan <feedback>` (plan again with it) or `/otto stop`."""
+    m, state = run.m, run.state
+    while True:
+        state.phase = RunPhase.PLAN_REVIEW
+        state.reason = (
+            "The plan is ready. A writer can comment `/otto go` to start the work, `/otto plan <feedback>` "
+            "to plan again with feedback, or `/otto stop` to end here. Nothing runs or costs anything until "
+            "then."
+        )
+        await release_slot(run)
+        await run.publish()
+        await workflow.wait_condition(lambda: run.stopped() or m.go_by is not None or bool(m.plan_feedback))
+        if run.stopped():
+            return
+        if m.go_by is not None:
+            state.notice(f"▶️ @{m.go_by} approved the plan.")
+            state.reason = ""
+            m.slot_granted = False
+            await acquire_slot(run)
+            return
+        feedback, by = m.plan_feedback, m.plan_feedback_by
+        m.plan_feedback, m.plan_feedback_by = "", None
+        state.phase = RunPhase.PLANNING
+        state.notice(f"🗺️ @{by} asked for a new plan.")
+        await run.publish()
+        previous = [r.task for r in state.tasks]
+        inp = run.model_input().model_copy(update={"previous_plan": previous, "feedback": feedback})
+        try:
+            planned = await run.model_call(act.PLAN, inp)
+        except ActivityError as e:
+            run.spend_failed(e)
+            raise
+        run.spend(planned.usage)
+        state.plan_summary = planned.plan_summary
+        state.tasks = []
+        add_tasks(state, planned.tasks, first_batch=0)

@@ -15,8 +15,10 @@ with workflow.unsafe.imports_passed_through():
         RebaseInput,
         RetargetInput,
     )
-    from app.contracts.messages import CiSignal, PullSignal, RetryRequest, ReviewSignal
-    from app.domain.merging import Merge, WaitFor, merge_plan, waiting_dependents
+    from app.contracts.messages import CiSignal, MergeRequest, PullSignal, RetryRequest, ReviewSignal
+    from app.domain.links import attempt_url
+    from app.domain.merging import Merge, Refuse, WaitFor, merge_plan, waiting_dependents
+    from app.domain.replies import merged_note, merged_on_purpose, red_on_github, refused_merge
     from app.domain.run import TaskRecord, TaskStatus
     from app.domain.scheduling import RESOLVED, pr_base
     from app.domain.usage import worst_case_cost
@@ -72,7 +74,13 @@ async def retry(run: Run, request: RetryRequest) -> None:
         f"The gate pilot's latest strategy: {strategy.strategy}" if strategy and strategy.strategy else "",
     ]
     run.state.notice(f"🔁 @{request.sender} {WHY[request.reason]} {rec.task.id}.")
-    rec = await execution.attempt(run, rec.task.id, guidance="\n\n".join(p for p in parts if p))
+    trigger = {
+        "command": f"`/otto retry` by @{request.sender}",
+        "review": f"changes requested by @{request.sender}",
+        "ci": f"CI failed ({request.sender})",
+    }[request.reason]
+    guidance = "\n\n".join(p for p in parts if p)
+    rec = await execution.attempt(run, rec.task.id, guidance=guidance, trigger=trigger)
     head = (rec.head_sha or "")[:7]
     if rec.status == TaskStatus.PASSED:
         await react("+1")
@@ -84,7 +92,7 @@ async def retry(run: Run, request: RetryRequest) -> None:
         await run.say(
             number,
             key,
-            f"Attempt {rec.attempts} of `{rec.task.id}`: {rec.status.value}. "
+            f"Attempt {rec.attempts} of `{rec.task.id}`: {execution.outcome_words(rec)}. "
             + (rec.note or "See the `otto/verify` check run for the log."),
         )
 
@@ -106,6 +114,7 @@ async def on_review(run: Run, s: ReviewSignal) -> None:
             await retry(run, request)
         return
     if rec.status == TaskStatus.MERGED:
+        await run.say(s.pr_number, f"review={s.review_id}", f"@{s.reviewer} approved; it is already merged.")
         return
     rec.approved_sha, rec.approved_by = s.commit_id, s.reviewer
     if s.commit_id != rec.head_sha:
@@ -119,10 +128,48 @@ async def on_review(run: Run, s: ReviewSignal) -> None:
     await try_merge(run, rec)
 
 
-async def try_merge(run: Run, rec: TaskRecord) -> None:
+def merge_refusal(run: Run, request: MergeRequest) -> str | None:
+    """Why `/otto merge` can't merge (the update's validator answers with it), or None."""
+    try:
+        rec = run.state.record(request.task_id)
+    except KeyError:
+        return f"This run has no task `{request.task_id}`."
+    if rec.status == TaskStatus.MERGED:
+        return f"Task `{rec.task.id}` is already merged."
+    if rec.pr_number is None or rec.head_sha is None:
+        return f"Task `{rec.task.id}` has no pull request to merge."
+    if rec.status == TaskStatus.RUNNING:
+        return f"Task `{rec.task.id}` is running (attempt {rec.attempts}); merge it once the attempt is done."
+    if rec.status == TaskStatus.ABANDONED:
+        return "This pull request was closed; reopen it first."
+    return None
+
+
+async def merge_on_purpose(run: Run, request: MergeRequest) -> None:
+    """`/otto merge` by a writer: merge the current head as it is, and say so in the PR and the status."""
+    rec = run.state.record(request.task_id)
+    rec.override_by = request.sender
+    rec.approved_sha, rec.approved_by = rec.head_sha, request.sender
+    run.state.notice(f"⚠️ @{request.sender} merged `{rec.task.id}` on purpose with `/otto merge`.")
+    await try_merge(run, rec, override=True)
+
+
+async def try_merge(run: Run, rec: TaskRecord, *, override: bool = False) -> None:
     follow_ups: list[TaskRecord] = []
     async with run.merge_lock:
-        plan = merge_plan(run.state, rec)
+        override = override or rec.override_by is not None
+        plan = merge_plan(run.state, rec, override=override)
+        if isinstance(plan, Refuse):
+            assert rec.pr_number is not None
+            link = attempt_url(run.inp.limits.public_url, run.state.run_id, rec.task.id, rec.attempts)
+            approver = rec.approved_by or "someone"
+            rec.approved_sha = None
+            await run.say(
+                rec.pr_number,
+                f"refused sha={rec.head_sha} by={approver}",
+                refused_merge(plan.reason, rec, approver, link),
+            )
+            return
         if isinstance(plan, WaitFor):
             assert rec.pr_number is not None
             rec.waiting_on = plan.dependencies
@@ -143,10 +190,23 @@ async def try_merge(run: Run, rec: TaskRecord) -> None:
                 approved_sha=plan.sha,
                 method=run.m.config.merge_method,
                 title=rec.task.title,
+                override=override,
             ),
         )
         if outcome.result in ("merged", "already_merged"):
+            rec.merged_by = outcome.merged_by
+            if rec.override_by:
+                await run.say(
+                    rec.pr_number, f"override sha={plan.sha}", merged_on_purpose(rec.override_by, rec)
+                )
             follow_ups = await merged(run, rec, outcome.merge_sha)
+        elif outcome.result == "red":
+            rec.approved_sha = None
+            await run.say(
+                rec.pr_number,
+                f"red sha={plan.sha}",
+                red_on_github(rec.approved_by or "someone", outcome.failing, outcome.message),
+            )
         elif outcome.result == "head_moved":
             rec.approved_sha = None
             await run.say(
@@ -154,6 +214,13 @@ async def try_merge(run: Run, rec: TaskRecord) -> None:
                 f"moved sha={plan.sha}",
                 f"The head of this pull request moved after it was approved ({plan.sha[:7]}), so "
                 "nothing was merged. Please review and approve the current head.",
+            )
+        elif outcome.result == "closed":
+            await run.say(
+                rec.pr_number,
+                f"closed sha={plan.sha}",
+                "Approved, but this pull request is closed, so nothing was merged. Reopen it and approve "
+                "again.",
             )
         elif outcome.result == "not_mergeable":
             await run.say(
@@ -173,7 +240,7 @@ async def merged(run: Run, rec: TaskRecord, merge_sha: str | None) -> list[TaskR
     rec.status = TaskStatus.MERGED
     rec.merged_sha = merge_sha
     rec.waiting_on = []
-    rec.note = f"merged by @{rec.approved_by}" if rec.approved_by else "merged"
+    rec.note = merged_note(rec.merged_by, rec.approved_by, rec.override_by)
     method = run.m.config.merge_method
     for dep in run.state.tasks:
         if rec.task.id not in dep.task.depends_on or dep.pr_number is None or dep.status in RESOLVED:
@@ -238,7 +305,7 @@ async def on_pull_changed(run: Run, s: PullSignal) -> None:
     if rec.status in RESOLVED:
         return
     if s.merged:  # merged by a human on GitHub
-        rec.approved_by = s.sender
+        rec.approved_by, rec.merged_by = None, f"@{s.sender}"
         for dependent in await merged(run, rec, None):
             await try_merge(run, dependent)
         return

@@ -18,8 +18,11 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
+    from app.contracts.io import AttemptProgress
     from app.contracts.messages import (
         CiSignal,
+        MergeRequest,
+        PlanCommand,
         PullSignal,
         RetryRequest,
         ReviewSignal,
@@ -27,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
         StopRequest,
         Trigger,
     )
+    from app.domain.progress import describe_stage
     from app.domain.run import RunMemory, RunPhase, RunState, TaskStatus
     from app.domain.scheduling import all_resolved, pending
     from app.workflows.explain import explain
@@ -106,13 +110,62 @@ class RunWorkflow:
             raise ValueError(refusal)
 
     @workflow.update
-    def stop(self, request: StopRequest) -> str:
+    async def stop(self, request: StopRequest) -> str:
+        """Stops at once: running attempts are cancelled (their sandboxed commands killed), the status says
+        "stopping" right away and "stopped by @user" when every attempt has ended."""
         state = self.run_.state
         if state.stop_requested_by is None:
             state.stop_requested_by = request.sender
             for attempt in self.run_.running.values():
-                attempt.cancel()  # the activity is cancelled at its next heartbeat; the run waits for it
+                attempt.cancel()  # delivered at the activity's next heartbeat; the run waits for it
+            await self.run_.publish()
         return "stopping"
+
+    @workflow.update
+    def merge(self, request: MergeRequest) -> str:
+        """`/otto merge`: merge a task's PR as it is, on purpose (answered at once; the merge follows)."""
+        self.run_.spawn(self._handled(review.merge_on_purpose(self.run_, request)))
+        return "accepted"
+
+    @merge.validator
+    def _validate_merge(self, request: MergeRequest) -> None:
+        refusal = review.merge_refusal(self.run_, request)
+        if refusal is not None:
+            raise ValueError(refusal)
+
+    @workflow.update
+    def go(self, command: PlanCommand) -> str:
+        self.run_.m.go_by = command.sender
+        return "accepted"
+
+    @go.validator
+    def _validate_go(self, command: PlanCommand) -> None:
+        if self.run_.state.phase != RunPhase.PLAN_REVIEW:
+            raise ValueError("There is no plan waiting for approval in this run.")
+
+    @workflow.update
+    def plan(self, command: PlanCommand) -> str:
+        self.run_.m.plan_feedback, self.run_.m.plan_feedback_by = command.feedback, command.sender
+        return "accepted"
+
+    @plan.validator
+    def _validate_plan(self, command: PlanCommand) -> None:
+        if self.run_.state.phase != RunPhase.PLAN_REVIEW:
+            raise ValueError("There is no plan waiting for approval in this run.")
+        if not command.feedback.strip():
+            raise ValueError("Say what to change: `/otto plan <feedback>`.")
+
+    @workflow.signal
+    async def progress(self, progress: AttemptProgress) -> None:
+        """Where a running attempt is (its stages, and its agent's steps now and then), for the status."""
+        try:
+            rec = self.run_.state.record(progress.task)
+        except KeyError:
+            return
+        if rec.status == TaskStatus.RUNNING and rec.attempts == progress.attempt:
+            p, fix_limit = progress, self.run_.m.config.max_fix_rounds
+            rec.stage = describe_stage(p.stage, p.step, p.max_steps, p.fix_round, fix_limit)
+            await self.run_.publish()
 
     @workflow.query
     def status(self) -> RunState:
@@ -131,8 +184,9 @@ class RunWorkflow:
             await self._phases()
         except RunEnded:
             pass
-        except asyncio.CancelledError:
+        except asyncio.CancelledError:  # cancelled through Temporal (not `/otto stop`): free the slot, say so
             run.state.finish(RunPhase.CANCELLED, "The run was cancelled.")
+            await planning.release_slot(run)
             await run.publish()
             raise
         except ActivityError as e:
@@ -182,8 +236,8 @@ class RunWorkflow:
             raise run.end(RunPhase.FAILED, reason + "; see the task notes above.")
         state.phase = RunPhase.WAITING_REVIEW
         state.reason = (
-            f"{len(pushed)} draft PR(s) are ready for review. Approve a PR to merge it; "
-            "comment `/otto retry <guidance>` on a PR to run its task again."
+            "Approve a PR whose checks pass to merge it; comment `/otto retry <guidance>` on a PR to run its "
+            "task again."
         )
         if run.m.budget_spent:
             state.reason = run.budget_message() + ". " + state.reason
