@@ -14,7 +14,7 @@ SANDBOX_TOOLS := .cache/sandbox-tools
 SANDBOX_PY ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || echo $(PY))
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: demo test lint typecheck unit serve bench clean
+.PHONY: demo test lint typecheck unit serve bench clean histories
 
 demo: $(STAMP) $(SANDBOX_TOOLS)/.done
 	$(BIN)/otto demo
@@ -22,8 +22,7 @@ demo: $(STAMP) $(SANDBOX_TOOLS)/.done
 serve: $(STAMP)
 	$(BIN)/otto serve
 
-test: $(STAMP) $(OCTOKIT)/.done $(SANDBOX_TOOLS)/.done lint typecheck
-test: $(STAMP) $(OCTOKIT)/.done $(CHROMIUM) lint typecheck
+test: $(STAMP) $(OCTOKIT)/.done $(SANDBOX_TOOLS)/.done $(CHROMIUM) lint typecheck
 	$(BIN)/pytest -q
 
 lint: $(STAMP)
@@ -36,6 +35,14 @@ typecheck: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# Re-record the replay fixtures (tests/histories/*.json) from the end-to-end scenarios; see CONTRIBUTING.md.
+HISTORY_TESTS := tests/test_run_e2e.py tests/test_failures_e2e.py tests/test_merge_e2e.py tests/test_maintainer_loop.py
+HISTORY_SCENARIOS := labeled_issue_becomes or pilot_skips_it or human_retry_with_guidance or budget_fails_closed
+HISTORY_SCENARIOS += or merges_in_order or squash_or_rebase or long_agent_command or otto_merge_merges or plan_approval
+histories: $(STAMP) $(SANDBOX_TOOLS)/.done
+	OTTO_RECORD_HISTORIES=1 $(BIN)/pytest -q $(HISTORY_TESTS) -k "$(HISTORY_SCENARIOS)"
+	$(BIN)/pytest -q tests/test_replay.py
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)

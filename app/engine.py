@@ -29,7 +29,7 @@ from temporalio.common import WorkflowIDReusePolicy
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode, TLSConfig
-from temporalio.worker import Worker
+from temporalio.worker import Replayer, Worker
 
 from app.contracts.ids import delivery_workflow_id
 from app.contracts.messages import DeliveryRequest
@@ -363,19 +363,36 @@ class TemporalHandoff:
         return True
 
 
+def workflow_classes() -> list[type]:
+    """Every workflow Otto runs (the worker's, and the replay test's: the same list)."""
+    from app.workflows.delivery import DeliveryWorkflow
+    from app.workflows.gate import InstallationGate
+    from app.workflows.run import RunWorkflow
+
+    return [RunWorkflow, DeliveryWorkflow, InstallationGate]
+
+
+def replayer() -> Replayer:
+    """Replays recorded histories against the current workflow code, configured as the worker is."""
+    from app.observability import ObservabilityInterceptor
+
+    return Replayer(
+        workflows=workflow_classes(),
+        data_converter=pydantic_data_converter,
+        interceptors=[ObservabilityInterceptor()],
+    )
+
+
 def build_worker(
     client: Client, settings: Settings, task_queue: str, activities: list[object], with_workflows: bool
 ) -> Worker:
     """A worker polling one task queue: the main queue runs the workflows too."""
     from app.observability import ObservabilityInterceptor
-    from app.workflows.delivery import DeliveryWorkflow
-    from app.workflows.gate import InstallationGate
-    from app.workflows.run import RunWorkflow
 
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[RunWorkflow, DeliveryWorkflow, InstallationGate] if with_workflows else [],
+        workflows=workflow_classes() if with_workflows else [],
         activities=activities,  # type: ignore[arg-type]
         max_concurrent_activities=max(4, settings.max_parallel_tasks * 2 + 2),
         sticky_queue_schedule_to_start_timeout=timedelta(seconds=settings.sticky_queue_timeout_s),

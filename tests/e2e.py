@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import json
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -111,3 +113,17 @@ def label_new_issue(
     sim.add_label(r.owner, r.name, number, "otto", r.maintainer)
     repo_id: int = sim.repo(r.owner, r.name).id
     return number, repo_id
+
+
+HISTORIES = Path(__file__).parent / "histories"
+
+
+async def keep_history(otto: Otto, workflow_id: str, name: str) -> None:
+    """`make histories` (``OTTO_RECORD_HISTORIES=1``): keep this workflow's history as a replay fixture,
+    ``tests/histories/<name>.json`` (``tests/test_replay.py`` replays each against the current code)."""
+    if os.environ.get("OTTO_RECORD_HISTORIES") != "1":
+        return
+    history = await otto.client.get_workflow_handle(workflow_id).fetch_history()
+    HISTORIES.mkdir(exist_ok=True)
+    fixture = {"workflow_id": workflow_id, "history": json.loads(history.to_json())}
+    (HISTORIES / f"{name}.json").write_text(json.dumps(fixture, indent=1) + "\n")
