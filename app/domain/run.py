@@ -114,6 +114,7 @@ class RunState(BaseModel):
     status_comment_id: int | None = None
     temporal_ui_url: str | None = None
     stop_requested_by: str | None = None
+    stop_reason: str = ""  # why it was stopped when not by a person's /otto stop (e.g. the App uninstalled)
     learnings: list[str] = Field(default_factory=list)
     decisions: list[PilotDecision] = Field(default_factory=list)
     retries_used: dict[str, int] = Field(default_factory=dict)
@@ -155,3 +156,4 @@ class RunMemory(BaseModel):
     queue_position: int | None = None
     queue_news: bool = False
     planned: bool = False  # planning is behind it (a continued run resumes after it)
+    silenced: bool = False  # GitHub can't be written to there any more (App uninstalled or suspended, ...)
