@@ -197,3 +197,23 @@ async def test_a_late_suspend_delivery_after_the_unsuspend_stops_nothing(
     pr = otto.sim.pulls(r.owner, r.name)[0]  # and it still merges
     otto.sim.submit_review(r.owner, r.name, pr.number, r.maintainer, "APPROVED")
     await eventually(lambda: otto.sim.pull(r.owner, r.name, pr.number).merged)
+
+
+async def test_a_refused_installation_token_is_replaced_not_retried_as_is(
+    otto: Otto, repo: Callable[..., Repo]
+) -> None:
+    """GitHub revokes the installation's tokens (as it does when the App is reinstalled or a token leaks):
+    the cached token's 401 makes Otto ask for a new one instead of retrying with the refused one."""
+    otto.world.model.load(ONE_TASK)
+    r = repo()
+    installation = otto.sim.installation_for(otto.world.app_id, r.owner).id
+    number, rid, _ = await waiting_run(otto, r)
+    otto.sim.expire_tokens()
+    since = mark(otto)
+    pr = otto.sim.pulls(r.owner, r.name)[0]
+    otto.sim.submit_review(r.owner, r.name, pr.number, r.maintainer, "APPROVED")
+    done = await wait_for_state(otto.client, rid, number, lambda s: s.phase.final)
+    assert done.phase == RunPhase.DONE, done.reason
+    assert token_requests(otto, installation, since) == [201]  # one new token, then on with it
+    refused = [c for c in otto.sim.calls[since[0] :] if c.status == 401]
+    assert len(refused) == 1, [(c.method, c.path) for c in refused]
