@@ -4,16 +4,20 @@ installation GitHub no longer knows, and a late delivery that must not stop anyt
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 
+import httpx
 import pytest
 
 from app.artifacts import snapshot_key, store_from_settings
 from app.contracts.ids import delivery_workflow_id
 from app.dev.demo import SAMPLE_REPO
+from app.dev.simulator import render
 from app.domain.run import RunPhase, RunState, TaskStatus
 from app.domain.snapshot import RunSnapshot
+from app.intake import sign
 from tests.e2e import Otto, Repo, eventually, label_new_issue, settled, status_comment, wait_for_state
 from tests.test_failures_e2e import SINGLE, create, scenario
 
@@ -217,3 +221,43 @@ async def test_a_refused_installation_token_is_replaced_not_retried_as_is(
     assert token_requests(otto, installation, since) == [201]  # one new token, then on with it
     refused = [c for c in otto.sim.calls[since[0] :] if c.status == 401]
     assert len(refused) == 1, [(c.method, c.path) for c in refused]
+
+
+async def test_a_removal_naming_another_installations_repository_stops_nothing_there(
+    otto: Otto, repo: Callable[..., Repo]
+) -> None:
+    """Runs are matched on their own installation and repository: a removal delivery of installation A that
+    names a repository of installation B (by its id) leaves B's run alone."""
+    otto.world.model.load(ONE_TASK)
+    victim = repo()
+    number, rid, _ = await waiting_run(otto, victim)
+    other = repo()
+    installation = otto.sim.installation_for(otto.world.app_id, other.owner).id
+    payload = {
+        "action": "removed",
+        "installation": {"id": installation, "account": {"login": other.owner}},
+        "repository_selection": "selected",
+        "repositories_added": [],
+        "repositories_removed": [
+            {"id": rid, "name": victim.name, "full_name": f"{victim.owner}/{victim.name}", "private": True}
+        ],
+        "sender": render.user(otto.sim.user(other.maintainer), otto.sim.base_url),
+    }
+    body = json.dumps(payload).encode()
+    delivery = f"cross-{rid}"
+    async with httpx.AsyncClient(timeout=30) as http:
+        answer = await http.post(
+            f"{otto.server.url}/webhooks",
+            content=body,
+            headers={
+                "Content-Type": "application/json",
+                "X-GitHub-Event": "installation_repositories",
+                "X-GitHub-Delivery": delivery,
+                "X-Hub-Signature-256": sign(otto.world.webhook_secret, body),
+            },
+        )
+    assert answer.status_code == 202, answer.text
+    assert (await delivery_result(otto, delivery)).endswith("removed: stopped 0 run(s)")
+    state = await wait_for_state(otto.client, rid, number, settled)
+    assert state.phase == RunPhase.WAITING_REVIEW
+    assert state.stop_requested_by is None
