@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -29,7 +29,7 @@ from temporalio.common import WorkflowIDReusePolicy
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode, TLSConfig
-from temporalio.worker import Replayer, Worker
+from temporalio.worker import Interceptor, Replayer, Worker
 
 from app.contracts.ids import delivery_workflow_id
 from app.contracts.messages import DeliveryRequest
@@ -384,9 +384,15 @@ def replayer() -> Replayer:
 
 
 def build_worker(
-    client: Client, settings: Settings, task_queue: str, activities: list[object], with_workflows: bool
+    client: Client,
+    settings: Settings,
+    task_queue: str,
+    activities: list[object],
+    with_workflows: bool,
+    interceptors: Sequence[Interceptor] = (),
 ) -> Worker:
-    """A worker polling one task queue: the main queue runs the workflows too."""
+    """A worker polling one task queue: the main queue runs the workflows too. ``interceptors`` run inside
+    the observability one (so their log lines carry the run and delivery)."""
     from app.observability import ObservabilityInterceptor
 
     return Worker(
@@ -402,5 +408,5 @@ def build_worker(
         # on shutdown, running activities get this long to finish; then they are cancelled and Temporal
         # hands them to another worker (or this one, restarted)
         graceful_shutdown_timeout=timedelta(seconds=settings.shutdown_grace_s),
-        interceptors=[ObservabilityInterceptor()],
+        interceptors=[ObservabilityInterceptor(), *interceptors],
     )

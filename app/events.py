@@ -147,7 +147,39 @@ class CheckRunCompleted(Event):
     check_run: CheckRun
 
 
+class Account(Model):
+    login: str | None = None  # an enterprise account has a slug instead
+    slug: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.login or self.slug or ""
+
+
+class InstalledOn(Installation):
+    account: Account | None = None
+
+    @property
+    def account_name(self) -> str:
+        return self.account.name if self.account is not None else ""
+
+
+class RepositoryBrief(Model):
+    id: int
+    name: str
+    full_name: str
+
+
 class InstallationEvent(Model):
     action: str
     sender: SimpleUser
-    installation: Installation | None = None
+    installation: InstalledOn | None = None
+
+
+class InstallationRepositoriesEvent(Model):
+    action: str
+    sender: SimpleUser
+    installation: InstalledOn
+    repository_selection: str | None = None
+    repositories_added: list[RepositoryBrief] = []
+    repositories_removed: list[RepositoryBrief] = []

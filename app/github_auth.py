@@ -17,6 +17,7 @@ import jwt
 from githubkit import GitHub, TokenAuthStrategy
 from githubkit.auth.base import BaseAuthStrategy
 from githubkit.core import GitHubCore
+from githubkit.exception import RequestFailed
 
 from app.github_retry import GitHubRetry
 from app.settings import Settings
@@ -51,6 +52,32 @@ class AppJWTAuthStrategy(BaseAuthStrategy):
 
     def get_auth_flow(self, github: GitHubCore[Any]) -> httpx.Auth:
         return _AppJWTAuth(self.app_id, self.private_key_pem)
+
+
+class InstallationUnavailable(Exception):
+    """GitHub won't give the App a token for this installation: it is not installed there (any more: 404)
+    or the installation is suspended (403). Retrying can't help; the activities report it as a
+    non-retryable failure (``app.activities.installation_failures``)."""
+
+    def __init__(self, installation_id: int, suspended: bool) -> None:
+        self.installation_id = installation_id
+        self.suspended = suspended
+        what = "is suspended" if suspended else "is unknown to GitHub (the App is not installed there)"
+        super().__init__(f"installation {installation_id} {what}")
+
+
+def _unavailable(e: RequestFailed, installation_id: int) -> InstallationUnavailable | None:
+    status = e.response.status_code
+    if status == 404:
+        return InstallationUnavailable(installation_id, suspended=False)
+    if status == 403:
+        try:
+            message = str(e.response.json().get("message") or "")
+        except (ValueError, AttributeError):
+            message = ""
+        if "suspended" in message.lower():
+            return InstallationUnavailable(installation_id, suspended=True)
+    return None
 
 
 @dataclass(frozen=True)
@@ -102,11 +129,26 @@ class GitHubApp:
             cached = self._tokens.get(installation_id)
             if cached and cached.expires_at - time.time() > TOKEN_REFRESH_MARGIN_S:
                 return cached.token
-            resp = await self.app_client.rest.apps.async_create_installation_access_token(installation_id)
+            try:
+                resp = await self.app_client.rest.apps.async_create_installation_access_token(installation_id)
+            except RequestFailed as e:
+                unavailable = _unavailable(e, installation_id)
+                if unavailable is not None:
+                    raise unavailable from e
+                raise
             data = resp.parsed_data
             expires = datetime.strptime(data.expires_at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
             self._tokens[installation_id] = _CachedToken(data.token, expires.timestamp())
             return data.token
+
+    def forget_token(self, token: str) -> bool:
+        """Drop ``token`` from the cache (GitHub refused it: revoked, the App uninstalled); the next call
+        asks for a new one. True when it was cached."""
+        for installation_id, cached in list(self._tokens.items()):
+            if cached.token == token:
+                del self._tokens[installation_id]
+                return True
+        return False
 
     def cached_tokens(self) -> list[str]:
         """Every token this process holds, for redaction."""

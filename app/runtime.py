@@ -14,7 +14,9 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from app.activities.github import GitHubActivities
+from app.activities.installation_failures import InstallationFailures
 from app.activities.intake import IntakeActivities
+from app.activities.lifecycle import LifecycleActivities
 from app.activities.model import ModelActivities
 from app.activities.tasks import TaskActivities
 from app.artifacts import ArtifactStore, store_from_settings
@@ -75,7 +77,8 @@ def implementations(client: Client, services: Services) -> list[Callable[..., An
         s, services.github, services.llm, services.workspace, services.sandbox, client, services.store
     )
     intake = IntakeActivities(client, s)
-    groups: list[object] = [gh, model, tasks, intake]
+    lifecycle = LifecycleActivities(client, services.github)
+    groups: list[object] = [gh, model, tasks, intake, lifecycle]
     return [
         getattr(group, name)
         for group in groups
@@ -131,7 +134,10 @@ def workers(client: Client, services: Services, queues: Sequence[str] | None = N
     unknown = [q for q in wanted if q not in by_queue]
     if unknown:
         raise ValueError(f"unknown task queue(s) {', '.join(unknown)}; Otto's are {', '.join(by_queue)}")
-    out = [build_worker(client, s, q, by_queue[q], with_workflows=False) for q in wanted]
+    failures = [InstallationFailures(services.github)]
+    out = [
+        build_worker(client, s, q, by_queue[q], with_workflows=False, interceptors=failures) for q in wanted
+    ]
     if s.task_queue in wanted:
         out.append(build_worker(client, s, s.task_queue, [], with_workflows=True))
     return out

@@ -1,4 +1,4 @@
-"""``python -m bench <intake|orchestration|concurrency|tokens|ui|ops|all> [--quick]``; ``ui --s3`` puts
+"""``python -m bench <intake|orchestration|concurrency|tokens|ui|ops|crash|all> [--quick]``; ``ui --s3`` puts
 Mission Control's store on S3 (moto); ``screenshots`` (not in ``all``) renews the README's pictures."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import importlib
 import sys
 import time
 
-NAMES = ["intake", "orchestration", "concurrency", "tokens", "agent", "sandbox", "ui", "ops"]
+NAMES = ["intake", "orchestration", "concurrency", "tokens", "agent", "sandbox", "ui", "ops", "crash"]
 EXTRA = ["screenshots"]
 USAGE = f"usage: python -m bench <{'|'.join([*NAMES, 'all', *EXTRA])}> [--quick] [--s3]"
 

@@ -17,6 +17,7 @@ from anthropic import AsyncAnthropic
 
 from app.dev.fake_llm import FakeLLM, ScenarioError, create_app, identify, load_scenario
 from app.serve_thread import RunningServer, serve_in_thread
+from tests.e2e import eventually
 
 KEY = "sk-test-fake-llm"
 MODEL = "claude-sonnet-4-6"  # claude-sonnet-4-5 makes SDK 2.10 warn: deprecated
@@ -497,6 +498,46 @@ async def test_delay(client: AsyncAnthropic, fake: FakeLLM) -> None:
         model=MODEL, max_tokens=10, system=system("classify"), messages=[{"role": "user", "content": "x"}]
     )
     assert time.monotonic() - started >= 0.2
+
+
+async def test_a_delayed_answer_is_received_at_once_and_not_served_to_a_client_gone_meanwhile(
+    server: RunningServer, fake: FakeLLM
+) -> None:
+    fake.load({"classify": [{"text": "slow", "delay_s": 1.0}]})
+    async with AsyncAnthropic(api_key=KEY, base_url=server.url, max_retries=0) as gone:
+        call = asyncio.create_task(
+            gone.messages.create(
+                model=MODEL,
+                max_tokens=10,
+                system=system("classify"),
+                messages=[{"role": "user", "content": "x"}],
+            )
+        )
+        await eventually(lambda: fake.received_for("classify"))  # there while its answer is delayed
+        [arrived] = fake.received_for("classify")
+        assert (arrived.step, arrived.status) == (0, 0)
+        assert fake.requests_for("classify") == []
+        call.cancel()  # the client goes away (its connection is closed)
+        with pytest.raises(asyncio.CancelledError):
+            await call
+    await eventually(lambda: fake.requests_for("classify"))
+    [rec] = fake.requests_for("classify")
+    assert (rec.status, rec.error_type, rec.usage) == (499, "client_closed", None)
+    assert fake.served() == []
+
+    async with AsyncAnthropic(api_key=KEY, base_url=server.url, max_retries=0) as there:
+        msg = await there.messages.create(
+            model=MODEL,
+            max_tokens=10,
+            system=system("classify"),
+            messages=[{"role": "user", "content": "x"}],
+        )
+    [served] = fake.served()
+    assert served.usage is not None
+    assert (served.usage["input_tokens"], served.usage["output_tokens"]) == (
+        msg.usage.input_tokens,
+        msg.usage.output_tokens,
+    )
 
 
 def _http(url: str, method: str = "GET", body: Any = None) -> Any:

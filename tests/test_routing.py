@@ -50,6 +50,8 @@ def test_the_shipped_table_is_what_otto_acts_on() -> None:
             ("installation", a)
             for a in ("created", "deleted", "suspend", "unsuspend", "new_permissions_accepted")
         ),
+        ("installation_repositories", "added"),
+        ("installation_repositories", "removed"),
     }
     labeled = ROUTES.lookup("issues", "labeled")
     assert labeled is not None

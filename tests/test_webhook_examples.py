@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from app.contracts.messages import DeliveryRequest, StartRun
+from app.contracts.messages import DeliveryRequest, InstallationChange, StartRun
 from app.intake import Router
 from app.settings import Settings
 from handlers import ROUTES
@@ -53,7 +53,11 @@ async def test_example_parses_and_routes(event: str, index: int, payload: dict[s
     if event == "issues":
         assert handoff.started == []  # none of GitHub's examples carries the `otto` label
     for _, request in handoff.started:  # what reaches the engine is typed and complete
-        assert request.repo.installation_id > 0
+        if isinstance(request, InstallationChange):
+            assert request.installation_id > 0
+            assert request.account
+        else:
+            assert request.repo.installation_id > 0
         assert request.delivery_id == f"example-{index}"
 
 

@@ -338,6 +338,8 @@ class GitHubActivities:
         state = p.state
         observability.run_published(state)
         await self._write_snapshot(state)
+        if not p.post:  # GitHub refuses the App there now: Mission Control's snapshot only
+            return state.status_comment_id or 0
         body = redact(
             render_status(state, self.label, run_url(self.public_url, state.run_id), self.warning),
             self.app.cached_tokens() + self.app.settings.secret_values(),

@@ -26,6 +26,8 @@ from app.contracts.io import (
     CommentReaction,
     Delivered,
     GateInput,
+    InstallationQuery,
+    InstallationStatus,
     ListFilesInput,
     LoadedIssue,
     LoadIssueInput,
@@ -43,9 +45,13 @@ from app.contracts.io import (
     ReplanInput,
     ReplyInput,
     RepoFiles,
+    RepositoryAccess,
+    RepositoryQuery,
     RetargetInput,
     ReviewQuery,
     SignalInput,
+    StoppedRuns,
+    StopRuns,
     TaskInput,
     TaskPull,
     TaskPullQuery,
@@ -76,6 +82,15 @@ GITHUB_CALL: dict[str, Any] = {
 MODEL_CALL: dict[str, Any] = {
     "start_to_close_timeout": timedelta(minutes=15),
     "retry_policy": RetryPolicy(maximum_attempts=2, non_retryable_error_types=NON_RETRYABLE),
+}
+LIFECYCLE_CALL: dict[str, Any] = {  # visits every active run: rare, and may take a while
+    "start_to_close_timeout": timedelta(minutes=5),
+    "retry_policy": RetryPolicy(
+        initial_interval=timedelta(seconds=1),
+        maximum_interval=timedelta(seconds=30),
+        maximum_attempts=6,
+        non_retryable_error_types=NON_RETRYABLE,
+    ),
 }
 GIT_CALL: dict[str, Any] = {
     "start_to_close_timeout": timedelta(minutes=10),
@@ -145,6 +160,17 @@ SIGNAL_RUN: ActivitySpec[SignalInput, Delivered] = ActivitySpec(
 )
 GATE: ActivitySpec[GateInput, None] = ActivitySpec("gate", Queue.MAIN, GateInput, None, GITHUB_CALL)
 
+# --- installation lifecycle (main queue): the App uninstalled, suspended, repositories removed ---------
+INSTALLATION_STATUS: ActivitySpec[InstallationQuery, InstallationStatus] = ActivitySpec(
+    "installation_status", Queue.MAIN, InstallationQuery, InstallationStatus, GITHUB_CALL
+)
+REPOSITORY_ACCESS: ActivitySpec[RepositoryQuery, RepositoryAccess] = ActivitySpec(
+    "repository_access", Queue.MAIN, RepositoryQuery, RepositoryAccess, GITHUB_CALL
+)
+STOP_RUNS: ActivitySpec[StopRuns, StoppedRuns] = ActivitySpec(
+    "stop_runs", Queue.MAIN, StopRuns, StoppedRuns, LIFECYCLE_CALL
+)
+
 # --- the model ---------------------------------------------------------------------------------------------
 CLASSIFY: ActivitySpec[ModelInput, ClassifyResult] = ActivitySpec(
     "classify", Queue.MODEL, ModelInput, ClassifyResult, MODEL_CALL
@@ -189,6 +215,9 @@ ALL: tuple[ActivitySpec[Any, Any], ...] = (
     START_OR_SIGNAL_RUN,
     SIGNAL_RUN,
     GATE,
+    INSTALLATION_STATUS,
+    REPOSITORY_ACCESS,
+    STOP_RUNS,
     CLASSIFY,
     PLAN,
     PILOT,

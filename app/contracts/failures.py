@@ -16,6 +16,7 @@ class FailureKind(StrEnum):
     SANDBOX_UNAVAILABLE = "SandboxUnavailable"  # no sandbox on this worker: no task can run (fail closed)
     RATE_LIMITED = "RateLimited"  # GitHub asked for a long wait: the workflow sleeps on a durable timer
     UNKNOWN_INSTALLATION = "UnknownInstallation"  # the App is not (or no longer) installed there
+    INSTALLATION_SUSPENDED = "InstallationSuspended"  # installed, but suspended: GitHub refuses its tokens
 
 
 # Retrying these can't help: the same input fails the same way (or must not run again).
@@ -28,4 +29,10 @@ NON_RETRYABLE: list[str] = [
     FailureKind.STOPPED,
     FailureKind.SANDBOX_UNAVAILABLE,
     FailureKind.UNKNOWN_INSTALLATION,
+    FailureKind.INSTALLATION_SUSPENDED,
 ]
+
+# The App can't act for the installation at all (nothing can be read or posted there): runs end quietly.
+INSTALLATION_UNAVAILABLE: frozenset[str] = frozenset(
+    {FailureKind.UNKNOWN_INSTALLATION, FailureKind.INSTALLATION_SUSPENDED}
+)

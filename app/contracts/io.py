@@ -81,6 +81,7 @@ class TaskResult(BaseModel):
 
 class PublishStatus(BaseModel):
     state: RunState
+    post: bool = True  # False: only Mission Control's snapshot (GitHub can't be written to any more)
 
 
 class Refusal(BaseModel):
@@ -281,3 +282,38 @@ class AttemptProgress(BaseModel):
     max_steps: int = 0
     fix_round: int = 0
     wip_sha: str | None = None  # the agent's work, pushed before verification
+
+
+class InstallationQuery(BaseModel):
+    installation_id: int
+    account: str = ""  # for log lines
+
+
+class InstallationStatus(BaseModel):
+    """What GitHub says of an installation now (asked with the App's JWT)."""
+
+    state: Literal["active", "suspended", "gone"]
+
+
+class RepositoryQuery(BaseModel):
+    installation_id: int
+    account: str = ""
+    repo_ids: list[int]
+
+
+class RepositoryAccess(BaseModel):
+    accessible: list[int]  # those of the asked repositories the installation can still reach
+
+
+class StopRuns(BaseModel):
+    """Stop the active runs of an installation (``repo_ids`` None: of all its repositories)."""
+
+    installation_id: int
+    repo_ids: list[int] | None = None
+    sender: str
+    reason: str  # the final reason each run shows
+    post: bool = False  # whether the runs may still post their final status
+
+
+class StoppedRuns(BaseModel):
+    run_ids: list[str]

@@ -128,8 +128,21 @@ class IssueClosed(BaseModel):
     delivery_id: str
 
 
+class InstallationChange(BaseModel):
+    """The App was uninstalled or suspended (``installation.deleted`` / ``.suspend``), or repositories were
+    taken out of its installation (``installation_repositories.removed``): the runs there stop."""
+
+    kind: Literal["installation"] = "installation"
+    installation_id: int
+    account: str  # the account's login ("" when the payload names none)
+    action: Literal["deleted", "suspend", "removed"]
+    repositories: list[RepoRef] = Field(default_factory=list)  # removed: the repositories taken out
+    sender: str
+    delivery_id: str
+
+
 DeliveryRequest = Annotated[
-    StartRun | CommandRequest | ReviewRequest | PullChange | CiFailure | IssueClosed,
+    StartRun | CommandRequest | ReviewRequest | PullChange | CiFailure | IssueClosed | InstallationChange,
     Field(discriminator="kind"),
 ]
 
@@ -173,6 +186,8 @@ class StopRequest(BaseModel):
     sender: str
     comment_id: int | None = None
     number: int | None = None
+    reason: str = ""  # the run's final reason ("" : "Stopped by @sender")
+    post: bool = True  # False: GitHub can't be written to there any more (App uninstalled, suspended, ...)
 
 
 class MergeRequest(BaseModel):

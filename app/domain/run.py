@@ -130,6 +130,7 @@ class RunState(BaseModel):
     status_comment_id: int | None = None
     temporal_ui_url: str | None = None
     stop_requested_by: str | None = None
+    stop_reason: str = ""  # why it was stopped when not by a person's /otto stop (e.g. the App uninstalled)
     learnings: list[str] = Field(default_factory=list)
     decisions: list[PilotDecision] = Field(default_factory=list)
     retries_used: dict[str, int] = Field(default_factory=dict)
@@ -174,3 +175,4 @@ class RunMemory(BaseModel):
     go_by: str | None = None  # `/otto go`: who approved the plan
     plan_feedback: str = ""  # `/otto plan <feedback>` waiting to be planned with
     plan_feedback_by: str | None = None
+    silenced: bool = False  # GitHub can't be written to there any more (App uninstalled or suspended, ...)

@@ -1,12 +1,16 @@
 """DeliveryWorkflow: one per webhook delivery id (the durable de-duplication record).
 
 It authorizes the sender against GitHub (write, maintain or admin; fail closed), then starts or signals
-the issue's RunWorkflow, or answers the comment (help, refusal, "no run here").
+the issue's RunWorkflow, or answers the comment (help, refusal, "no run here"). The App uninstalled or
+suspended, or repositories taken out of its installation, stop the runs there (``app.workflows.lifecycle``).
+A delivery for an installation GitHub won't serve ends at the first activity that needs it: said once in the
+worker's log, never retried.
 """
 
 from __future__ import annotations
 
 from temporalio import workflow
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from app.contracts import activities as act
@@ -26,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
         CiSignal,
         CommandRequest,
         DeliveryRequest,
+        InstallationChange,
         IssueClosed,
         MergeRequest,
         PlanCommand,
@@ -41,12 +46,24 @@ with workflow.unsafe.imports_passed_through():
     from app.domain.commands import HELP
     from app.domain.run import WRITE_PERMISSIONS, RepoRef
     from app.workflows.calls import call, github
+    from app.workflows.lifecycle import installation_changed, installation_unavailable
 
 
 @workflow.defn
 class DeliveryWorkflow:
     @workflow.run
     async def run(self, request: DeliveryRequest) -> str:
+        try:
+            return await self._dispatch(request)
+        except ActivityError as e:
+            if not installation_unavailable(e):
+                raise
+            # said once by the activity (installation and account); not retried, nothing to answer
+            return "installation unavailable: nothing done"
+
+    async def _dispatch(self, request: DeliveryRequest) -> str:
+        if isinstance(request, InstallationChange):
+            return await installation_changed(request)
         if isinstance(request, StartRun):
             return await self._start(request)
         if isinstance(request, CommandRequest):
@@ -59,7 +76,7 @@ class DeliveryWorkflow:
             return await self._issue_closed(request)
         return await self._ci(request)
 
-    async def _is_writer(self, request: DeliveryRequest, login: str) -> bool:
+    async def _is_writer(self, request: StartRun | CommandRequest | ReviewRequest, login: str) -> bool:
         permission = await github(act.CHECK_PERMISSION, PermissionQuery(repo=request.repo, login=login))
         return permission in WRITE_PERMISSIONS
 

@@ -52,7 +52,8 @@ Step options (all optional; a step may be ``{}`` for an empty end_turn answer):
   ``anthropic.APIError``) and does not retry. ``malformed: html``: HTTP 200 with an HTML page
   (``text/html``), as from a misbehaving proxy; the SDK then *returns the page as a ``str``* instead of a
   ``Message`` (or raises ``APIResponseValidationError`` with ``_strict_response_validation=True``).
-- ``delay_s``: sleep this long (asyncio) before answering.
+- ``delay_s``: sleep this long (asyncio) before answering. A client gone meanwhile (e.g. its process was
+  killed) gets nothing: the request is recorded with status 499, ``error_type`` ``client_closed``.
 - ``stream_error: {type, message}``: a streaming request gets some content, then ``event: error`` with
   HTTP 200 (every time; the SDK raises ``APIStatusError`` and does not retry). A non-streaming request at
   this step gets the matching HTTP error instead.
@@ -83,6 +84,11 @@ assistant messages.
 Authentication: ``Authorization: Bearer <key>`` (SDK 2.x) or ``x-api-key: <key>`` (older SDKs); a key is
 required and, if the server was given one, must match (else 401 ``authentication_error``). The
 ``anthropic-version`` header and the body fields ``model``, ``max_tokens``, ``messages`` are required.
+
+Records: ``requests`` (``requests_for(role, key)``) lists each request once answered, with its ``status``
+and, for a message, the ``usage`` it reported; ``served()`` the messages a client received;
+``received`` (``received_for``) each request as it arrived, its answer possibly still delayed — what a
+test synchronises on to act while the model "thinks".
 
 Control routes: ``PUT /_scenario`` (JSON scenario; resets counters and records), ``GET /_requests``,
 ``DELETE /_requests``. Standalone: ``python -m app.dev.fake_llm --scenario FILE --port P``.

@@ -54,8 +54,10 @@ class RecordedRequest:
     headers: dict[str, str]
     status: int = 0
     stream: bool = False
-    error_type: str | None = None  # set for HTTP errors and mid-stream errors
+    error_type: str | None = None  # set for HTTP errors and mid-stream errors; "client_closed" (status 499):
+    # the client went away before the (delayed) answer, so nothing was served
     at: float = field(default_factory=time.time)
+    usage: JSONDict | None = None  # the usage the answer reported (answers with status 200)
 
     def to_dict(self) -> JSONDict:
         return {
@@ -68,6 +70,7 @@ class RecordedRequest:
             "stream": self.stream,
             "error_type": self.error_type,
             "at": self.at,
+            "usage": self.usage,
         }
 
 
@@ -92,6 +95,7 @@ class FakeLLM:
         self._errors_served: dict[tuple[str, str, int], int] = {}
         self._cache = PromptCache(min_cache_tokens)
         self._requests: list[RecordedRequest] = []
+        self._received: list[RecordedRequest] = []
         self.load(scenario)
 
     # -- scenario and records ----------------------------------------------------------------------
@@ -104,6 +108,7 @@ class FakeLLM:
             self._errors_served.clear()
             self._cache.clear()
             self._requests.clear()
+            self._received.clear()
 
     def reset(self) -> None:
         """Keep the script; reset error counters, the simulated prompt cache and the records."""
@@ -111,10 +116,12 @@ class FakeLLM:
             self._errors_served.clear()
             self._cache.clear()
             self._requests.clear()
+            self._received.clear()
 
     def clear_requests(self) -> None:
         with self._lock:
             self._requests.clear()
+            self._received.clear()
 
     @property
     def scenario(self) -> Scenario:
@@ -130,9 +137,27 @@ class FakeLLM:
     def requests_for(self, role: str, key: str | None = None) -> list[RecordedRequest]:
         return [r for r in self.requests if r.role == role and (key is None or r.key == key)]
 
+    @property
+    def received(self) -> list[RecordedRequest]:
+        """Every request as it arrived, oldest first, answered or not yet (a delayed answer is still on its
+        way: ``status`` 0). ``requests`` lists them once answered."""
+        with self._lock:
+            return list(self._received)
+
+    def received_for(self, role: str, key: str | None = None) -> list[RecordedRequest]:
+        return [r for r in self.received if r.role == role and (key is None or r.key == key)]
+
+    def served(self) -> list[RecordedRequest]:
+        """The answers the clients received with a message (status 200, the client still there)."""
+        return [r for r in self.requests if r.status == 200 and r.error_type is None]
+
     def _record(self, rec: RecordedRequest) -> None:
         with self._lock:
             self._requests.append(rec)
+
+    def _receive(self, rec: RecordedRequest) -> None:
+        with self._lock:
+            self._received.append(rec)
 
     # -- decisions -----------------------------------------------------------------------------------
 
@@ -286,6 +311,7 @@ def create_app(fake: FakeLLM) -> FastAPI:
         role, key, step = identify(body) if body is not None else ("unknown", "*", 0)
         stream = bool(body and body.get("stream"))
         rec = RecordedRequest(role=role, key=key, step=step, body=body, headers=headers, stream=stream)
+        fake._receive(rec)
 
         def fail(
             status: int, err_type: str, message: str, extra: Mapping[str, str] | None = None
@@ -325,6 +351,8 @@ def create_app(fake: FakeLLM) -> FastAPI:
         if err is not None:
             if err.get("delay_s"):
                 await asyncio.sleep(float(err["delay_s"]))
+                if await request.is_disconnected():
+                    return fail(499, "client_closed", "the client went away before the answer")
             if err.get("malformed"):
                 return _malformed(rec, fake, request_id, err["malformed"])
             status, err_type, message, extra = _scripted_error(err)
@@ -339,6 +367,8 @@ def create_app(fake: FakeLLM) -> FastAPI:
 
         if spec.get("delay_s"):
             await asyncio.sleep(float(spec["delay_s"]))
+            if await request.is_disconnected():  # e.g. the client's process was killed meanwhile
+                return fail(499, "client_closed", "the client went away before the answer")
         if spec.get("malformed") and mid_stream is None:
             return _malformed(rec, fake, request_id, spec["malformed"])
 
@@ -363,6 +393,7 @@ def create_app(fake: FakeLLM) -> FastAPI:
         }
         rec.status = 200
         rec.error_type = mid_stream["error"]["type"] if mid_stream else None
+        rec.usage = usage
         fake._record(rec)
         if stream:
             return StreamingResponse(

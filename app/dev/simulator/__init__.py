@@ -14,7 +14,13 @@ World set-up (Python API; human actions deliver their webhooks synchronously and
 - ``create_user(login, type="User") -> SimUser``; ``create_user_token(login) -> str`` (a human's PAT for
   REST and git over HTTP)
 - ``create_repo(owner, name, files, default_branch="main", private=True) -> SimRepo``
-- ``install_app(app_id, account_login) -> installation id`` (emits ``installation.created``)
+- ``install_app(app_id, account_login) -> installation id`` (emits ``installation.created``);
+  ``uninstall_app(app_id, account, sender)`` (``installation.deleted``: tokens revoked, new ones 404),
+  ``suspend_installation`` / ``unsuspend_installation(app_id, account, sender)`` (tokens 403 "This
+  installation has been suspended", no events meanwhile), ``remove_installation_repositories`` /
+  ``add_installation_repositories(app_id, account, [repo names], sender)``
+  (``installation_repositories.removed``/``.added``: a repository outside the selection answers the
+  installation 404, REST and git, and its events aren't delivered); ``GET /installation/repositories``
 - ``set_permission(owner, repo, login, "admin"|"maintain"|"write"|"triage"|"read"|"none")``
 - ``create_issue(owner, repo, title, body, user) -> number`` (emits ``issues.opened``)
 - ``add_label(owner, repo, number, label, sender) -> Delivery`` (``issues.labeled``, on a PR

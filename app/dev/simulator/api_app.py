@@ -70,6 +70,29 @@ def create_access_token(
     )
 
 
+@router.get("/installation/repositories")
+def list_installation_repositories(request: Request, per_page: int = 30, page: int = 1) -> JSONResponse:
+    """The repositories the installation (its token) can reach, paginated like GitHub."""
+    actor = authenticate(request, ("installation",))
+    sim = sim_of(request)
+    assert actor.installation is not None
+    per_page = max(1, min(per_page, 100))
+    with sim.lock:
+        repos = sorted(sim.installation_repositories(actor.installation), key=lambda r: r.id)
+        chunk = repos[(page - 1) * per_page : page * per_page]
+        selection = "all" if actor.installation.repository_ids is None else "selected"
+        body = {
+            "total_count": len(repos),
+            "repository_selection": selection,
+            "repositories": [render.repo(r, sim.base_url) for r in chunk],
+        }
+    headers = {}
+    if page * per_page < len(repos):
+        url = f"{sim.base_url}/api/v3/installation/repositories?per_page={per_page}&page={page + 1}"
+        headers["Link"] = f'<{url}>; rel="next"'
+    return json(body, headers=headers)
+
+
 @router.get("/repos/{owner}/{repo}/installation")
 def get_repo_installation(request: Request, owner: str, repo: str) -> JSONResponse:
     actor = authenticate(request, ("app",))

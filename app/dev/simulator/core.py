@@ -63,6 +63,9 @@ def rate_resource(record: CallRecord) -> str | None:
     return None
 
 
+SUSPENDED_MESSAGE = "This installation has been suspended"  # GitHub's answer (403) for a suspended one
+
+
 class SimulatorError(RuntimeError):
     """Misuse of the Python API (unknown user, repository, ...)."""
 
@@ -323,6 +326,8 @@ class SimulatorCore:
             if token is None or token.revoked or token.expires_at <= now():
                 raise ApiError(401, "Bad credentials")
             actor = self.actor_for_token(token)
+            if actor.installation is not None and actor.installation.suspended_at is not None:
+                raise ApiError(403, SUSPENDED_MESSAGE)
             if actor.kind not in allow:
                 raise ApiError(401, "A JSON web token could not be decoded")
             return actor
@@ -341,7 +346,10 @@ class SimulatorCore:
             token = self.tokens.get(secret)
             if token is None or token.revoked or token.expires_at <= now():
                 return None
-            return self.actor_for_token(token)
+            actor = self.actor_for_token(token)
+            if actor.installation is not None and actor.installation.suspended_at is not None:
+                return None
+            return actor
 
     def issue_installation_token(
         self, actor: Actor, installation_id: int
@@ -350,6 +358,8 @@ class SimulatorCore:
             inst = self.installations.get(installation_id)
             if inst is None or actor.app is None or inst.app_id != actor.app.id:
                 raise not_found()
+            if inst.suspended_at is not None:
+                raise ApiError(403, SUSPENDED_MESSAGE)
             token = SimToken(
                 token=new_token("ghs_"), expires_at=now() + timedelta(hours=1), installation_id=inst.id
             )
@@ -364,7 +374,7 @@ class SimulatorCore:
                 raise not_found()
             if actor.kind == "installation":
                 assert actor.installation is not None
-                if actor.installation.account is not found.owner:
+                if actor.installation.account is not found.owner or not actor.installation.covers(found.id):
                     raise not_found()
                 return found
             if actor.kind == "user" and actor.user is not None:
@@ -389,8 +399,14 @@ class SimulatorCore:
         holding the lock) or queue them in order for the background thread."""
         with self.lock:
             built: list[Delivery] = []
+            repository = payload.get("repository")
+            repo_id = repository.get("id") if isinstance(repository, dict) else None
             for inst in sorted(self.installations.values(), key=lambda i: i.id):
                 if inst.account is not account or (only_app is not None and inst.app_id != only_app):
+                    continue
+                if inst.suspended_at is not None:  # GitHub sends a suspended installation nothing
+                    continue
+                if isinstance(repo_id, int) and not inst.covers(repo_id):  # not among its repositories
                     continue
                 app = self.apps[inst.app_id]
                 body = dict(payload)

@@ -252,7 +252,7 @@ def installation(inst: SimInstallation, app: SimApp, base: str) -> JSON:
         "id": inst.id,
         "client_id": app.client_id,
         "account": user(inst.account, base),
-        "repository_selection": "all",
+        "repository_selection": "all" if inst.repository_ids is None else "selected",
         "access_tokens_url": f"{api(base)}/app/installations/{inst.id}/access_tokens",
         "repositories_url": f"{api(base)}/installation/repositories",
         "html_url": f"{base}/settings/installations/{inst.id}",
@@ -267,8 +267,8 @@ def installation(inst: SimInstallation, app: SimApp, base: str) -> JSON:
         "single_file_name": None,
         "has_multiple_single_files": False,
         "single_file_paths": [],
-        "suspended_by": None,
-        "suspended_at": None,
+        "suspended_by": user(inst.suspended_by, base) if inst.suspended_by else None,
+        "suspended_at": iso(inst.suspended_at),
     }
 
 

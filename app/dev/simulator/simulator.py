@@ -7,6 +7,7 @@ from typing import Any
 from app.dev.simulator import gitrepo
 from app.dev.simulator.app_manifests import ManifestOps
 from app.dev.simulator.checks import CheckOps
+from app.dev.simulator.installations import InstallationOps
 from app.dev.simulator.state import (
     Delivery,
     SimCheckRun,
@@ -18,7 +19,7 @@ from app.dev.simulator.state import (
 )
 
 
-class Simulator(CheckOps, ManifestOps):
+class Simulator(CheckOps, ManifestOps, InstallationOps):
     """In-memory GitHub with real git repositories under ``root_dir`` (see the package docstring)."""
 
     # ----------------------------------------------------------------- human actions

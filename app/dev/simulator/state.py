@@ -58,6 +58,12 @@ class SimInstallation:
     account: SimUser
     node_id: str
     created_at: datetime = field(default_factory=now)
+    suspended_at: datetime | None = None
+    suspended_by: SimUser | None = None
+    repository_ids: set[int] | None = None  # None: all the account's repositories ("all" selection)
+
+    def covers(self, repo_id: int) -> bool:
+        return self.repository_ids is None or repo_id in self.repository_ids
 
 
 @dataclass

@@ -69,13 +69,25 @@ class Run:
 
     # --- effects ------------------------------------------------------------------------------------
     async def publish(self) -> None:
-        """Edit the status comment in place (created once; its id is kept in the state)."""
+        """Edit the status comment in place (created once; its id is kept in the state). A silenced run
+        (GitHub refuses the App there now) only updates what Mission Control shows."""
         async with self.publish_lock:
+            if self.m.silenced:
+                await github(act.PUBLISH_STATUS, PublishStatus(state=self.state, post=False))
+                return
             comment_id = await github(act.PUBLISH_STATUS, PublishStatus(state=self.state))
             self.state.status_comment_id = comment_id
 
     async def say(self, number: int, key: str, body: str) -> None:
+        if self.m.silenced:
+            return
         await github(act.REPLY, ReplyInput(repo=self.inp.repo, number=number, key=key, body=body))
+
+    def stop_message(self) -> str:
+        """The final reason of a stopped run: why it was stopped, or who stopped it."""
+        return self.state.stop_reason or (
+            f"Stopped by @{self.state.stop_requested_by}; nothing more is pushed."
+        )
 
     async def model_call(self, spec: act.ActivitySpec[Any, Any], arg: Any) -> Any:
         return await call(spec, arg, limits=self.inp.limits)

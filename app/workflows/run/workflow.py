@@ -34,6 +34,7 @@ with workflow.unsafe.imports_passed_through():
     from app.domain.run import RunMemory, RunPhase, RunState, TaskStatus
     from app.domain.scheduling import all_resolved, pending
     from app.workflows.explain import explain
+    from app.workflows.lifecycle import installation_unavailable
     from app.workflows.run import conclusion, execution, planning, review
     from app.workflows.run.context import Run, RunEnded
 
@@ -114,8 +115,11 @@ class RunWorkflow:
         """Stops at once: running attempts are cancelled (their sandboxed commands killed), the status says
         "stopping" right away and "stopped by @user" when every attempt has ended."""
         state = self.run_.state
+        if not request.post:
+            self.run_.m.silenced = True  # GitHub refuses the App there now: write nothing more
         if state.stop_requested_by is None:
             state.stop_requested_by = request.sender
+            state.stop_reason = request.reason
             for attempt in self.run_.running.values():
                 attempt.cancel()  # delivered at the activity's next heartbeat; the run waits for it
             await self.run_.publish()
@@ -190,7 +194,12 @@ class RunWorkflow:
             await run.publish()
             raise
         except ActivityError as e:
-            run.state.finish(RunPhase.FAILED, explain(e))
+            if installation_unavailable(e):  # GitHub refuses the App there: nothing can be posted
+                run.m.silenced = True
+            if run.stopped():
+                run.state.finish(RunPhase.CANCELLED, run.stop_message())
+            else:
+                run.state.finish(RunPhase.FAILED, explain(e))
         except Exception as e:  # a bug inside a step must still end visibly
             run.state.finish(
                 RunPhase.FAILED, f"Otto hit an internal error and stopped: {type(e).__name__}: {e}"
@@ -205,9 +214,7 @@ class RunWorkflow:
         if not run.m.planned:
             await planning.plan(run)
             if run.stopped():
-                raise run.end(
-                    RunPhase.CANCELLED, f"Stopped by @{run.state.stop_requested_by}; nothing more is pushed."
-                )
+                raise run.end(RunPhase.CANCELLED, run.stop_message())
             await execution.execute_plan(run)
             await self._after_execution()
         if not run.stopped():
@@ -216,9 +223,7 @@ class RunWorkflow:
             await conclusion.conclude(run)
             return
         await workflow.wait_condition(lambda: not run.running)
-        run.state.finish(
-            RunPhase.CANCELLED, f"Stopped by @{run.state.stop_requested_by}; nothing more is pushed."
-        )
+        run.state.finish(RunPhase.CANCELLED, run.stop_message())
 
     async def _after_execution(self) -> None:
         run, state = self.run_, self.run_.state
