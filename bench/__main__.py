@@ -27,7 +27,7 @@ def main(argv: list[str]) -> int:
     worst = 0
     for name in names:
         started = time.monotonic()
-        print(f"\n=== bench {name}{' (quick)' if flags else ''} ===", flush=True)
+        print(f"\n=== bench {name}{' ' + ' '.join(flags) if flags else ''} ===", flush=True)
         module = importlib.import_module(f"bench.{name}")
         code: int = module.main(flags)
         print(f"=== bench {name}: {time.monotonic() - started:.0f}s, exit {code} ===", flush=True)

@@ -254,7 +254,7 @@ def naive_tasks(clone_url: str, token: str, n: int, scratch: Path) -> list[tuple
 # --------------------------------------------------------------------------------------------- setup
 
 SETUP_KINDS = ("fresh clone", "cold", "warm")
-SETUP_STAGES = ("sync mirror", "acquire/reset", "chown", "sandbox .git")
+SETUP_STAGES = ("sync mirror", "acquire/reset", "(of which walk)", "chown", "sandbox .git")
 # What the previous task's sandbox leaves behind (as the sandbox's uid, in /workspace, after Otto's commit).
 JUNK_SCRIPT = r"""
 set -e
@@ -344,7 +344,7 @@ def leftovers(ws: Any, wt: Any) -> list[str]:
     wrong_owner, wrong_mode, with_xattrs = [], [], []
     for dirpath, dirnames, filenames in os.walk(wt.path):
         dirnames[:] = [d for d in dirnames if not (dirpath == str(wt.path) and d == ".git")]
-        for name in [*dirnames, *filenames, ""]:
+        for name in [*dirnames, *filenames, *([""] if dirpath == str(wt.path) else [])]:
             path = os.path.join(dirpath, name) if name else dirpath
             st = os.lstat(path)
             rel = os.path.relpath(path, wt.path)
@@ -408,6 +408,7 @@ def setup_rounds(sim: Any, clone_url: str, token: str, n: int, scratch: Path) ->
         times = {
             "sync mirror": synced - started,
             "acquire/reset": wt.setup_s.get("acquire", 0.0),
+            **({"(of which walk)": wt.setup_s["walk"]} if "walk" in wt.setup_s else {}),
             "chown": wt.setup_s.get("chown", 0.0),
             "sandbox .git": wt.setup_s.get("sandbox .git", 0.0),
             "total": done - started,

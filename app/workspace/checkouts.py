@@ -38,6 +38,7 @@ import fcntl
 import os
 import shutil
 import stat
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -67,6 +68,7 @@ from app.workspace.mirrors import REMOTE_REFS, Mirrors, split_repo_key
 
 SANDBOX_OBJECTS = "/otto/objects"  # where a sandbox sees the mirror's object store (read-only)
 _MAX_SLOTS = 256
+_TARGETS_KEPT = 8
 
 
 @dataclass
@@ -114,6 +116,8 @@ class Workspace:
         self.owner = owner
         self.pool_size = pool_size
         self.sandbox_objects = sandbox_objects
+        self._targets: dict[str, Target] = {}  # a commit's tree listing (immutable), for the next reset
+        self._targets_lock = threading.Lock()
 
     # -- mirrors ------------------------------------------------------------------------------------------
 
@@ -157,18 +161,19 @@ class Workspace:
                 merges.append((b, sha))
         begun = time.perf_counter()
         wt = self._acquire(mirror, name, start, resumed)
-        wt.setup_s["acquire"] = time.perf_counter() - begun
+        wt.setup_s["acquire"] = time.perf_counter() - begun - wt.setup_s.get("chown", 0.0)
         try:
-            with _stage(wt, "merge"):
-                for branch, sha in merges:
-                    self._merge(wt, branch, sha, author)
-                    wt.merged[branch] = sha
-                wt.start_sha = self.head_sha(wt)
             if merges:
+                with _stage(wt, "merge"):
+                    for branch, sha in merges:
+                        self._merge(wt, branch, sha, author)
+                        wt.merged[branch] = sha
+                    wt.start_sha = self.head_sha(wt)
                 with _stage(wt, "chown"):
                     self._hand_over(wt.path)
+            base_sha = None if resumed else start  # the base branch's head, as looked up above
             with _stage(wt, "sandbox .git"):
-                self._sandbox_git(wt, base_branch)
+                self._sandbox_git(wt, base_branch, base_sha)
         except BaseException:
             self.remove_worktree(wt)
             raise
@@ -230,8 +235,9 @@ class Workspace:
         try:
             _rmtree(wt.path / ".git")
             reference = handover.reference(wt.git_dir, cert)
-            found = handover.scan(wt.path, cert, reference, self._owner_ids(), self._dir_mode)
-            target = _target(wt, start)
+            with _stage(wt, "walk"):
+                found = handover.scan(wt.path, cert, reference, self._owner_ids(), self._dir_mode)
+            target = self._target(wt, start)
             changed = set() if cert.sha == start else _changed(wt, cert.sha, start)
             plan = handover.plan_reset(found, cert, target, changed)
             with Tree(wt.path) as tree:
@@ -247,7 +253,7 @@ class Workspace:
             )  # Otto's index: stat data kept where the blob is the same
             if plan.write:
                 listing = "\0".join(plan.write) + "\0"
-                _in(wt, ["checkout-index", "--force", "-u", "-z", "--stdin"], input_text=listing)
+                _in(wt, ["checkout-index", "--force", "-z", "--stdin"], input_text=listing)
             _write_head(wt.git_dir, start)
             with _stage(wt, "chown"), Tree(wt.path) as tree:
                 written = handover.settle(tree, plan.write, self.owner, set(plan.dirs))
@@ -278,6 +284,19 @@ class Workspace:
         _in(wt, ["update-index", "-q", "--refresh"], check=False)
         handover.write_certificate(g, start, inodes)
 
+    def _target(self, wt: Worktree, sha: str) -> Target:
+        """What ``sha`` holds (``ls-tree``, once per commit: the tasks of a plan mostly start from one)."""
+        with self._targets_lock:
+            cached = self._targets.get(sha)
+        if cached is not None:
+            return cached
+        target = _target(wt, sha)
+        with self._targets_lock:
+            self._targets[sha] = target
+            while len(self._targets) > _TARGETS_KEPT:
+                del self._targets[next(iter(self._targets))]
+        return target
+
     @property
     def _dir_mode(self) -> int:
         return 0o777 & ~handover.umask()
@@ -285,13 +304,13 @@ class Workspace:
     def _owner_ids(self) -> tuple[int, int]:
         return self.owner or (os.geteuid(), os.getegid())
 
-    def _sandbox_git(self, wt: Worktree, base_branch: str) -> None:
+    def _sandbox_git(self, wt: Worktree, base_branch: str, base_sha: str | None = None) -> None:
         """The sandbox's own ``.git`` in the work tree: fresh, made by Otto before any sandboxed command."""
         d = wt.path / ".git"
         _rmtree(d)
         for sub in ("refs/heads", "refs/tags", "objects/info", "objects/pack", "info"):
             (d / sub).mkdir(parents=True)
-        head = self.head_sha(wt)
+        head = wt.start_sha  # Otto's HEAD: nothing was committed yet
         (d / "HEAD").write_text(head + "\n")
         (d / "config").write_text(
             "[core]\n\trepositoryformatversion = 0\n\tfilemode = true\n\tbare = false\n"
@@ -299,7 +318,7 @@ class Workspace:
         )
         objects = self.sandbox_objects or str(wt.objects)
         (d / "objects" / "info" / "alternates").write_text(objects + "\n")
-        base_sha = self.mirrors.branch_sha(wt.mirror, base_branch)
+        base_sha = base_sha or self.mirrors.branch_sha(wt.mirror, base_branch)
         refs = "# pack-refs with: peeled fully-peeled sorted\n"
         if base_sha:
             refs += f"{base_sha} {REMOTE_REFS}{base_branch}\n"
