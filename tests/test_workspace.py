@@ -432,6 +432,7 @@ def _leave_everything(wt: Worktree, outside: Path) -> None:
         s.bind(f"/proc/self/fd/{dir_fd}/sock")
     os.close(dir_fd)
     os.link(p / "app.py", p / "hardlink")  # a second name for a tracked file
+    os.link(outside / "canary", p / "outside-link")  # and one for a file outside (not possible in a sandbox)
     os.setxattr(p / "README.md", "user.otto", b"left over")  # an xattr on a tracked file...
     os.setxattr(p / "pkg", "user.otto", b"left over")  # ...and on a tracked directory
     (p / "README.md").chmod(0o600)  # a mode git doesn't track
@@ -576,6 +577,7 @@ def test_find_and_the_python_walk_see_the_same(ws: Workspace, origin: Origin, tm
     wt = _task(ws, origin, "t1")
     outside = tmp_path / "outside"
     outside.mkdir()
+    (outside / "canary").write_text("must survive")
     _leave_everything(wt, outside)
     cert = handover.read_certificate(wt.git_dir)
     assert cert is not None
