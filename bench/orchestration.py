@@ -415,11 +415,16 @@ def setup_rounds(sim: Any, clone_url: str, token: str, n: int, scratch: Path) ->
         }
         return wt, times
 
+    task_git: list[tuple[float, float]] = []  # (commit, push) seconds of each task on the warm slot
+
     def previous_task(wt: Any, r: int) -> None:
         """What a task does between two setups: the agent's file, Otto's commit and push, then junk."""
         _sandboxed(sandbox, wt, f"mkdir -p otto_bench && echo note > otto_bench/setup-{r}.txt")
+        started = time.perf_counter()
         warm_ws.commit_all(wt, f"setup task {r}", who)
+        committed = time.perf_counter()
         warm_ws.push(wt, clone_url, token, f"setup/{r}", None)
+        task_git.append((committed - started, time.perf_counter() - committed))
         _sandboxed(sandbox, wt, JUNK_SCRIPT)
         warm_ws.remove_worktree(wt)
 
@@ -475,6 +480,7 @@ def setup_rounds(sim: Any, clone_url: str, token: str, n: int, scratch: Path) ->
         "disk": disk_activity(disk_before, disk_sample(scratch)),
         "sandbox": sandbox_note,
         "rounds": n,
+        "task_git": task_git[1:],  # the warm-up's task is left out
     }
 
 
@@ -514,6 +520,15 @@ def report_setup(result: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         "simulator (git http-backend on this machine); cold and warm include the mirror's fetch (nothing or "
         "one commit new), acquire/reset = the checkout (cold) or the reset (warm) and emptying $HOME, /tmp."
     )
+    commits = [c for c, _p in result["task_git"]]
+    pushes = [p for _c, p in result["task_git"]]
+    if commits:
+        say(
+            f"The task's own git on the warm checkout afterwards (not setup): commit_all (git add of the "
+            f"whole tree, boundary check, commit) p50 {ms(percentile(commits, 50)):,.0f} ms, p90 "
+            f"{ms(percentile(commits, 90)):,.0f} ms; push p50 {ms(percentile(pushes, 50)):,.0f} ms, p90 "
+            f"{ms(percentile(pushes, 90)):,.0f} ms."
+        )
     for r, problems in result["unclean"]:
         say(f"  round {r}: the warm checkout carried something over: {'; '.join(problems)}")
     clean = n - len(result["unclean"])

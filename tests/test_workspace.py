@@ -548,6 +548,23 @@ def test_an_idle_checkout_already_at_the_commit_is_taken_first(ws: Workspace, or
     assert again.slot == 1 and again.warm
 
 
+def test_prewarmed_checkouts_spare_the_first_tasks_a_checkout(ws: Workspace, origin: Origin) -> None:
+    mirror = ws.sync_mirror("acme/demo", origin.url, None)
+    assert ws.prewarm(mirror, "main", 5) == 2  # the pool keeps 2
+    first, second = _task(ws, origin, "t1"), _task(ws, origin, "t2")
+    assert first.warm and second.warm and {first.slot, second.slot} == {0, 1}
+    assert ws.prewarm(mirror, "main", 2) == 0  # both busy: nothing built beyond the pool
+    ws.remove_worktree(second)
+    main = origin.human_commit("main", "m.txt", "m\n")
+    ws.sync_mirror("acme/demo", origin.url, None)
+    assert ws.prewarm(mirror, "main", 2) == 1
+    third = _task(ws, origin, "t3")
+    assert third.warm and third.slot == second.slot and third.start_sha == main
+    assert (third.path / "m.txt").read_text() == "m\n"
+    with pytest.raises(WorkspaceError, match="does not exist"):
+        ws.prewarm(mirror, "nope", 1)
+
+
 @pytest.mark.parametrize("damage", ["missing", "garbage", "another boot", "clock went back"])
 def test_a_checkout_whose_certificate_cant_be_trusted_is_rebuilt(
     ws: Workspace, origin: Origin, damage: str

@@ -43,7 +43,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 from pydantic import BaseModel
 
@@ -183,12 +183,46 @@ class Workspace:
         owner, repo = split_repo_key(f"{mirror.parent.name}/{mirror.name.removesuffix('.git')}")
         return self.checkouts_dir / owner / repo
 
-    def _acquire(self, mirror: Path, name: str, start: str, resumed: bool) -> Worktree:
+    def prewarm(self, mirror: Path, branch: str, count: int) -> int:
+        """Make up to ``count`` idle checkouts (at most the pool's size) exactly ``branch``'s head now, ahead
+        of the tasks that will start from it, so that none of them waits for a first checkout. Busy slots
+        are skipped; returns how many are ready."""
+        check_branch(branch)
+        sha = self.mirrors.branch_sha(mirror, branch)
+        if sha is None:
+            raise WorkspaceError(f"branch {branch!r} does not exist in the mirror")
+        held: list[Worktree] = []
+        try:
+            for _ in range(min(count, self.pool_size)):
+                wt = self._acquire(mirror, f"prewarm-{branch}", sha, False, within_pool=True)
+                if wt is None:
+                    break
+                held.append(wt)
+        finally:
+            for wt in held:
+                self.remove_worktree(wt)
+        return len(held)
+
+    @overload
+    def _acquire(self, mirror: Path, name: str, start: str, resumed: bool) -> Worktree: ...
+
+    @overload
+    def _acquire(
+        self, mirror: Path, name: str, start: str, resumed: bool, *, within_pool: bool
+    ) -> Worktree | None: ...
+
+    def _acquire(
+        self, mirror: Path, name: str, start: str, resumed: bool, *, within_pool: bool = False
+    ) -> Worktree | None:
+        """A locked slot, reset to (or checked out at) ``start``. ``within_pool``: only slots the pool keeps
+        (None when all of those are busy)."""
         pool = self._pool_dir(mirror)
         pool.mkdir(parents=True, exist_ok=True)
         for d in (self.checkouts_dir, pool.parent, pool):
             os.chmod(d, 0o711)  # noqa: S103 - the sandbox's uid passes through (bwrap binds by path)
         for n in _slot_order(pool, start):
+            if within_pool and n >= self.pool_size:
+                continue
             fd = os.open(pool / f"{n}.lock", os.O_RDWR | os.O_CREAT, 0o600)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -221,6 +255,8 @@ class Workspace:
                 os.close(fd)
                 raise
             return wt
+        if within_pool:
+            return None
         raise WorkspaceError(f"no free checkout slot for {mirror.name} (all {_MAX_SLOTS} in use)")
 
     def _reset(self, wt: Worktree, start: str) -> bool:
