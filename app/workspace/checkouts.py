@@ -284,9 +284,8 @@ class Workspace:
                 for rel in plan.restore_dirs:
                     tree.restore_dir(rel, self.owner, self._dir_mode)
             _clear_operation_state(wt.git_dir)
-            _in(
-                wt, ["read-tree", "--reset", start]
-            )  # Otto's index: stat data kept where the blob is the same
+            # Otto's index at ``start`` (stat data kept where the blob is the same), then the plan's paths
+            _in(wt, ["read-tree", "--reset", start])
             if plan.write:
                 listing = "\0".join(plan.write) + "\0"
                 _in(wt, ["checkout-index", "--force", "-z", "--stdin"], input_text=listing)
