@@ -6,6 +6,13 @@
   fresh ``git clone`` per task.
 - ``concurrency``: 50 runs started together; peak RSS, Temporal history size per run.
 - ``tokens``: prompt tokens per task for the demo scenario, and how much the prompt cache served.
+- ``agent``: the agent loop on long tasks (scripted model, real sandboxed commands): cache share, cost per
+  step, the largest prompt sent.
+- ``sandbox``: what running a command in the sandbox costs next to running it bare.
+- ``ui``: Mission Control's pages under load (local store or S3).
+- ``ops``: start-up, readiness and shutdown times of ``otto serve``.
+- ``crash``: recovery times after ``otto serve`` or its Temporal is killed mid-run.
+- ``orchestration --setup-only``: task workspace setup alone (fresh clone, cold, warm checkout).
 
 Everything runs on loopback, is bounded in count and duration, and cleans up after itself.
 Scratch space: ``.cache/bench/`` (npm's Probot install, the downloaded sdist, per-run directories).

@@ -1,5 +1,6 @@
-"""``python -m bench <intake|orchestration|concurrency|tokens|ui|ops|crash|all> [--quick]``; ``ui --s3`` puts
-Mission Control's store on S3 (moto); ``screenshots`` (not in ``all``) renews the README's pictures."""
+"""``python -m bench <intake|orchestration|concurrency|tokens|agent|sandbox|ui|ops|crash|all> [--quick]``; ``ui --s3``
+puts Mission Control's store on S3 (moto); ``orchestration --setup-only`` measures workspace setup alone;
+``screenshots`` (not in ``all``) renews the README's pictures."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ def main(argv: list[str]) -> int:
     if "-h" in flags or "--help" in flags:
         print(USAGE)
         return 0
-    unknown = [f for f in flags if f not in ("--quick", "--s3")]
+    unknown = [f for f in flags if f not in ("--quick", "--s3", "--setup-only")]
     if unknown or len(args) > 1 or (args and args[0] not in [*NAMES, "all", *EXTRA]):
         print(USAGE, file=sys.stderr)
         return 2
@@ -26,7 +27,7 @@ def main(argv: list[str]) -> int:
     worst = 0
     for name in names:
         started = time.monotonic()
-        print(f"\n=== bench {name}{' (quick)' if flags else ''} ===", flush=True)
+        print(f"\n=== bench {name}{' ' + ' '.join(flags) if flags else ''} ===", flush=True)
         module = importlib.import_module(f"bench.{name}")
         code: int = module.main(flags)
         print(f"=== bench {name}: {time.monotonic() - started:.0f}s, exit {code} ===", flush=True)

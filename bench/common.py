@@ -116,6 +116,71 @@ def load_average() -> str:
         return f"{os.cpu_count()} CPUs"
 
 
+@dataclass(frozen=True)
+class DiskSample:
+    """One reading of ``/proc/diskstats`` for the block device under a path."""
+
+    device: str
+    fs_type: str
+    read_bytes: int
+    written_bytes: int
+    busy_ms: int
+    at: float
+
+
+def disk_sample(path: Path) -> DiskSample | None:
+    """The counters of the device ``path`` lives on (None where /proc doesn't say: e.g. an overlay)."""
+    try:
+        dev = os.stat(path).st_dev
+        major, minor = os.major(dev), os.minor(dev)
+        fs_type, best = "?", ""
+        with open("/proc/mounts") as f:
+            for line in f:
+                _src, mount, kind, *_ = line.split()
+                if (str(path).startswith(mount.rstrip("/") + "/") or str(path) == mount) and len(mount) > len(
+                    best
+                ):
+                    best, fs_type = mount, kind
+        with open("/proc/diskstats") as f:
+            for line in f:
+                fields = line.split()
+                if int(fields[0]) == major and int(fields[1]) == minor:
+                    return DiskSample(
+                        device=fields[2],
+                        fs_type=fs_type,
+                        read_bytes=int(fields[5]) * 512,
+                        written_bytes=int(fields[9]) * 512,
+                        busy_ms=int(fields[12]),
+                        at=time.monotonic(),
+                    )
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def disk_activity(before: DiskSample | None, after: DiskSample | None) -> str:
+    """What the device did between two samples (all processes on the machine, not only ours)."""
+    if before is None or after is None:
+        return "disk: no counters for this path"
+    span = max(after.at - before.at, 1e-9)
+    busy = (after.busy_ms - before.busy_ms) / 1000 / span * 100
+    return (
+        f"disk {before.device} ({before.fs_type}) over {span:.0f}s: "
+        f"{(after.read_bytes - before.read_bytes) / 2**20:,.0f} MiB read, "
+        f"{(after.written_bytes - before.written_bytes) / 2**20:,.0f} MiB written, "
+        f"busy {busy:.0f}% of the time"
+    )
+
+
+def load_one() -> float | None:
+    """The 1-minute load average."""
+    try:
+        with open("/proc/loadavg") as f:
+            return float(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def run_main(main: Callable[[], Coroutine[Any, Any, int]]) -> int:
     """Run an async benchmark; SIGTERM becomes KeyboardInterrupt so every ``finally`` cleans up."""
     say(f"Machine before: {load_average()}")

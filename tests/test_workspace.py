@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import base64
+import contextlib
+import fcntl
+import json
 import os
+import shutil
+import socket
+import stat
+import struct
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -21,6 +28,7 @@ from app.workspace import (
     Workspace,
     WorkspaceError,
     Worktree,
+    handover,
     valid_branch_name,
 )
 from app.workspace.git import auth_header, remote_invocation
@@ -329,6 +337,324 @@ def test_busy_checkouts_are_not_shared_and_extra_ones_are_removed(ws: Workspace,
     assert held[0].path.exists()
     assert held[1].path.exists()
     assert not held[2].path.exists()
+
+
+# --- the warm reset: nothing of the previous task survives ---------------------------------------
+
+RICH = {
+    "pkg/__init__.py": "",
+    "pkg/mod.py": "VALUE = 'original'\n",
+    "pkg1/x.py": "WHO = 'one'\n",
+    "pkg2/x.py": "WHO = 'two'\n",
+    "docs/guide.md": "# guide\n",
+    "docs/deep/more.md": "more\n",
+    "tool.sh": "#!/bin/sh\necho tool\n",
+    "gone.txt": "deleted by the next commit\n",
+    "edited.txt": "edited by the next commit\n",
+}
+
+
+def _rich(origin: Origin) -> None:
+    """More shapes than the base repository: packages, a script, a symlink, nested directories."""
+    git(origin.clone, "checkout", "-q", "main")
+    for path, content in RICH.items():
+        (origin.clone / path).parent.mkdir(parents=True, exist_ok=True)
+        (origin.clone / path).write_text(content)
+    (origin.clone / "tool.sh").chmod(0o755)
+    (origin.clone / "readme-link").symlink_to("README.md")
+    git(origin.clone, "add", "-A")
+    git(origin.clone, "commit", "-q", "-m", "rich")
+    git(origin.clone, "push", "-q", origin.url, "main")
+
+
+def _move_main(origin: Origin) -> str:
+    """Another task's commit lands on main: a new nested directory, an edit, a deletion, a mode change."""
+    git(origin.clone, "checkout", "-q", "main")
+    (origin.clone / "newdir" / "sub").mkdir(parents=True)
+    (origin.clone / "newdir" / "sub" / "file.txt").write_text("new\n")
+    (origin.clone / "edited.txt").write_text("edited\n")
+    (origin.clone / "gone.txt").unlink()
+    (origin.clone / "pkg" / "__init__.py").chmod(0o755)
+    git(origin.clone, "add", "-A")
+    git(origin.clone, "commit", "-q", "-m", "another task")
+    git(origin.clone, "push", "-q", origin.url, "main")
+    return git(origin.clone, "rev-parse", "HEAD")
+
+
+def _snapshot(root: Path) -> dict[str, tuple[object, ...]]:
+    """Everything a task could notice about a tree (but its .git): types, modes, contents, link targets,
+    owners, user xattrs; never following symlinks."""
+    out: dict[str, tuple[object, ...]] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        if dirpath == str(root):
+            dirnames[:] = [d for d in dirnames if d != ".git"]
+            filenames = [f for f in filenames if f != ".git"]
+        for name in ["", *dirnames, *filenames]:
+            path = os.path.join(dirpath, name) if name else dirpath
+            rel = os.path.relpath(path, root)
+            st = os.lstat(path)
+            if stat.S_ISLNK(st.st_mode):
+                out[rel] = ("l", os.readlink(path), st.st_uid, st.st_gid)
+                continue
+            xattrs = tuple(
+                sorted(a for a in os.listxattr(path, follow_symlinks=False) if a.startswith("user."))
+            )
+            kind: object = Path(path).read_bytes() if stat.S_ISREG(st.st_mode) else stat.S_IFMT(st.st_mode)
+            out[rel] = (kind, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, xattrs)
+    return out
+
+
+def _fresh_checkout(origin: Origin, sha: str, dest: Path, owner: tuple[int, int] | None = None) -> Path:
+    git(dest.parent, "clone", "-q", "--no-checkout", origin.url, str(dest))
+    git(dest, "checkout", "-q", "--detach", sha)
+    if owner is not None:
+        for p in [dest, *dest.rglob("*")]:
+            if ".git" not in p.relative_to(dest).parts:
+                os.lchown(p, *owner)
+    return dest
+
+
+def _leave_everything(wt: Worktree, outside: Path) -> None:
+    """What a sandboxed task could leave in its checkout, $HOME and /tmp (Otto runs as root in the tests:
+    these writes stand in for the sandbox's)."""
+    p = wt.path
+    (p / "junk" / "deep" / "er").mkdir(parents=True)
+    (p / "junk" / "deep" / "er" / "file").write_text("junk")  # an untracked directory
+    (p / "build.log").write_text("ignored")  # an ignored file (*.log)
+    (p / "pkg" / "__pycache__").mkdir()
+    (p / "pkg" / "__pycache__" / "mod.cpython-311.pyc").write_bytes(b"\0junk")  # untracked, in a tracked dir
+    (p / "locked" / "inner").mkdir(parents=True)
+    (p / "locked" / "inner" / "file").write_text("x")
+    (p / "locked" / "inner").chmod(0)
+    (p / "locked").chmod(0)  # a chmod 000 untracked directory
+    (p / "escape").symlink_to(outside)  # a symlink out
+    shutil.rmtree(p / "docs")
+    (p / "docs").symlink_to(outside)  # a tracked directory replaced by a symlink out
+    shutil.rmtree(p / ".git")
+    (p / ".git").symlink_to(outside)  # its own .git, a symlink out
+    git(p, "init", "-q", "nested")
+    (p / "nested" / "f").write_text("nested")
+    git(p / "nested", "add", "-A")
+    git(p / "nested", "commit", "-q", "-m", "nested")  # a nested repository
+    os.mkfifo(p / "fifo")  # git ignores FIFOs entirely: no status, no clean
+    dir_fd = os.open(p, os.O_RDONLY | os.O_DIRECTORY)
+    with contextlib.closing(socket.socket(socket.AF_UNIX)) as s:  # a socket (bound by a short path)
+        s.bind(f"/proc/self/fd/{dir_fd}/sock")
+    os.close(dir_fd)
+    os.link(p / "app.py", p / "hardlink")  # a second name for a tracked file
+    os.link(outside / "canary", p / "outside-link")  # and one for a file outside (not possible in a sandbox)
+    os.setxattr(p / "README.md", "user.otto", b"left over")  # an xattr on a tracked file...
+    os.setxattr(p / "pkg", "user.otto", b"left over")  # ...and on a tracked directory
+    (p / "README.md").chmod(0o600)  # a mode git doesn't track
+    (p / "tool.sh").chmod(0o644)  # the executable bit, which it does
+    (p / "pkg1").chmod(0)  # a chmod 000 tracked directory
+    mod = p / "pkg" / "mod.py"
+    before = mod.stat()
+    mod.write_text("VALUE = 'tampered'\n"[: before.st_size].ljust(before.st_size))  # same size...
+    os.utime(mod, ns=(before.st_atime_ns, before.st_mtime_ns))  # ...same mtime: git's own check can't tell
+    (p / "pkg1").chmod(0o755)
+    (p / "pkg1").rename(p / "swap")  # two directories swapped: their files keep their ctimes
+    (p / "pkg2").rename(p / "pkg1")
+    (p / "swap").rename(p / "pkg2")
+    (p / "pkg1").chmod(0)
+    with contextlib.suppress(OSError):  # an inode flag its owner may set (where the filesystem has them)
+        fd = os.open(p / "pkg2", os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            fcntl.ioctl(fd, 0x40086602, struct.pack("i", 0x80))  # FS_IOC_SETFLAGS: noatime
+        finally:
+            os.close(fd)
+    (wt.home / ".cache").mkdir()
+    (wt.home / ".cache" / "x").write_text("home")
+    (wt.tmp / "x").write_text("tmp")
+
+
+def _dir_flags(path: Path) -> int:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        return int(struct.unpack("i", fcntl.ioctl(fd, 0x80086601, struct.pack("i", 0)))[0])
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize("as_sandbox_uid", [False, True])
+def test_a_reused_checkout_is_exactly_a_fresh_checkout(
+    origin: Origin, tmp_path: Path, as_sandbox_uid: bool
+) -> None:
+    if as_sandbox_uid and os.geteuid() != 0:
+        pytest.skip("handing checkouts to another uid needs root")
+    owner = (65534, 65534) if as_sandbox_uid else None
+    ws = Workspace(tmp_path / "mirrors", tmp_path / "checkouts", owner=owner, sandbox_objects=None)
+    _rich(origin)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "canary").write_text("must survive")
+    wt = _task(ws, origin, "t1")
+    assert not wt.warm
+    assert _snapshot(wt.path) == _snapshot(_fresh_checkout(origin, wt.start_sha, tmp_path / "ref1", owner))
+    _leave_everything(wt, outside)
+    ws.remove_worktree(wt)
+    main = _move_main(origin)
+
+    again = _task(ws, origin, "t2")
+    assert again.path == wt.path and again.warm and again.start_sha == main
+    assert _snapshot(again.path) == _snapshot(_fresh_checkout(origin, main, tmp_path / "ref2", owner))
+    assert (again.path / "pkg" / "mod.py").read_text() == "VALUE = 'original'\n"
+    assert (again.path / "pkg1" / "x.py").read_text() == "WHO = 'one'\n"
+    assert sorted(os.listdir(outside)) == ["canary"] and (outside / "canary").read_text() == "must survive"
+    assert list(again.home.iterdir()) == [] and list(again.tmp.iterdir()) == []
+    if owner is not None:
+        for p in [again.path, *again.path.rglob("*"), again.home, again.tmp]:
+            assert (p.lstat().st_uid, p.lstat().st_gid) == owner, p
+    assert otto_git(again, "status", "--porcelain", "--ignored", "--untracked-files=all") == ""
+    assert git(again.path, "-c", "safe.directory=*", "status", "--porcelain") == ""  # the sandbox's .git too
+    with contextlib.suppress(OSError):
+        assert _dir_flags(again.path / "pkg2") & 0x80 == 0
+
+
+def test_a_reset_keeps_what_nobody_touched_and_rewrites_what_changed(ws: Workspace, origin: Origin) -> None:
+    _rich(origin)
+    wt = _task(ws, origin, "t1")
+    inode = {p: (wt.path / p).lstat().st_ino for p in ("pkg1/x.py", "docs/guide.md", "edited.txt", "app.py")}
+    (wt.path / "app.py").write_text("the agent's change\n")
+    ws.remove_worktree(wt)
+    _move_main(origin)
+    again = _task(ws, origin, "t2")
+    assert again.warm
+    after = {p: (again.path / p).lstat().st_ino for p in inode}
+    assert after["pkg1/x.py"] == inode["pkg1/x.py"] and after["docs/guide.md"] == inode["docs/guide.md"]
+    assert (again.path / "edited.txt").read_text() == "edited\n"
+    assert (again.path / "app.py").read_text() == "def add(a, b):\n    return a + b\n"
+
+
+def test_merges_are_handed_over_and_reset_like_the_rest(origin: Origin, tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("handing checkouts to another uid needs root")
+    owner = (65534, 65534)
+    ws = Workspace(
+        tmp_path / "mirrors", tmp_path / "checkouts", owner=owner, sandbox_objects=None, pool_size=1
+    )
+    (origin.clone / "dep" / "inner").mkdir(parents=True)
+    origin.human_commit("dep", "dep/inner/new.txt", "from a dependency\n")  # in new directories
+    wt = _task(ws, origin, "t1", merge_branches=["dep"])
+    assert (wt.path / "dep" / "inner" / "new.txt").read_text() == "from a dependency\n"
+    for p in [wt.path, *wt.path.rglob("*")]:
+        assert (p.lstat().st_uid, p.lstat().st_gid) == owner, p
+    ws.remove_worktree(wt)
+    again = _task(ws, origin, "t2")
+    assert again.warm and not (again.path / "dep").exists()
+    assert _snapshot(again.path) == _snapshot(
+        _fresh_checkout(origin, origin.sha("main") or "", tmp_path / "r", owner)
+    )
+
+
+def test_an_idle_checkout_already_at_the_commit_is_taken_first(ws: Workspace, origin: Origin) -> None:
+    first = _task(ws, origin, "t1")
+    second_main = origin.human_commit("main", "m.txt", "m\n")
+    second = _task(ws, origin, "t2")
+    assert (first.slot, second.slot) == (0, 1) and second.start_sha == second_main
+    ws.remove_worktree(first)
+    ws.remove_worktree(second)
+    again = _task(ws, origin, "t3")
+    assert again.slot == 1 and again.warm
+
+
+def test_prewarmed_checkouts_spare_the_first_tasks_a_checkout(ws: Workspace, origin: Origin) -> None:
+    mirror = ws.sync_mirror("acme/demo", origin.url, None)
+    assert ws.prewarm(mirror, "main", 5) == 2  # the pool keeps 2
+    first, second = _task(ws, origin, "t1"), _task(ws, origin, "t2")
+    assert first.warm and second.warm and {first.slot, second.slot} == {0, 1}
+    assert ws.prewarm(mirror, "main", 2) == 0  # both busy: nothing built beyond the pool
+    ws.remove_worktree(second)
+    main = origin.human_commit("main", "m.txt", "m\n")
+    ws.sync_mirror("acme/demo", origin.url, None)
+    assert ws.prewarm(mirror, "main", 2) == 1
+    third = _task(ws, origin, "t3")
+    assert third.warm and third.slot == second.slot and third.start_sha == main
+    assert (third.path / "m.txt").read_text() == "m\n"
+    with pytest.raises(WorkspaceError, match="does not exist"):
+        ws.prewarm(mirror, "nope", 1)
+
+
+@pytest.mark.parametrize("damage", ["missing", "garbage", "another boot", "clock went back"])
+def test_a_checkout_whose_certificate_cant_be_trusted_is_rebuilt(
+    ws: Workspace, origin: Origin, damage: str
+) -> None:
+    wt = _task(ws, origin, "t1")
+    (wt.path / "junk.txt").write_text("junk")
+    cert = wt.git_dir / handover.CERTIFICATE
+    body, _, header = cert.read_text().rpartition("\0\0")
+    fields = json.loads(header)
+    if damage == "missing":
+        cert.unlink()
+    elif damage == "garbage":
+        cert.write_text("garbage")
+    elif damage == "another boot":
+        cert.write_text(body + "\0\0" + json.dumps(fields | {"boot_id": "not-this-boot"}))
+    else:
+        cert.write_text(body + "\0\0" + json.dumps(fields | {"real_ns": fields["real_ns"] + 3_600 * 10**9}))
+    ws.remove_worktree(wt)
+    again = _task(ws, origin, "t2")
+    assert again.path == wt.path and not again.warm
+    assert not (again.path / "junk.txt").exists()
+    assert otto_git(again, "status", "--porcelain", "--ignored", "--untracked-files=all") == ""
+
+
+def test_find_and_the_python_walk_see_the_same(ws: Workspace, origin: Origin, tmp_path: Path) -> None:
+    _rich(origin)
+    wt = _task(ws, origin, "t1")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "canary").write_text("must survive")
+    _leave_everything(wt, outside)
+    cert = handover.read_certificate(wt.git_dir)
+    assert cert is not None
+    ref = handover.reference(wt.git_dir, cert)
+    owner, mode = (os.geteuid(), os.getegid()), 0o777 & ~handover.umask()
+    by_find = handover.scan(wt.path, cert, ref, owner, mode)
+    by_python = handover.scan(wt.path, cert, ref, owner, mode, use_find=False)
+    assert sorted(by_find.touched) == sorted(by_python.touched) and by_find.files == by_python.files
+    assert by_find.dirs == by_python.dirs
+    touched = {p for p, _kind in by_find.touched}
+    assert {"", "fifo", "sock", "junk", "pkg/mod.py", "pkg1", "pkg2", "docs", "hardlink", "app.py"} <= touched
+    assert "pkg1/x.py" in by_find.files and "pkg/__init__.py" in by_find.files  # moved, and untouched
+    assert sorted(handover.walk(wt.path), key=str) == sorted(handover.walk(wt.path, use_find=False), key=str)
+
+
+def _cert(inodes: dict[str, int]) -> handover.Certificate:
+    return handover.Certificate("b" * 40, 100, "boot", 0, 0, inodes)
+
+
+def test_the_reset_plan() -> None:
+    target = handover.Target(
+        files={
+            "a.py": "100644",
+            "d/b.py": "100644",
+            "d/c.py": "100644",
+            "link": "120000",
+            "new.py": "100755",
+        },
+        dirs={"d", "sub"},
+        gitlinks={"sub"},
+    )
+    found = handover.Scan(
+        touched=[("", "d"), ("d/c.py", "f"), ("junk", "d"), ("junk/x", "f"), ("fifo", "p"), ("d", "d")],
+        files={
+            "a.py": ("f", 1),
+            "d/b.py": ("f", 9),
+            "link": ("f", 3),
+            "old.py": ("f", 4),
+            "junk/y": ("f", 5),
+        },
+        dirs={"gone", "gone/deeper"},
+    )
+    cert = _cert({"a.py": 1, "d/b.py": 2, "link": 3, "old.py": 4})
+    plan = handover.plan_reset(found, cert, target, changed={"old.py", "new.py"})
+    assert plan.kept == {"a.py": 1}  # untouched, same inode, same blob, right type
+    assert plan.remove_trees == ["gone", "junk"] and plan.restore_dirs == ["", "d"]
+    # d/b.py is another inode than Otto left (a directory was swapped); link is a file where a symlink belongs
+    assert plan.unlink == ["d/b.py", "d/c.py", "fifo", "link", "old.py"]
+    assert plan.write == ["d/b.py", "d/c.py", "link", "new.py", "sub"]  # the gitlink's directory is missing
+    assert plan.dirs == {"", "d"}
 
 
 # --- commits --------------------------------------------------------------------------------------

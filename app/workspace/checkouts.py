@@ -17,14 +17,18 @@ is judged by :mod:`app.domain.boundary`: symlinks leaving the tree, gitlinks and
 refused — dropped from the commit and put back as they were in the work tree — and reported.
 
 **Warm pool.** A slot is locked (``flock`` on ``<n>.lock``) while an attempt uses it. The next attempt on the
-same repository takes a free slot and resets it (``checkout --force`` to its start commit, ``clean -ffdx``,
-a fresh sandbox ``.git``, empty ``home``/``tmp``) instead of checking out every file again; a reset that does
-not leave the tree exactly at its commit (``status --ignored`` not empty) discards the slot and builds a
-fresh one. At most ``pool_size`` idle slots are kept per repository. A crashed attempt's lock dies with its
-process; its slot is reset by the next user.
+same repository takes a free slot (one already at its start commit first) and resets it instead of checking
+out every file again: one walk of the tree against the certificate Otto wrote when it last handed the slot
+over finds everything anyone touched since — content, mode, owner, xattrs, renames, new entries of any type —
+which is removed and written anew by Otto's git (``read-tree`` + ``checkout-index`` of exactly those paths and
+of what differs between the two commits); see :mod:`app.workspace.handover`. Then a fresh sandbox ``.git``
+and empty ``home``/``tmp``. A slot whose certificate is missing or can't be trusted (a crash mid-reset,
+another boot, a clock that went back) is built anew. At most ``pool_size`` idle slots are kept per repository.
+A crashed attempt's lock dies with its process; its slot is reset by the next user.
 
 **Ownership.** When sandboxed commands run as another uid (Otto running as root), ``work/``, ``home/`` and
-``tmp/`` belong to that uid; files Otto's git writes there are handed over after each such step.
+``tmp/`` belong to that uid; what Otto's git writes there is handed over after each such step (exactly the
+paths a reset wrote; after a merge, a rebase or a put-back, whatever one walk finds not yet theirs).
 """
 
 from __future__ import annotations
@@ -34,14 +38,17 @@ import fcntl
 import os
 import shutil
 import stat
-from collections.abc import Sequence
+import threading
+import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 from pydantic import BaseModel
 
 from app.domain.boundary import MODE_SYMLINK, Refusal, StagedChange, judge
+from app.workspace import handover
 from app.workspace.git import (
     NETWORK_TIMEOUT_S,
     Git,
@@ -56,10 +63,12 @@ from app.workspace.git import (
     identity_env,
     remote_invocation,
 )
+from app.workspace.handover import ResetRefused, Target, Tree
 from app.workspace.mirrors import REMOTE_REFS, Mirrors, split_repo_key
 
 SANDBOX_OBJECTS = "/otto/objects"  # where a sandbox sees the mirror's object store (read-only)
 _MAX_SLOTS = 256
+_TARGETS_KEPT = 8
 
 
 @dataclass
@@ -76,6 +85,8 @@ class Worktree:
     refused: list[Refusal] = field(default_factory=list)  # changes the boundary refused so far
     lock_fd: int = -1
     slot: int = -1
+    warm: bool = False  # True when an existing checkout was reset (False: checked out from scratch)
+    setup_s: dict[str, float] = field(default_factory=dict)  # seconds per setup stage (logs, benchmarks)
 
     @property
     def objects(self) -> Path:
@@ -105,6 +116,8 @@ class Workspace:
         self.owner = owner
         self.pool_size = pool_size
         self.sandbox_objects = sandbox_objects
+        self._targets: dict[str, Target] = {}  # a commit's tree listing (immutable), for the next reset
+        self._targets_lock = threading.Lock()
 
     # -- mirrors ------------------------------------------------------------------------------------------
 
@@ -152,14 +165,21 @@ class Workspace:
                 if sha is None:
                     raise WorkspaceError(f"branch {b!r} to merge does not exist in the mirror")
                 merges.append((b, sha))
+        begun = time.perf_counter()
         wt = self._acquire(mirror, name, start, resumed)
+        wt.setup_s["acquire"] = time.perf_counter() - begun - wt.setup_s.get("chown", 0.0)
         try:
-            for branch, sha in merges:
-                self._merge(wt, branch, sha, author)
-                wt.merged[branch] = sha
-            wt.start_sha = self.head_sha(wt)
-            self._hand_over(wt.path)
-            self._sandbox_git(wt, base_branch)
+            if merges:
+                with _stage(wt, "merge"):
+                    for branch, sha in merges:
+                        self._merge(wt, branch, sha, author)
+                        wt.merged[branch] = sha
+                    wt.start_sha = self.head_sha(wt)
+                with _stage(wt, "chown"):
+                    self._hand_over(wt.path)
+            base_sha = None if resumed else start  # the base branch's head, as looked up above
+            with _stage(wt, "sandbox .git"):
+                self._sandbox_git(wt, base_branch, base_sha)
         except BaseException:
             self.remove_worktree(wt)
             raise
@@ -169,12 +189,46 @@ class Workspace:
         owner, repo = split_repo_key(f"{mirror.parent.name}/{mirror.name.removesuffix('.git')}")
         return self.checkouts_dir / owner / repo
 
-    def _acquire(self, mirror: Path, name: str, start: str, resumed: bool) -> Worktree:
+    def prewarm(self, mirror: Path, branch: str, count: int) -> int:
+        """Make up to ``count`` idle checkouts (at most the pool's size) exactly ``branch``'s head now, ahead
+        of the tasks that will start from it, so that none of them waits for a first checkout. Busy slots
+        are skipped; returns how many are ready."""
+        check_branch(branch)
+        sha = self.mirrors.branch_sha(mirror, branch)
+        if sha is None:
+            raise WorkspaceError(f"branch {branch!r} does not exist in the mirror")
+        held: list[Worktree] = []
+        try:
+            for _ in range(min(count, self.pool_size)):
+                wt = self._acquire(mirror, f"prewarm-{branch}", sha, False, within_pool=True)
+                if wt is None:
+                    break
+                held.append(wt)
+        finally:
+            for wt in held:
+                self.remove_worktree(wt)
+        return len(held)
+
+    @overload
+    def _acquire(self, mirror: Path, name: str, start: str, resumed: bool) -> Worktree: ...
+
+    @overload
+    def _acquire(
+        self, mirror: Path, name: str, start: str, resumed: bool, *, within_pool: bool
+    ) -> Worktree | None: ...
+
+    def _acquire(
+        self, mirror: Path, name: str, start: str, resumed: bool, *, within_pool: bool = False
+    ) -> Worktree | None:
+        """A locked slot, reset to (or checked out at) ``start``. ``within_pool``: only slots the pool keeps
+        (None when all of those are busy)."""
         pool = self._pool_dir(mirror)
         pool.mkdir(parents=True, exist_ok=True)
         for d in (self.checkouts_dir, pool.parent, pool):
             os.chmod(d, 0o711)  # noqa: S103 - the sandbox's uid passes through (bwrap binds by path)
-        for n in range(_MAX_SLOTS):
+        for n in _slot_order(pool, start):
+            if within_pool and n >= self.pool_size:
+                continue
             fd = os.open(pool / f"{n}.lock", os.O_RDWR | os.O_CREAT, 0o600)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -195,7 +249,8 @@ class Workspace:
                 slot=n,
             )
             try:
-                if not self._reset(wt, start):
+                wt.warm = self._reset(wt, start)
+                if not wt.warm:
                     self._fresh(wt, start)
                 for d in (wt.home, wt.tmp):
                     _rmtree(d)
@@ -206,20 +261,47 @@ class Workspace:
                 os.close(fd)
                 raise
             return wt
+        if within_pool:
+            return None
         raise WorkspaceError(f"no free checkout slot for {mirror.name} (all {_MAX_SLOTS} in use)")
 
     def _reset(self, wt: Worktree, start: str) -> bool:
-        """Bring a used slot back to exactly ``start``; False when it can't be trusted to be (build anew)."""
+        """Bring a used slot to exactly ``start`` (see :mod:`app.workspace.handover`); False when it can't be
+        trusted to be (then it is built anew)."""
         if not (wt.git_dir / "HEAD").is_file() or not wt.path.is_dir():
+            return False
+        cert = handover.read_certificate(wt.git_dir)
+        handover.discard_certificate(wt.git_dir)  # consumed: a crash from here on leaves a slot to rebuild
+        if cert is None:
             return False
         try:
             _rmtree(wt.path / ".git")
-            _in(wt, ["checkout", "--force", "--quiet", "--detach", start])
-            _in(wt, ["clean", "-ffdxq"])
-            status = _in(wt, ["status", "--porcelain", "--ignored", "--untracked-files=all", "-z"])
-        except WorkspaceError:
+            reference = handover.reference(wt.git_dir, cert)
+            with _stage(wt, "walk"):
+                found = handover.scan(wt.path, cert, reference, self._owner_ids(), self._dir_mode)
+            target = self._target(wt, start)
+            changed = set() if cert.sha == start else _changed(wt, cert.sha, start)
+            plan = handover.plan_reset(found, cert, target, changed)
+            with Tree(wt.path) as tree:
+                for rel in plan.remove_trees:
+                    tree.remove_tree(rel)
+                for rel in plan.unlink:
+                    tree.unlink(rel)
+                for rel in plan.restore_dirs:
+                    tree.restore_dir(rel, self.owner, self._dir_mode)
+            _clear_operation_state(wt.git_dir)
+            # Otto's index at ``start`` (stat data kept where the blob is the same), then the plan's paths
+            _in(wt, ["read-tree", "--reset", start])
+            if plan.write:
+                listing = "\0".join(plan.write) + "\0"
+                _in(wt, ["checkout-index", "--force", "-z", "--stdin"], input_text=listing)
+            _write_head(wt.git_dir, start)
+            with _stage(wt, "chown"), Tree(wt.path) as tree:
+                written = handover.settle(tree, plan.write, self.owner, set(plan.dirs))
+            handover.write_certificate(wt.git_dir, start, plan.kept | written)
+        except (WorkspaceError, ResetRefused, OSError):
             return False
-        return status.stdout == ""
+        return True
 
     def _fresh(self, wt: Worktree, start: str) -> None:
         slot = wt.git_dir.parent
@@ -237,14 +319,39 @@ class Workspace:
         )
         wt.path.mkdir()
         git.run(["checkout", "--force", "--quiet", "--detach", start], git_dir=g, work_tree=wt.path)
+        with _stage(wt, "chown"):
+            inodes = self._hand_over(wt.path)
+        # Otto's index records the files as handed over (else the first `git add` hashes every file again)
+        _in(wt, ["update-index", "-q", "--refresh"], check=False)
+        handover.write_certificate(g, start, inodes)
 
-    def _sandbox_git(self, wt: Worktree, base_branch: str) -> None:
+    def _target(self, wt: Worktree, sha: str) -> Target:
+        """What ``sha`` holds (``ls-tree``, once per commit: the tasks of a plan mostly start from one)."""
+        with self._targets_lock:
+            cached = self._targets.get(sha)
+        if cached is not None:
+            return cached
+        target = _target(wt, sha)
+        with self._targets_lock:
+            self._targets[sha] = target
+            while len(self._targets) > _TARGETS_KEPT:
+                del self._targets[next(iter(self._targets))]
+        return target
+
+    @property
+    def _dir_mode(self) -> int:
+        return 0o777 & ~handover.umask()
+
+    def _owner_ids(self) -> tuple[int, int]:
+        return self.owner or (os.geteuid(), os.getegid())
+
+    def _sandbox_git(self, wt: Worktree, base_branch: str, base_sha: str | None = None) -> None:
         """The sandbox's own ``.git`` in the work tree: fresh, made by Otto before any sandboxed command."""
         d = wt.path / ".git"
         _rmtree(d)
         for sub in ("refs/heads", "refs/tags", "objects/info", "objects/pack", "info"):
             (d / sub).mkdir(parents=True)
-        head = self.head_sha(wt)
+        head = wt.start_sha  # Otto's HEAD: nothing was committed yet
         (d / "HEAD").write_text(head + "\n")
         (d / "config").write_text(
             "[core]\n\trepositoryformatversion = 0\n\tfilemode = true\n\tbare = false\n"
@@ -252,7 +359,7 @@ class Workspace:
         )
         objects = self.sandbox_objects or str(wt.objects)
         (d / "objects" / "info" / "alternates").write_text(objects + "\n")
-        base_sha = self.mirrors.branch_sha(wt.mirror, base_branch)
+        base_sha = base_sha or self.mirrors.branch_sha(wt.mirror, base_branch)
         refs = "# pack-refs with: peeled fully-peeled sorted\n"
         if base_sha:
             refs += f"{base_sha} {REMOTE_REFS}{base_branch}\n"
@@ -297,9 +404,16 @@ class Workspace:
         if self.owner is not None:
             _chown_tree(path, *self.owner)
 
-    def _hand_over(self, path: Path) -> None:
-        """After Otto's git wrote into the work tree: the sandbox's uid owns everything in it."""
-        self._chown(path)
+    def _hand_over(self, path: Path) -> dict[str, int]:
+        """After Otto's git wrote into the work tree: the sandbox's uid owns everything in it (one walk, then
+        only what isn't theirs yet is changed). Returns the inode of every file and symlink."""
+        entries = handover.walk(path)
+        if self.owner is not None:
+            with Tree(path) as tree:
+                for e in sorted(entries, key=lambda e: e.path.split("/")):
+                    if (e.uid, e.gid) != self.owner:
+                        tree.chown(e.path, *self.owner)
+        return {e.path: e.ino for e in entries if e.kind != "d"}
 
     # -- commits --------------------------------------------------------------------------------------------
 
@@ -451,6 +565,15 @@ class Workspace:
         return sha
 
 
+@contextlib.contextmanager
+def _stage(wt: Worktree, name: str) -> Iterator[None]:
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        wt.setup_s[name] = wt.setup_s.get(name, 0.0) + time.perf_counter() - started
+
+
 def _inside_without_links(root: Path, rel: str) -> Path | None:
     """``root/rel`` if no directory on the way is a symlink (so using it can't leave ``root``), else None."""
     parts = Path(rel).parts
@@ -462,6 +585,71 @@ def _inside_without_links(root: Path, rel: str) -> Path | None:
         if current.is_symlink():
             return None
     return current / parts[-1]
+
+
+_OPERATION_STATE = (
+    "MERGE_HEAD",
+    "MERGE_MSG",
+    "MERGE_MODE",
+    "MERGE_RR",
+    "AUTO_MERGE",
+    "CHERRY_PICK_HEAD",
+    "REVERT_HEAD",
+    "ORIG_HEAD",
+    "rebase-merge",
+    "rebase-apply",
+    "sequencer",
+)
+
+
+def _clear_operation_state(git_dir: Path) -> None:
+    """What a merge or rebase cut short by a crash leaves in Otto's git dir (``checkout`` clears it)."""
+    for name in _OPERATION_STATE:
+        _rmtree(git_dir / name)
+
+
+def _write_head(git_dir: Path, sha: str) -> None:
+    tmp = git_dir / "HEAD.otto-tmp"
+    tmp.write_text(sha + "\n")
+    os.replace(tmp, git_dir / "HEAD")
+
+
+def _target(wt: Worktree, sha: str) -> Target:
+    out = git.run(["ls-tree", "-r", "-t", "-z", "--full-tree", sha], git_dir=wt.git_dir).stdout
+    files: dict[str, str] = {}
+    dirs: set[str] = set()
+    gitlinks: set[str] = set()
+    for record in out.split("\0"):
+        if not record:
+            continue
+        meta, _, path = record.partition("\t")
+        mode, kind, _sha = meta.split(" ")
+        if kind == "tree":
+            dirs.add(path)
+        elif kind == "commit":
+            gitlinks.add(path)
+        else:
+            files[path] = mode
+    return Target(files=files, dirs=dirs | gitlinks, gitlinks=gitlinks)
+
+
+def _changed(wt: Worktree, old: str, new: str) -> set[str]:
+    """Paths whose entry differs between two commits (added, deleted, modified, type or mode changed)."""
+    out = git.run(
+        ["diff-tree", "-r", "-z", "--no-renames", "--name-only", "--no-commit-id", old, new],
+        git_dir=wt.git_dir,
+    ).stdout
+    return {p for p in out.split("\0") if p}
+
+
+def _slot_order(pool: Path, start: str) -> list[int]:
+    """Slot numbers to try: the idle ones already at ``start`` first (least to rewrite), then the rest."""
+    try:
+        existing = sorted(int(n) for n in os.listdir(pool) if n.isdigit() and int(n) < _MAX_SLOTS)
+    except OSError:
+        existing = []
+    at_start = [n for n in existing if handover.certified_sha(pool / str(n) / "git") == start]
+    return at_start + [n for n in range(_MAX_SLOTS) if n not in at_start]
 
 
 def _in(wt: Worktree, args: Sequence[str], **kwargs: Any) -> GitResult:
