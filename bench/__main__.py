@@ -1,6 +1,7 @@
-"""``python -m bench <intake|orchestration|concurrency|tokens|agent|sandbox|ui|ops|crash|all> [--quick]``; ``ui --s3``
-puts Mission Control's store on S3 (moto); ``orchestration --setup-only`` measures workspace setup alone;
-``screenshots`` (not in ``all``) renews the README's pictures."""
+"""``python -m bench <name|all> [--quick]``, names: intake, orchestration, concurrency, tokens, agent,
+sandbox, ui, ops, crash (see ``bench/__init__.py``); ``ui --s3`` puts Mission Control's store on S3 (moto);
+``orchestration --setup-only`` measures workspace setup alone; ``screenshots`` (not in ``all``) renews the
+README's pictures."""
 
 from __future__ import annotations
 

@@ -287,7 +287,7 @@ JUNK_PATHS = (
 def _bench_sandbox(root: Path) -> tuple[Any, str]:
     """The real sandbox (bubblewrap, the unprivileged uid when root) for the previous task's commands; where
     it can't start, the same commands unsandboxed, and a note saying so."""
-    from app.local import LocalWorld
+    from app.dev.local import LocalWorld
     from app.sandbox import Sandbox, SandboxConfig, SandboxUnavailable
     from app.sandbox.runner import find_bwrap
 
@@ -351,9 +351,9 @@ def leftovers(ws: Any, wt: Any) -> list[str]:
             if (st.st_uid, st.st_gid) != owner:
                 wrong_owner.append(rel)
             mode = stat.S_IMODE(st.st_mode)
-            if stat.S_ISDIR(st.st_mode) and mode != 0o777 & ~umask:
-                wrong_mode.append(f"{rel} {mode:o}")
-            elif stat.S_ISREG(st.st_mode) and mode not in (0o666 & ~umask, 0o777 & ~umask):
+            if (stat.S_ISDIR(st.st_mode) and mode != 0o777 & ~umask) or (
+                stat.S_ISREG(st.st_mode) and mode not in (0o666 & ~umask, 0o777 & ~umask)
+            ):
                 wrong_mode.append(f"{rel} {mode:o}")
             if not stat.S_ISLNK(st.st_mode) and any(
                 a.startswith("user.") for a in os.listxattr(path, follow_symlinks=False)
@@ -375,8 +375,8 @@ def _umask() -> int:
 
 def setup_rounds(sim: Any, clone_url: str, token: str, n: int, scratch: Path) -> dict[str, Any]:
     """``n`` rounds of (fresh clone, cold, warm) in rotating order; main moves by one commit every round."""
-    from app.simulator import gitrepo
-    from app.simulator.gitrepo import git_env
+    from app.dev.simulator import gitrepo
+    from app.dev.simulator.gitrepo import git_env
     from app.workspace import GitIdentity, Workspace
     from app.workspace.checkouts import SANDBOX_OBJECTS
     from app.workspace.git import auth_header

@@ -496,12 +496,16 @@ def test_a_reused_checkout_is_exactly_a_fresh_checkout(
     main = _move_main(origin)
 
     again = _task(ws, origin, "t2")
-    assert again.path == wt.path and again.warm and again.start_sha == main
+    assert again.path == wt.path
+    assert again.warm
+    assert again.start_sha == main
     assert _snapshot(again.path) == _snapshot(_fresh_checkout(origin, main, tmp_path / "ref2", owner))
     assert (again.path / "pkg" / "mod.py").read_text() == "VALUE = 'original'\n"
     assert (again.path / "pkg1" / "x.py").read_text() == "WHO = 'one'\n"
-    assert sorted(os.listdir(outside)) == ["canary"] and (outside / "canary").read_text() == "must survive"
-    assert list(again.home.iterdir()) == [] and list(again.tmp.iterdir()) == []
+    assert sorted(os.listdir(outside)) == ["canary"]
+    assert (outside / "canary").read_text() == "must survive"
+    assert list(again.home.iterdir()) == []
+    assert list(again.tmp.iterdir()) == []
     if owner is not None:
         for p in [again.path, *again.path.rglob("*"), again.home, again.tmp]:
             assert (p.lstat().st_uid, p.lstat().st_gid) == owner, p
@@ -521,7 +525,8 @@ def test_a_reset_keeps_what_nobody_touched_and_rewrites_what_changed(ws: Workspa
     again = _task(ws, origin, "t2")
     assert again.warm
     after = {p: (again.path / p).lstat().st_ino for p in inode}
-    assert after["pkg1/x.py"] == inode["pkg1/x.py"] and after["docs/guide.md"] == inode["docs/guide.md"]
+    assert after["pkg1/x.py"] == inode["pkg1/x.py"]
+    assert after["docs/guide.md"] == inode["docs/guide.md"]
     assert (again.path / "edited.txt").read_text() == "edited\n"
     assert (again.path / "app.py").read_text() == "def add(a, b):\n    return a + b\n"
 
@@ -541,7 +546,8 @@ def test_merges_are_handed_over_and_reset_like_the_rest(origin: Origin, tmp_path
         assert (p.lstat().st_uid, p.lstat().st_gid) == owner, p
     ws.remove_worktree(wt)
     again = _task(ws, origin, "t2")
-    assert again.warm and not (again.path / "dep").exists()
+    assert again.warm
+    assert not (again.path / "dep").exists()
     assert _snapshot(again.path) == _snapshot(
         _fresh_checkout(origin, origin.sha("main") or "", tmp_path / "r", owner)
     )
@@ -551,25 +557,31 @@ def test_an_idle_checkout_already_at_the_commit_is_taken_first(ws: Workspace, or
     first = _task(ws, origin, "t1")
     second_main = origin.human_commit("main", "m.txt", "m\n")
     second = _task(ws, origin, "t2")
-    assert (first.slot, second.slot) == (0, 1) and second.start_sha == second_main
+    assert (first.slot, second.slot) == (0, 1)
+    assert second.start_sha == second_main
     ws.remove_worktree(first)
     ws.remove_worktree(second)
     again = _task(ws, origin, "t3")
-    assert again.slot == 1 and again.warm
+    assert again.slot == 1
+    assert again.warm
 
 
 def test_prewarmed_checkouts_spare_the_first_tasks_a_checkout(ws: Workspace, origin: Origin) -> None:
     mirror = ws.sync_mirror("acme/demo", origin.url, None)
     assert ws.prewarm(mirror, "main", 5) == 2  # the pool keeps 2
     first, second = _task(ws, origin, "t1"), _task(ws, origin, "t2")
-    assert first.warm and second.warm and {first.slot, second.slot} == {0, 1}
+    assert first.warm
+    assert second.warm
+    assert {first.slot, second.slot} == {0, 1}
     assert ws.prewarm(mirror, "main", 2) == 0  # both busy: nothing built beyond the pool
     ws.remove_worktree(second)
     main = origin.human_commit("main", "m.txt", "m\n")
     ws.sync_mirror("acme/demo", origin.url, None)
     assert ws.prewarm(mirror, "main", 2) == 1
     third = _task(ws, origin, "t3")
-    assert third.warm and third.slot == second.slot and third.start_sha == main
+    assert third.warm
+    assert third.slot == second.slot
+    assert third.start_sha == main
     assert (third.path / "m.txt").read_text() == "m\n"
     with pytest.raises(WorkspaceError, match="does not exist"):
         ws.prewarm(mirror, "nope", 1)
@@ -594,7 +606,8 @@ def test_a_checkout_whose_certificate_cant_be_trusted_is_rebuilt(
         cert.write_text(body + "\0\0" + json.dumps(fields | {"real_ns": fields["real_ns"] + 3_600 * 10**9}))
     ws.remove_worktree(wt)
     again = _task(ws, origin, "t2")
-    assert again.path == wt.path and not again.warm
+    assert again.path == wt.path
+    assert not again.warm
     assert not (again.path / "junk.txt").exists()
     assert otto_git(again, "status", "--porcelain", "--ignored", "--untracked-files=all") == ""
 
@@ -612,11 +625,13 @@ def test_find_and_the_python_walk_see_the_same(ws: Workspace, origin: Origin, tm
     owner, mode = (os.geteuid(), os.getegid()), 0o777 & ~handover.umask()
     by_find = handover.scan(wt.path, cert, ref, owner, mode)
     by_python = handover.scan(wt.path, cert, ref, owner, mode, use_find=False)
-    assert sorted(by_find.touched) == sorted(by_python.touched) and by_find.files == by_python.files
+    assert sorted(by_find.touched) == sorted(by_python.touched)
+    assert by_find.files == by_python.files
     assert by_find.dirs == by_python.dirs
     touched = {p for p, _kind in by_find.touched}
     assert {"", "fifo", "sock", "junk", "pkg/mod.py", "pkg1", "pkg2", "docs", "hardlink", "app.py"} <= touched
-    assert "pkg1/x.py" in by_find.files and "pkg/__init__.py" in by_find.files  # moved, and untouched
+    assert "pkg1/x.py" in by_find.files
+    assert "pkg/__init__.py" in by_find.files
     assert sorted(handover.walk(wt.path), key=str) == sorted(handover.walk(wt.path, use_find=False), key=str)
 
 
@@ -650,7 +665,8 @@ def test_the_reset_plan() -> None:
     cert = _cert({"a.py": 1, "d/b.py": 2, "link": 3, "old.py": 4})
     plan = handover.plan_reset(found, cert, target, changed={"old.py", "new.py"})
     assert plan.kept == {"a.py": 1}  # untouched, same inode, same blob, right type
-    assert plan.remove_trees == ["gone", "junk"] and plan.restore_dirs == ["", "d"]
+    assert plan.remove_trees == ["gone", "junk"]
+    assert plan.restore_dirs == ["", "d"]
     # d/b.py is another inode than Otto left (a directory was swapped); link is a file where a symlink belongs
     assert plan.unlink == ["d/b.py", "d/c.py", "fifo", "link", "old.py"]
     assert plan.write == ["d/b.py", "d/c.py", "link", "new.py", "sub"]  # the gitlink's directory is missing
