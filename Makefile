@@ -38,8 +38,10 @@ bench: $(STAMP)
 
 # Re-record the replay fixtures (tests/histories/*.json) from the end-to-end scenarios; see CONTRIBUTING.md.
 HISTORY_TESTS := tests/test_run_e2e.py tests/test_failures_e2e.py tests/test_merge_e2e.py tests/test_maintainer_loop.py
+HISTORY_TESTS += tests/test_lifecycle_e2e.py
 HISTORY_SCENARIOS := labeled_issue_becomes or pilot_skips_it or human_retry_with_guidance or budget_fails_closed
 HISTORY_SCENARIOS += or merges_in_order or squash_or_rebase or long_agent_command or otto_merge_merges or plan_approval
+HISTORY_SCENARIOS += or posts_nothing
 histories: $(STAMP) $(SANDBOX_TOOLS)/.done
 	OTTO_RECORD_HISTORIES=1 $(BIN)/pytest -q $(HISTORY_TESTS) -k "$(HISTORY_SCENARIOS)"
 	$(BIN)/pytest -q tests/test_replay.py

@@ -12,13 +12,22 @@ import httpx
 import pytest
 
 from app.artifacts import snapshot_key, store_from_settings
-from app.contracts.ids import delivery_workflow_id
+from app.contracts.ids import delivery_workflow_id, run_workflow_id
 from app.dev.demo import SAMPLE_REPO
 from app.dev.simulator import render
 from app.domain.run import RunPhase, RunState, TaskStatus
 from app.domain.snapshot import RunSnapshot
 from app.intake import sign
-from tests.e2e import Otto, Repo, eventually, label_new_issue, settled, status_comment, wait_for_state
+from tests.e2e import (
+    Otto,
+    Repo,
+    eventually,
+    keep_history,
+    label_new_issue,
+    settled,
+    status_comment,
+    wait_for_state,
+)
 from tests.test_failures_e2e import SINGLE, create, scenario
 
 ONE_TASK = scenario(SINGLE, {"t1": [create("b.py", "B = 2\n"), {"text": "Added b.py."}]})
@@ -98,6 +107,8 @@ async def test_uninstalled_or_suspended_while_waiting_for_review_the_run_ends_an
     # Mission Control shows the end and why
     shown = await eventually(lambda: (s := snapshot(otto, state.run_id)) and s.final and s)
     assert shown.state.reason == state.reason
+    if change == "deleted":
+        await keep_history(otto, run_workflow_id(rid, number), "uninstalled")
 
 
 async def test_a_repository_taken_out_of_the_installation_stops_only_its_runs(

@@ -26,6 +26,7 @@ SCENARIOS = {
     "budget",  # the budget runs out, is raised, and a retry continues
     "merge-on-purpose",  # an approval refused on red checks, then `/otto merge`
     "plan-approval",  # the plan waits; `/otto plan <feedback>` replans; `/otto go` runs it
+    "uninstalled",  # the App uninstalled while the run waits for review: it ends, silenced
 }
 
 
@@ -35,7 +36,9 @@ def load(path: Path) -> WorkflowHistory:
 
 
 def test_every_scenario_has_a_recorded_history() -> None:
-    assert {p.stem for p in FIXTURES} == SCENARIOS
+    """Histories recorded by earlier versions stay (they are the runs an upgrade meets); none goes missing."""
+    missing = SCENARIOS - {p.stem for p in FIXTURES}
+    assert not missing, f"no recorded history for {sorted(missing)}: run `make histories`"
 
 
 @pytest.mark.parametrize("path", FIXTURES, ids=[p.stem for p in FIXTURES])
