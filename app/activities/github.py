@@ -11,6 +11,7 @@ import base64
 import json
 import logging
 import re
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, cast
@@ -299,6 +300,9 @@ async def repo_client(app: GitHubApp, ref: RepoRef) -> RepoGitHub:
     return RepoGitHub(gh, ref, bot_login=await app.bot_login(), app_id=app.app_id)
 
 
+POSTED_KEPT = 2048  # status comments whose last body a worker remembers
+
+
 class GitHubActivities:
     """The GitHub side effects the workflows call directly. A rate limit asking for a long wait fails the
     activity with a non-retryable ``ApplicationError(type="RateLimited", details=[wait_s, guessed])``: the
@@ -318,6 +322,8 @@ class GitHubActivities:
         self.store = store  # Mission Control's run snapshots and the issue as loaded
         self.public_url = public_url
         self.warning = warning
+        # the body this worker last wrote to each status comment: an unchanged status is not written again
+        self._posted: OrderedDict[int, str] = OrderedDict()
 
     async def repo(self, ref: RepoRef) -> RepoGitHub:
         return await repo_client(self.app, ref)
@@ -344,10 +350,17 @@ class GitHubActivities:
             render_status(state, self.label, run_url(self.public_url, state.run_id), self.warning),
             self.app.cached_tokens() + self.app.settings.secret_values(),
         )
+        if state.status_comment_id is not None and self._posted.get(state.status_comment_id) == body:
+            return state.status_comment_id  # nothing changed: no edit (GitHub's rate limit, the audit log)
         gh = await self.repo(state.repo)
-        return await gh.upsert_comment(
+        comment_id = await gh.upsert_comment(
             state.issue_number, status_marker(state.run_id), body, state.status_comment_id
         )
+        self._posted[comment_id] = body
+        self._posted.move_to_end(comment_id)
+        while len(self._posted) > POSTED_KEPT:
+            self._posted.popitem(last=False)
+        return comment_id
 
     async def _write_snapshot(self, state: RunState) -> None:
         """The run as Mission Control shows it, beside its artifacts (best effort: the status comment is
