@@ -35,7 +35,7 @@ with workflow.unsafe.imports_passed_through():
     from app.domain.scheduling import all_resolved, pending
     from app.workflows.explain import explain
     from app.workflows.lifecycle import installation_unavailable
-    from app.workflows.run import conclusion, execution, planning, review
+    from app.workflows.run import conclusion, execution, merges, planning, review
     from app.workflows.run.context import Run, RunEnded
 
 
@@ -128,12 +128,12 @@ class RunWorkflow:
     @workflow.update
     def merge(self, request: MergeRequest) -> str:
         """`/otto merge`: merge a task's PR as it is, on purpose (answered at once; the merge follows)."""
-        self.run_.spawn(self._handled(review.merge_on_purpose(self.run_, request)))
+        self.run_.spawn(self._handled(merges.merge_on_purpose(self.run_, request)))
         return "accepted"
 
     @merge.validator
     def _validate_merge(self, request: MergeRequest) -> None:
-        refusal = review.merge_refusal(self.run_, request)
+        refusal = merges.merge_refusal(self.run_, request)
         if refusal is not None:
             raise ValueError(refusal)
 

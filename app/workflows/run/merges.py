@@ -1,0 +1,181 @@
+"""Approvals that merge: SHA-guarded, in dependency order (``app.domain.merging`` plans, this carries it
+out), `/otto merge` on purpose, and what follows a merge (dependents rebased and retargeted)."""
+
+from __future__ import annotations
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from app.contracts import activities as act
+    from app.contracts.io import BranchInput, MergeInput, RebaseInput, RetargetInput
+    from app.contracts.messages import MergeRequest
+    from app.domain.links import attempt_url
+    from app.domain.merging import Merge, Refuse, WaitFor, merge_plan, waiting_dependents
+    from app.domain.replies import merged_note, merged_on_purpose, red_on_github, refused_merge
+    from app.domain.run import TaskRecord, TaskStatus
+    from app.domain.scheduling import RESOLVED, pr_base
+    from app.workflows.calls import github
+    from app.workflows.run.context import Run
+
+
+def merge_refusal(run: Run, request: MergeRequest) -> str | None:
+    """Why `/otto merge` can't merge (the update's validator answers with it), or None."""
+    try:
+        rec = run.state.record(request.task_id)
+    except KeyError:
+        return f"This run has no task `{request.task_id}`."
+    if rec.status == TaskStatus.MERGED:
+        return f"Task `{rec.task.id}` is already merged."
+    if rec.pr_number is None or rec.head_sha is None:
+        return f"Task `{rec.task.id}` has no pull request to merge."
+    if rec.status == TaskStatus.RUNNING:
+        return f"Task `{rec.task.id}` is running (attempt {rec.attempts}); merge it once the attempt is done."
+    if rec.status == TaskStatus.ABANDONED:
+        return "This pull request was closed; reopen it first."
+    return None
+
+
+async def merge_on_purpose(run: Run, request: MergeRequest) -> None:
+    """`/otto merge` by a writer: merge the current head as it is, and say so in the PR and the status."""
+    rec = run.state.record(request.task_id)
+    rec.override_by = request.sender
+    rec.approved_sha, rec.approved_by = rec.head_sha, request.sender
+    run.state.notice(f"⚠️ @{request.sender} merged `{rec.task.id}` on purpose with `/otto merge`.")
+    await try_merge(run, rec, override=True)
+
+
+async def try_merge(run: Run, rec: TaskRecord, *, override: bool = False) -> None:
+    follow_ups: list[TaskRecord] = []
+    async with run.merge_lock:
+        override = override or rec.override_by is not None
+        plan = merge_plan(run.state, rec, override=override)
+        if isinstance(plan, Refuse):
+            assert rec.pr_number is not None
+            link = attempt_url(run.inp.limits.public_url, run.state.run_id, rec.task.id, rec.attempts)
+            approver = rec.approved_by or "someone"
+            rec.approved_sha = None
+            await run.say(
+                rec.pr_number,
+                f"refused sha={rec.head_sha} by={approver}",
+                refused_merge(plan.reason, rec, approver, link),
+            )
+            return
+        if isinstance(plan, WaitFor):
+            assert rec.pr_number is not None
+            rec.waiting_on = plan.dependencies
+            prs = ", ".join(f"#{run.state.record(d).pr_number or d}" for d in plan.dependencies)
+            await run.say(
+                rec.pr_number, f"waiting sha={rec.approved_sha}", f"Approved. This will merge after {prs}."
+            )
+            await run.publish()
+            return
+        if not isinstance(plan, Merge):
+            return
+        assert rec.pr_number is not None
+        outcome = await github(
+            act.MERGE_TASK_PULL,
+            MergeInput(
+                repo=run.inp.repo,
+                pr_number=rec.pr_number,
+                approved_sha=plan.sha,
+                method=run.m.config.merge_method,
+                title=rec.task.title,
+                override=override,
+            ),
+        )
+        if outcome.result in ("merged", "already_merged"):
+            rec.merged_by = outcome.merged_by
+            if rec.override_by:
+                await run.say(
+                    rec.pr_number, f"override sha={plan.sha}", merged_on_purpose(rec.override_by, rec)
+                )
+            follow_ups = await merged(run, rec, outcome.merge_sha)
+        elif outcome.result == "red":
+            rec.approved_sha = None
+            await run.say(
+                rec.pr_number,
+                f"red sha={plan.sha}",
+                red_on_github(rec.approved_by or "someone", outcome.failing, outcome.message),
+            )
+        elif outcome.result == "head_moved":
+            rec.approved_sha = None
+            await run.say(
+                rec.pr_number,
+                f"moved sha={plan.sha}",
+                f"The head of this pull request moved after it was approved ({plan.sha[:7]}), so "
+                "nothing was merged. Please review and approve the current head.",
+            )
+        elif outcome.result == "closed":
+            await run.say(
+                rec.pr_number,
+                f"closed sha={plan.sha}",
+                "Approved, but this pull request is closed, so nothing was merged. Reopen it and approve "
+                "again.",
+            )
+        elif outcome.result == "not_mergeable":
+            await run.say(
+                rec.pr_number,
+                f"unmergeable sha={plan.sha}",
+                f"Approved, but it can't be merged: {outcome.message}. Resolve that and approve again.",
+            )
+    for dependent in follow_ups:
+        await try_merge(run, dependent)
+
+
+async def merged(run: Run, rec: TaskRecord, merge_sha: str | None) -> list[TaskRecord]:
+    """Record a merge; retarget (and for squash/rebase: rebase) dependents; delete the branch."""
+    ctx = run.m.context
+    assert ctx is not None
+    old_head = rec.head_sha
+    rec.status = TaskStatus.MERGED
+    rec.merged_sha = merge_sha
+    rec.waiting_on = []
+    rec.note = merged_note(rec.merged_by, rec.approved_by, rec.override_by)
+    method = run.m.config.merge_method
+    for dep in run.state.tasks:
+        if rec.task.id not in dep.task.depends_on or dep.pr_number is None or dep.status in RESOLVED:
+            continue
+        if dep.pr_base == rec.branch:
+            new_base = pr_base(run.state, dep, ctx.base_branch)
+            await github(
+                act.RETARGET_PULL, RetargetInput(repo=run.inp.repo, pr_number=dep.pr_number, base=new_base)
+            )
+            dep.pr_base = new_base
+        if method != "merge" and old_head and dep.status != TaskStatus.RUNNING:
+            await rebase_dependent(run, dep, rec, old_head)
+    if run.inp.limits.delete_merged_branches:
+        await github(act.DELETE_BRANCH, BranchInput(repo=run.inp.repo, branch=rec.branch))
+    await run.publish()
+    return waiting_dependents(run.state, rec)
+
+
+async def rebase_dependent(run: Run, dep: TaskRecord, merged_rec: TaskRecord, old_head: str) -> None:
+    ctx = run.m.context
+    assert ctx is not None
+    assert dep.pr_number is not None
+    base = ctx.base_branch
+    new_head = await run.cpu_call(
+        act.REBASE_BRANCH,
+        RebaseInput(
+            run_id=run.state.run_id,
+            repo=run.inp.repo,
+            clone_url=ctx.clone_url,
+            branch=dep.branch,
+            upstream_sha=old_head,
+            onto=base,
+            expected_sha=dep.head_sha,
+        ),
+    )
+    if new_head is None:
+        dep.note = f"rebasing onto {base} after #{merged_rec.pr_number} conflicted; needs a human or a retry"
+        return
+    if new_head != dep.head_sha:
+        dep.head_sha = new_head
+        if dep.approved_sha:
+            await run.say(
+                dep.pr_number,
+                f"rebased sha={new_head}",
+                f"Rebased onto `{base}` after #{merged_rec.pr_number} was "
+                f"{run.m.config.merge_method}-merged. The approval was for the old head; "
+                f"approve {new_head[:7]} to merge.",
+            )
