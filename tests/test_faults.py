@@ -179,7 +179,7 @@ async def test_worker_killed_during_the_agent_the_run_finishes_on_another_worker
     cluster = cluster_workers
     sim, world = cluster.world.sim, cluster.world
     agents = {
-        "t1": [create("a.py", "A = 1\n"), {"text": "Added a.py.", "hold": "t1-finishing"}],
+        "t1": [{**create("a.py", "A = 1\n"), "hold": "t1-starting"}, {"text": "Added a.py."}],
         "t2": [create("b.py", "B = 2\n"), {"text": "Added b.py."}],
     }
     world.model.load(scenario(TWO, agents))
@@ -189,15 +189,17 @@ async def test_worker_killed_during_the_agent_the_run_finishes_on_another_worker
     await wait_for_state(
         cluster.client, rid, number, lambda s: bool(s.tasks) and s.record("t1").status == TaskStatus.RUNNING
     )
-    await world.model.held("t1-finishing")  # the agent is in the middle of its last step
+    await world.model.held("t1-starting")  # the agent is in the middle of its first step
     os.kill(first.pid, signal.SIGKILL)
+    await eventually(lambda: world.model.holding("t1-starting") == 0)  # the model saw its client go
     cluster.start_worker()
-    world.model.release("t1-finishing")
+    world.model.release("t1-starting")
 
     state = await wait_for_state(cluster.client, rid, number, settled, within=60)
     assert state.phase == RunPhase.WAITING_REVIEW, state.reason
     assert [state.record(t).status for t in ("t1", "t2")] == [TaskStatus.PASSED] * 2
-    assert agent_steps(world, "t1", 0) == 2  # the dead attempt's agent was started over, cleanly
+    # the dead attempt's agent was started over, cleanly: its held step never answered (its client gone)
+    assert [q.status for q in world.model.requests_for("agent", "t1") if q.step == 0] == [499, 200]
     assert_nothing_twice(sim, r, number, [state.record(t).branch for t in ("t1", "t2")])
     await eventually(lambda: "waiting for your review" in _bot_comment(sim, r, number))
 
