@@ -1,7 +1,8 @@
 """The model layer: the official anthropic client (base URL and model from settings), usage priced per call.
 
-Every system prompt carries an ``otto-role: <role>`` line (and task prompts ``otto-task: <id>``) so logs, the
-scripted model server and humans reading transcripts can tell which step a request belongs to.
+Every system prompt carries an ``otto-role: <role>`` line, the run's ``otto-run: <owner>/<name>#<issue>``
+and task prompts ``otto-task: <id>``, so logs, the scripted model server and humans reading transcripts can
+tell which run and step a request belongs to.
 The SDK retries 408/409/429/5xx/529 itself (honouring retry-after); Otto adds no second retry layer there.
 """
 
@@ -49,9 +50,21 @@ class Reply:
         return "".join(block.text for block in self.message.content if block.type == "text")
 
 
-def system_blocks(role: str, text: str, task_id: str | None = None) -> list[TextBlockParam]:
-    """The system prompt as one cached block: stable per role, so the prefix is served from the cache."""
-    header = f"otto-role: {role}" + (f"\notto-task: {task_id}" if task_id else "")
+def run_ref(repo: str, issue_number: int) -> str:
+    """How a prompt names its run: ``owner/name#N``."""
+    return f"{repo}#{issue_number}"
+
+
+def system_blocks(
+    role: str, text: str, task_id: str | None = None, run: str | None = None
+) -> list[TextBlockParam]:
+    """The system prompt as one cached block: stable per role and run, so the prefix is served from the
+    cache."""
+    header = (
+        f"otto-role: {role}"
+        + (f"\notto-run: {run}" if run else "")
+        + (f"\notto-task: {task_id}" if task_id else "")
+    )
     return [{"type": "text", "text": f"{header}\n\n{text}", "cache_control": {"type": "ephemeral"}}]
 
 
@@ -78,6 +91,7 @@ class LLM:
         model: str | None = None,
         max_tokens: int = 8192,
         task_id: str | None = None,
+        run: str | None = None,
         budget_left_usd: float | None = None,
     ) -> Reply:
         """One Messages API call. With ``budget_left_usd``, a call whose worst case could exceed it is not
@@ -99,7 +113,7 @@ class LLM:
             message = await self.client.messages.create(
                 model=model_name,
                 max_tokens=max_tokens,
-                system=system_blocks(role, system, task_id),
+                system=system_blocks(role, system, task_id, run),
                 messages=list(messages),
                 **kwargs,
             )

@@ -42,7 +42,7 @@ CHECK_SLEEP = "sleep 4"
 CHECK = f"{CHECK_SLEEP} && python -m pytest -q"
 CHECK_NAME = "otto/verify"
 MODEL = "claude-sonnet-4-6"  # Otto's default model, which the crash runs use
-HOLD_S = 30.0  # how long the model holds the held answer (the kill comes long before it ends)
+HOLD = "crash-mid-step"  # the hold of the held answer: never released, it ends when the killed Otto is gone
 
 SHOUT_TASK = {
     "id": "t1",
@@ -55,7 +55,8 @@ SHOUT_TASK = {
 
 def shout_scenario(hold_step: int | None) -> dict[str, Any]:
     """The scripted model: classify, plan one task, the agent's three steps (``hold_step``'s first answer
-    held for ``HOLD_S``; a retry of it is answered at once)."""
+    held at ``HOLD`` until its client is gone, then a 529 it never gets; a retry of it is answered at
+    once)."""
     steps: list[dict[str, Any]] = [
         {
             "tool_use": {
@@ -82,7 +83,7 @@ def shout_scenario(hold_step: int | None) -> dict[str, Any]:
         {"text": "Added shout() and its test."},
     ]
     if hold_step is not None:
-        steps[hold_step] = {**steps[hold_step], "errors": [{"status": 529, "delay_s": HOLD_S}]}
+        steps[hold_step] = {**steps[hold_step], "errors": [{"status": 529, "hold": HOLD}]}
     return {
         "classify": [{"json": {"actionable": True, "summary": "Add shout()."}}],
         "plan": [{"json": {"summary": "One task.", "tasks": [SHOUT_TASK]}}],
@@ -157,7 +158,7 @@ async def _crash(otto: OttoServe, world: LocalWorld, where: Where) -> CrashRepor
     if where == "verify":
         checks = await eventually(lambda: sandboxed(otto, CHECK_SLEEP), within=180)
     else:
-        await eventually(lambda: asked(1) >= 1, within=180)  # its answer is held: the agent is mid-step
+        await world.model.held(HOLD, within=180)  # its answer is held: the agent is mid-step
     started_over = asked(0)
 
     killed = time.monotonic()

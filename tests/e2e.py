@@ -7,7 +7,7 @@ import copy
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +16,7 @@ import yaml
 from temporalio.client import Client
 
 from app.contracts.ids import run_workflow_id
+from app.dev.fake_llm import FakeLLM
 from app.dev.local import LocalWorld
 from app.domain.run import RunPhase, RunState
 from app.settings import Settings
@@ -105,11 +106,25 @@ async def status_comment(otto: Otto, r: Repo, number: int, containing: str) -> A
     return await eventually(check)
 
 
+def run_of(r: Repo, number: int) -> str:
+    """How the scripted model keys the run of issue ``number`` (its prompts' ``otto-run:``)."""
+    return f"{r.full_name}#{number}"
+
+
 def label_new_issue(
-    sim: Any, r: Repo, title: str = "Add a, b and c", body: str = "Please add them."
+    sim: Any,
+    r: Repo,
+    title: str = "Add a, b and c",
+    body: str = "Please add them.",
+    *,
+    script: tuple[FakeLLM, Mapping[str, Any]] | None = None,
 ) -> tuple[int, int]:
-    """A maintainer opens an issue and labels it `otto`; returns (issue number, repository id)."""
+    """A maintainer opens an issue and labels it `otto`; returns (issue number, repository id).
+    ``script``: (the model, a scenario) the issue's run gets as its own, loaded before the label."""
     number: int = sim.create_issue(r.owner, r.name, title, body, r.maintainer)
+    if script is not None:
+        model, scenario = script
+        model.load(scenario, run=run_of(r, number))
     sim.add_label(r.owner, r.name, number, "otto", r.maintainer)
     repo_id: int = sim.repo(r.owner, r.name).id
     return number, repo_id

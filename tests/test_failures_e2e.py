@@ -15,6 +15,7 @@ from tests.e2e import (
     eventually,
     keep_history,
     label_new_issue,
+    run_of,
     settled,
     status_comment,
     wait_for_state,
@@ -346,30 +347,28 @@ async def test_pilot_off_goes_straight_to_replanning(otto: Otto, repo: Callable[
 
 
 async def test_retry_of_a_task_that_is_running_starts_nothing(otto: Otto, repo: Callable[..., Repo]) -> None:
-    slow = {"delay_s": 0.4}
     agents = {
-        "t1": [{**create("a.py", "A = 1\n"), **slow}, {"text": "done", **slow}],
-        "t1.2": [{"text": "should not run"}],
+        "t1": [create("a.py", "A = 1\n"), {"text": "done"}],
+        "t1.2": [{**create("b.py", "B = 1\n"), "hold": "retry-at-work"}, {"text": "second attempt"}],
     }
-    otto.world.model.load(scenario([task("t1", "Slow a")], agents))
     r = repo()
-    number, rid = label_new_issue(otto.sim, r)
+    number, rid = label_new_issue(otto.sim, r, script=(otto.world.model, scenario([task("t1", "A")], agents)))
     # the PR doesn't exist yet while t1 runs; a retry names the task through its PR, so use a second run:
     state = await wait_for_state(otto.client, rid, number, settled)
     pr = pr_of(otto, r, state.record("t1").branch)
-    agents["t1.2"] = [{**create("b.py", "B = 1\n"), "delay_s": 1.0}, {"text": "second attempt"}]
-    otto.world.model.load(scenario([task("t1", "Slow a")], agents))
     otto.sim.comment(r.owner, r.name, pr.number, "/otto retry", r.maintainer)
+    await otto.world.model.held("retry-at-work")  # the retry's agent is at work
     await wait_for_state(otto.client, rid, number, lambda s: s.record("t1").status == TaskStatus.RUNNING)
     otto.sim.comment(r.owner, r.name, pr.number, "/otto retry again", r.maintainer)
     await eventually(
         lambda: [c for c in otto.sim.comments(r.owner, r.name, pr.number) if "already running" in c.body]
     )
+    otto.world.model.release("retry-at-work")
     state = await wait_for_state(
         otto.client, rid, number, lambda s: s.record("t1").status == TaskStatus.PASSED
     )
     assert state.record("t1").attempts == 2
-    assert otto.world.model.requests_for("agent", "t1.3") == []
+    assert otto.world.model.requests_for("agent", "t1.3", run=run_of(r, number)) == []
 
 
 async def test_budget_fails_closed_then_a_raised_budget_and_retry_continue(

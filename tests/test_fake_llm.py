@@ -6,6 +6,8 @@ import asyncio
 import itertools
 import json
 import time
+import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -15,7 +17,8 @@ import anthropic
 import pytest
 from anthropic import AsyncAnthropic
 
-from app.dev.fake_llm import FakeLLM, ScenarioError, create_app, identify, load_scenario
+from app.dev.fake_llm import FakeLLM, ScenarioError, create_app, identify, load_scenario, run_of
+from app.llm import run_ref, system_blocks
 from app.serve_thread import RunningServer, serve_in_thread
 from tests.e2e import eventually
 
@@ -144,7 +147,7 @@ async def test_concurrent_conversations_route_by_key(client: AsyncAnthropic, fak
         {
             "agent": {
                 "a": [
-                    {"tool_use": {"name": "run_command", "input": {"command": "a"}}, "delay_s": 0.05},
+                    {"tool_use": {"name": "run_command", "input": {"command": "a"}}, "hold": "a0"},
                     "done a",
                 ],
                 "b": [{"tool_use": {"name": "run_command", "input": {"command": "b"}}}, "done b"],
@@ -176,7 +179,14 @@ async def test_concurrent_conversations_route_by_key(client: AsyncAnthropic, fak
             messages.append({"role": "user", "content": results})
         raise AssertionError("conversation did not end")
 
-    a, b, other = await asyncio.gather(converse("a", False), converse("b", True), converse("zzz", False))
+    async def release_a_once_b_is_done() -> None:
+        await fake.held("a0")
+        await eventually(lambda: len(fake.requests_for("agent", "b")) == 2)
+        fake.release("a0")
+
+    a, b, other, _ = await asyncio.gather(
+        converse("a", False), converse("b", True), converse("zzz", False), release_a_once_b_is_done()
+    )
     assert a == ["a", "done a"]
     assert b == ["b", "done b"]
     assert other == ["fallback"]
@@ -491,40 +501,101 @@ async def test_stream_error_raises_without_retry(client: AsyncAnthropic, fake: F
         assert await s.get_final_text() == "second try works"
 
 
-async def test_delay(client: AsyncAnthropic, fake: FakeLLM) -> None:
-    fake.load({"classify": [{"text": "slow", "delay_s": 0.2}]})
-    started = time.monotonic()
-    await client.messages.create(
-        model=MODEL, max_tokens=10, system=system("classify"), messages=[{"role": "user", "content": "x"}]
+def ask(c: AsyncAnthropic, role: str = "classify", run: str | None = None) -> Any:
+    """A coroutine asking ``role`` once (``run``: an ``otto-run:`` line in the system prompt)."""
+    sys_prompt = system(role) + (f"\notto-run: {run}" if run else "")
+    return c.messages.create(
+        model=MODEL, max_tokens=10, system=sys_prompt, messages=[{"role": "user", "content": "x"}]
     )
-    assert time.monotonic() - started >= 0.2
 
 
-async def test_a_delayed_answer_is_received_at_once_and_not_served_to_a_client_gone_meanwhile(
-    server: RunningServer, fake: FakeLLM
-) -> None:
-    fake.load({"classify": [{"text": "slow", "delay_s": 1.0}]})
-    async with AsyncAnthropic(api_key=KEY, base_url=server.url, max_retries=0) as gone:
-        call = asyncio.create_task(
-            gone.messages.create(
+def text(msg: Any) -> str:
+    return "".join(b.text for b in msg.content if b.type == "text")
+
+
+async def test_a_held_answer_waits_for_its_release(client: AsyncAnthropic, fake: FakeLLM) -> None:
+    fake.load({"classify": [{"text": "held", "hold": "h"}]})
+    call = asyncio.create_task(ask(client))
+    arrived = await fake.held("h")  # the model is "in the middle of" the step
+    assert (arrived.role, arrived.step, arrived.status) == ("classify", 0, 0)
+    assert fake.holding("h") == 1
+    assert fake.requests_for("classify") == []
+    assert not call.done()
+    fake.release("h")
+    assert text(await call) == "held"
+    assert fake.holding("h") == 0
+    assert [r.status for r in fake.requests_for("classify")] == [200]
+    # a latch: once released, later requests reaching the hold are answered at once
+    assert text(await ask(client)) == "held"
+
+
+async def test_a_held_error_then_the_answer(client: AsyncAnthropic, fake: FakeLLM) -> None:
+    fake.load({"classify": [{"text": "ok", "errors": [{"status": 529, "retry_after_ms": 1, "hold": "e"}]}]})
+    call = asyncio.create_task(ask(client))
+    await fake.held("e")
+    fake.release("e")
+    assert text(await call) == "ok"  # the SDK retried the 529
+    assert [r.status for r in fake.requests_for("classify")] == [529, 200]
+
+
+async def test_a_hold_nobody_releases_answers_after_its_time() -> None:
+    own = FakeLLM(api_key=KEY, hold_timeout_s=0.2)
+    own.load({"classify": [{"text": "at last", "hold": "forgotten"}]})
+    running = serve_in_thread(create_app(own), host="127.0.0.1", port=0, name="fake-llm-timeout")
+    try:
+        async with AsyncAnthropic(api_key=KEY, base_url=running.url, max_retries=0) as c:
+            assert text(await ask(c)) == "at last"
+    finally:
+        running.stop()
+
+
+async def test_stopping_releases_every_hold() -> None:
+    own = FakeLLM(api_key=KEY)
+    own.load({"classify": [{"text": "freed", "hold": "a"}, {"text": "never held", "hold": "b"}]})
+    running = serve_in_thread(create_app(own), host="127.0.0.1", port=0, name="fake-llm-stop")
+    try:
+        async with AsyncAnthropic(api_key=KEY, base_url=running.url, max_retries=0) as c:
+            call = asyncio.create_task(ask(c))
+            await own.held("a")
+            own.release_all()
+            assert text(await call) == "freed"
+            # a hold reached after release_all doesn't wait either
+            msg = await c.messages.create(
                 model=MODEL,
                 max_tokens=10,
                 system=system("classify"),
-                messages=[{"role": "user", "content": "x"}],
+                messages=[
+                    {"role": "user", "content": "x"},
+                    {"role": "assistant", "content": "freed"},
+                    {"role": "user", "content": "y"},
+                ],
             )
-        )
-        await eventually(lambda: fake.received_for("classify"))  # there while its answer is delayed
+            assert text(msg) == "never held"
+    finally:
+        running.stop()
+
+
+async def test_a_held_answer_is_received_at_once_and_not_served_to_a_client_gone_meanwhile(
+    server: RunningServer, fake: FakeLLM
+) -> None:
+    fake.load({"classify": [{"text": "slow", "hold": "slow"}]})
+    async with AsyncAnthropic(api_key=KEY, base_url=server.url, max_retries=0) as gone:
+        call = asyncio.create_task(ask(gone))
+        await fake.held("slow")  # there while its answer is held
         [arrived] = fake.received_for("classify")
         assert (arrived.step, arrived.status) == (0, 0)
         assert fake.requests_for("classify") == []
         call.cancel()  # the client goes away (its connection is closed)
         with pytest.raises(asyncio.CancelledError):
             await call
+    # the hold ends when its client is gone, unreleased
     await eventually(lambda: fake.requests_for("classify"))
     [rec] = fake.requests_for("classify")
     assert (rec.status, rec.error_type, rec.usage) == (499, "client_closed", None)
     assert fake.served() == []
+    assert fake.holding("slow") == 0
 
+    fake.release("slow")
     async with AsyncAnthropic(api_key=KEY, base_url=server.url, max_retries=0) as there:
         msg = await there.messages.create(
             model=MODEL,
@@ -538,6 +609,72 @@ async def test_a_delayed_answer_is_received_at_once_and_not_served_to_a_client_g
         msg.usage.input_tokens,
         msg.usage.output_tokens,
     )
+
+
+# --- scripts per run ------------------------------------------------------------------------------------
+
+
+async def test_two_runs_with_the_same_task_id_each_get_their_own_script(
+    client: AsyncAnthropic, fake: FakeLLM
+) -> None:
+    fake.load({"plan": ["default plan"], "agent": {"t1": ["default t1"]}})
+    fake.load({"plan": ["plan of 7"], "agent": {"t1": ["t1 of 7"]}}, run="octo/one#7")
+    fake.load({"agent": {"t1": ["t1 of two#7"]}}, run="Octo/Two#7")
+
+    async def agent(run: str | None) -> str:
+        sys_prompt = system("agent", "t1") + (f"\notto-run: {run}" if run else "")
+        msg = await client.messages.create(
+            model=MODEL, max_tokens=10, system=sys_prompt, messages=[{"role": "user", "content": "x"}]
+        )
+        return text(msg)
+
+    assert await agent("octo/one#7") == "t1 of 7"
+    assert await agent("OCTO/two#7") == "t1 of two#7"  # GitHub's names ignore case
+    assert await agent("octo/one#8") == "default t1"  # a run without a script of its own
+    assert await agent(None) == "default t1"
+    assert text(await ask(client, "plan", "octo/one#7")) == "plan of 7"
+    # a run's own script is all it gets: no falling back to the default script role by role
+    with pytest.raises(anthropic.BadRequestError, match="no script for role 'plan' in run octo/two#7"):
+        await ask(client, "plan", "octo/two#7")
+    assert [r.run for r in fake.requests_for("agent")] == ["octo/one#7", "octo/two#7", "octo/one#8", ""]
+    [mine] = fake.requests_for("agent", "t1", run="Octo/One#7")
+    assert (mine.key, mine.step, mine.status) == ("t1", 0, 200)
+    assert [r.run for r in fake.received_for("agent", run="octo/two#7")] == ["octo/two#7"]
+
+
+async def test_error_counters_are_per_run(client: AsyncAnthropic, fake: FakeLLM) -> None:
+    flaky = {"classify": [{"text": "ok", "errors": [{"status": 529, "retry_after_ms": 1}]}]}
+    fake.load(flaky, run="o/a#1")
+    fake.load(flaky, run="o/b#1")
+    assert text(await ask(client, run="o/a#1")) == "ok"
+    assert text(await ask(client, run="o/b#1")) == "ok"  # its own error, not spent by o/a#1
+    assert [r.status for r in fake.requests_for("classify", run="o/b#1")] == [529, 200]
+    fake.load(flaky, run="o/a#1")  # loading a run's script again resets its counters
+    assert text(await ask(client, run="o/a#1")) == "ok"
+    assert [r.status for r in fake.requests_for("classify", run="o/a#1")] == [529, 200, 529, 200]
+
+
+async def test_loading_the_default_script_forgets_every_runs_script(
+    client: AsyncAnthropic, fake: FakeLLM
+) -> None:
+    fake.load({"classify": ["run's own"]}, run="o/a#1")
+    fake.load({"classify": ["default"]})
+    assert text(await ask(client, run="o/a#1")) == "default"
+
+
+def test_a_run_must_be_named_owner_name_number(fake: FakeLLM) -> None:
+    for bad in ["o/a", "a#1", "o/a#x", "o/a#1 extra", "o/a/b#1"]:
+        with pytest.raises(ScenarioError, match="owner/name#N"):
+            fake.load({"classify": ["x"]}, run=bad)
+
+
+def test_otto_names_its_run_in_every_system_prompt() -> None:
+    """The marker Otto sends (``app.llm.system_blocks``) is the one the server reads."""
+    blocks = system_blocks("agent", "You are the agent.", "t1", run_ref("Octo/Repo-1.x", 42))
+    body = {"system": blocks, "messages": [{"role": "user", "content": "Go."}]}
+    assert identify(body) == ("agent", "t1", 0)
+    assert run_of(body) == "octo/repo-1.x#42"
+    assert run_of({"system": system_blocks("plan", "Plan."), "messages": []}) == ""
 
 
 def _http(url: str, method: str = "GET", body: Any = None) -> Any:
@@ -560,6 +697,18 @@ async def test_control_routes(client: AsyncAnthropic, server: RunningServer, fak
     assert records[0]["body"]["model"] == MODEL
     await asyncio.to_thread(_http, server.url + "/_requests", "DELETE")
     assert fake.requests == []
+
+    # a run's own script, and a hold released from outside the test's process
+    url = server.url + "/_scenario?run=" + urllib.parse.quote("o/r#3")
+    result = await asyncio.to_thread(_http, url, "PUT", {"classify": [{"text": "held", "hold": "ext"}]})
+    assert result == {"ok": True, "roles": ["classify"]}
+    call = asyncio.create_task(ask(client, run="o/r#3"))
+    await fake.held("ext")
+    await asyncio.to_thread(_http, server.url + "/_holds/ext/release", "POST", {})
+    assert text(await call) == "held"
+    bad = server.url + "/_scenario?run=" + urllib.parse.quote("not a run")
+    with pytest.raises(urllib.error.HTTPError, match="400"):
+        await asyncio.to_thread(_http, bad, "PUT", {"classify": ["x"]})
 
 
 async def test_missing_version_header_and_fields(client: AsyncAnthropic, fake: FakeLLM) -> None:

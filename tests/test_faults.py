@@ -179,7 +179,7 @@ async def test_worker_killed_during_the_agent_the_run_finishes_on_another_worker
     cluster = cluster_workers
     sim, world = cluster.world.sim, cluster.world
     agents = {
-        "t1": [create("a.py", "A = 1\n"), {"text": "Added a.py.", "delay_s": 3}],
+        "t1": [{**create("a.py", "A = 1\n"), "hold": "t1-starting"}, {"text": "Added a.py."}],
         "t2": [create("b.py", "B = 2\n"), {"text": "Added b.py."}],
     }
     world.model.load(scenario(TWO, agents))
@@ -189,14 +189,17 @@ async def test_worker_killed_during_the_agent_the_run_finishes_on_another_worker
     await wait_for_state(
         cluster.client, rid, number, lambda s: bool(s.tasks) and s.record("t1").status == TaskStatus.RUNNING
     )
-    await eventually(lambda: agent_steps(world, "t1", 0) >= 1)
+    await world.model.held("t1-starting")  # the agent is in the middle of its first step
     os.kill(first.pid, signal.SIGKILL)
+    await eventually(lambda: world.model.holding("t1-starting") == 0)  # the model saw its client go
     cluster.start_worker()
+    world.model.release("t1-starting")
 
     state = await wait_for_state(cluster.client, rid, number, settled, within=60)
     assert state.phase == RunPhase.WAITING_REVIEW, state.reason
     assert [state.record(t).status for t in ("t1", "t2")] == [TaskStatus.PASSED] * 2
-    assert agent_steps(world, "t1", 0) == 2  # the dead attempt's agent was started over, cleanly
+    # the dead attempt's agent was started over, cleanly: its held step never answered (its client gone)
+    assert [q.status for q in world.model.requests_for("agent", "t1") if q.step == 0] == [499, 200]
     assert_nothing_twice(sim, r, number, [state.record(t).branch for t in ("t1", "t2")])
     await eventually(lambda: "waiting for your review" in _bot_comment(sim, r, number))
 
@@ -258,7 +261,7 @@ async def test_temporal_restarted_mid_run_the_run_continues(tmp_path: Path) -> N
     temporal = EmbeddedTemporal(tmp_path / "temporal")
     address = await temporal.start()
     agents = {
-        "t1": [create("a.py", "A = 1\n"), {"text": "Added a.py.", "delay_s": 3}],
+        "t1": [create("a.py", "A = 1\n"), {"text": "Added a.py.", "hold": "t1-finishing"}],
         "t2": [create("b.py", "B = 2\n"), {"text": "Added b.py."}],
     }
     world = LocalWorld.start(tmp_path / "world", scenario(TWO, agents))
@@ -277,9 +280,10 @@ async def test_temporal_restarted_mid_run_the_run_continues(tmp_path: Path) -> N
             await wait_for_state(
                 client, rid, number, lambda s: bool(s.tasks) and s.record("t1").status == TaskStatus.RUNNING
             )
-            await eventually(lambda: agent_steps(world, "t1", 0) >= 1)
+            await world.model.held("t1-finishing")  # the model call is in flight
             temporal.stop()
             await temporal.start()  # same port, same SQLite file
+            world.model.release("t1-finishing")
             state = await wait_for_state(client, rid, number, settled, within=60)
             assert state.phase == RunPhase.WAITING_REVIEW, state.reason
             assert [state.record(t).status for t in ("t1", "t2")] == [TaskStatus.PASSED] * 2
@@ -297,7 +301,7 @@ async def test_human_push_during_a_retry_is_kept_and_otto_rebases_onto_it(
         "t1": [create("tests/test_b.py", "def test_b():\n    assert False\n"), {"text": "Added b's test."}],
         "t1.2": [
             create("tests/test_b.py", "def test_b():\n    assert True\n"),
-            {"text": "Fixed test_b.", "delay_s": 2},
+            {"text": "Fixed test_b.", "hold": "retry-finishing"},
         ],
     }
     otto.world.model.load(scenario(SINGLE, agents))
@@ -307,8 +311,9 @@ async def test_human_push_during_a_retry_is_kept_and_otto_rebases_onto_it(
     assert rec.status == TaskStatus.FAILED
     pr = pr_of(otto, r, rec.branch)
     otto.sim.comment(r.owner, r.name, pr.number, "/otto retry", r.maintainer)
-    await eventually(lambda: agent_steps(otto.world, "t1.2", 0) >= 1)  # the retry's agent is at work
+    await otto.world.model.held("retry-finishing")  # the retry's agent is at work
     human = otto.sim.push_commit(r.owner, r.name, rec.branch, {"NOTES.md": "mine\n"}, "Notes", r.maintainer)
+    otto.world.model.release("retry-finishing")
 
     state = await wait_for_state(
         otto.client,
@@ -356,24 +361,29 @@ async def test_unparseable_model_output_ends_the_task_visibly(otto: Otto, repo: 
 async def test_a_model_call_that_times_out_is_retried_within_bounds(tmp_path: Path) -> None:
     temporal = EmbeddedTemporal(tmp_path / "temporal")
     address = await temporal.start()
-    # the first request for t1's first step hangs past the client's timeout; the SDK's retry is answered
-    hang = {**create("a.py", "A = 1\n"), "errors": [{"status": 529, "delay_s": 20}]}
+    # the first request for t1's first step hangs (held, never released) past the client's timeout; the
+    # SDK's retry is answered
+    hang = {**create("a.py", "A = 1\n"), "errors": [{"status": 529, "hold": "hung"}]}
     world = LocalWorld.start(tmp_path / "world", scenario(SINGLE, {"t1": [hang, {"text": "Added a.py."}]}))
     try:
         settings = world.settings(tmp_path / "otto", address, model_timeout_s=1.0)
         client = await connect(address, settings.temporal_namespace)
         async with running_otto(world, settings, client):
             r = new_repo(world.sim, world.app_id, "timeout", dict(SAMPLE_REPO))
-            started = time.monotonic()
             number, rid = label_new_issue(world.sim, r)
             state = await wait_for_state(client, rid, number, settled, within=60)
             assert state.phase == RunPhase.WAITING_REVIEW, state.reason
             assert state.record("t1").status == TaskStatus.PASSED
-            # done long before the hung answer (20 s) could have come: the client gave up after 1 s and
-            # its retry was answered (the hung request is recorded only when its slow answer ends)
-            assert time.monotonic() - started < 15
-            answered = [q for q in world.model.requests_for("agent", "t1") if q.step == 0]
-            assert [q.status for q in answered] == [200]
+
+            # the hung request was never released: the client gave up on it (recorded as not served, the
+            # client gone) and its retry was answered
+            def first_steps() -> list[tuple[int, str | None]]:
+                return sorted(
+                    (q.status, q.error_type) for q in world.model.requests_for("agent", "t1") if q.step == 0
+                )
+
+            await eventually(lambda: first_steps() == [(200, None), (499, "client_closed")])
+            assert world.model.holding("hung") == 0
             assert len(world.sim.pulls(r.owner, r.name)) == 1
     finally:
         world.stop()

@@ -25,6 +25,7 @@ from tests.e2e import (
     eventually,
     keep_history,
     label_new_issue,
+    run_of,
     settled,
     status_comment,
     wait_for_state,
@@ -374,30 +375,27 @@ async def test_plan_approval_waits_holding_no_slot_replans_with_feedback_and_run
 ) -> None:
     first = {"summary": "Add b.", "tasks": [task("t1", "Add b")]}
     second = {"summary": "Add b and its test.", "tasks": [task("t1", "Add b with a test")]}
-    sc = scenario(
-        [],
-        {"t1": [create("b.py", "B = 2\n"), {"text": "Added b."}]},
-        plan=[{"json": first}, {"json": second}],
-    )
-    otto.world.model.load(sc)
+    sc = scenario([], {"t1": [create("b.py", "B = 2\n"), {"text": "Added b."}]}, plan=[{"json": first}])
+    model = otto.world.model
     r = repo(config(plan_approval="true"))
-    number, rid = label_new_issue(otto.sim, r, "Add b", "Please.")
+    number, rid = label_new_issue(otto.sim, r, "Add b", "Please.", script=(model, sc))
+    ref = run_of(r, number)
     state = await wait_for_state(otto.client, rid, number, lambda s: s.phase == RunPhase.PLAN_REVIEW)
     await status_comment(otto, r, number, "the plan is ready for your approval")
-    assert otto.world.model.requests_for("agent") == []
+    assert model.requests_for("agent", run=ref) == []
 
     # waiting holds no slot: a run on another repository of the installation (bound: one run at a time)
-    # goes ahead meanwhile
+    # goes ahead meanwhile, on a script of its own (its task is a "t1" too)
     otto.sim.create_repo(r.owner, "second", SAMPLE_REPO)
     otto.sim.set_permission(r.owner, "second", r.maintainer, "write")
     other = Repo(r.owner, "second", r.maintainer, r.outsider)
-    otto.world.model.load(
-        scenario([task("t1", "Add c")], {"t1": [create("c.py", "C = 3\n"), {"text": "Added c."}]})
-    )
-    other_number, other_rid = label_new_issue(otto.sim, other, "Add c", "Quick.")
+    other_sc = scenario([task("t1", "Add c")], {"t1": [create("c.py", "C = 3\n"), {"text": "Added c."}]})
+    other_number, other_rid = label_new_issue(otto.sim, other, "Add c", "Quick.", script=(model, other_sc))
     other_state = await wait_for_state(otto.client, other_rid, other_number, settled)
     assert other_state.phase == RunPhase.WAITING_REVIEW, other_state.reason
-    otto.world.model.load({**sc, "plan": [{"json": second}]})  # the planner's next answer; records afresh
+    assert other_state.record("t1").task.title == "Add c"
+    assert len(model.requests_for("agent", "t1", run=run_of(other, other_number))) == 2
+    model.load({**sc, "plan": [{"json": second}]}, run=ref)  # the planner's next answer (a new conversation)
 
     # a reader can't approve or change the plan
     otto.sim.comment(r.owner, r.name, number, "/otto go", r.outsider)
@@ -411,11 +409,11 @@ async def test_plan_approval_waits_holding_no_slot_replans_with_feedback_and_run
         number,
         lambda s: s.phase == RunPhase.PLAN_REVIEW and s.plan_summary == second["summary"],
     )
-    [replan] = otto.world.model.requests_for("plan")
+    [_plan, replan] = model.requests_for("plan", run=ref)
     prompt = json.dumps(replan.body)
     assert "Also add a test for b." in prompt
     assert "Add b" in prompt  # the old plan goes to the planner
-    assert otto.world.model.requests_for("agent") == []
+    assert model.requests_for("agent", run=ref) == []
 
     otto.sim.comment(r.owner, r.name, number, "/otto go", r.maintainer)
     state = await wait_for_state(otto.client, rid, number, settled)

@@ -129,12 +129,16 @@ async def test_serve_sigterm_lets_a_running_attempt_finish_within_the_grace(
         await otto.wait_ready()
         r = new_repo(world.sim, world.app_id, "finish", dict(SAMPLE_REPO))
         world.model.load(
-            scenario(SINGLE, {"t1": [create("a.py", "A = 1\n"), {"text": "Added a.py.", "delay_s": 3}]})
+            scenario(
+                SINGLE, {"t1": [create("a.py", "A = 1\n"), {"text": "Added a.py.", "hold": "finishing"}]}
+            )
         )
         number, rid = label_new_issue(world.sim, r)
-        await eventually(lambda: len(world.model.requests_for("agent", "t1")) >= 1, within=120)
+        await world.model.held("finishing", within=120)  # the attempt is in the middle of its last step
 
         otto.signal(signal.SIGTERM)
+        await eventually(lambda: "shutting down: SIGTERM received" in otto.log())
+        world.model.release("finishing")  # the attempt finishes within the grace
         assert otto.wait_exit(60 + SHUTDOWN_MARGIN_S + 15) == 0, otto.log()
         assert await otto.no_leftovers() == {}
         assert len(world.sim.pulls(r.owner, r.name)) == 1  # the attempt finished before the exit

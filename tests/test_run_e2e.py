@@ -17,10 +17,13 @@ from tests.e2e import (
     demo_scenario,
     eventually,
     keep_history,
+    label_new_issue,
+    run_of,
     settled,
     status_comment,
     wait_for_state,
 )
+from tests.test_failures_e2e import create, scenario, task
 
 ISSUE = ("Add a shout mode", "A `shout(name)` function and a `--shout` flag, with tests.")
 
@@ -313,3 +316,34 @@ async def test_model_outage_ends_visibly(otto: Otto, repo: Callable[..., Repo]) 
     assert "529" in state.reason
     assert "classify" in state.reason
     assert "529" in (await status_comment(otto, r, number, "run failed")).body
+
+
+async def test_two_runs_at_once_with_the_same_task_id_each_follow_their_own_script(
+    otto: Otto, repo: Callable[..., Repo]
+) -> None:
+    """Both runs' only task is "t1"; keyed by run, each gets its own script (with one script per task id
+    for the whole world, both would have written the same file)."""
+    model = otto.world.model
+    model.load({})  # no default script: a request not tied to its run fails loudly
+    runs: dict[str, tuple[Repo, int, int]] = {}
+    for name in ("left", "right"):
+        agent = {"t1": [create(f"{name}.py", f"SIDE = {name!r}\n"), {"text": f"Added {name}.", "hold": name}]}
+        r = repo()
+        number, rid = label_new_issue(otto.sim, r, script=(model, scenario([task("t1", name)], agent)))
+        runs[name] = (r, number, rid)
+    await model.held("left")
+    await model.held("right")  # both runs are in the middle of their t1 at once
+    model.release("left")
+    model.release("right")
+    for name, other in (("left", "right"), ("right", "left")):
+        r, number, rid = runs[name]
+        state = await wait_for_state(otto.client, rid, number, settled)
+        assert state.phase == RunPhase.WAITING_REVIEW, state.reason
+        t1 = state.record("t1")
+        assert (t1.task.title, t1.status) == (name, TaskStatus.PASSED)
+        assert otto.sim.read_file(r.owner, r.name, t1.branch, f"{name}.py") == f"SIDE = {name!r}\n"
+        assert otto.sim.read_file(r.owner, r.name, t1.branch, f"{other}.py") is None
+        asked = model.requests_for("agent", "t1", run=run_of(r, number))
+        assert [(q.step, q.status) for q in asked] == [(0, 200), (1, 200)]
+    assert len(model.requests_for("agent", "t1")) == 4
+    assert [q for q in model.requests if q.status != 200] == []

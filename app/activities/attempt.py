@@ -47,7 +47,7 @@ from app.domain.sanitize import quote_untrusted
 from app.domain.terminal import plain_text
 from app.domain.usage import BudgetExhausted, Usage
 from app.github_auth import GitHubApp, GitIdentity
-from app.llm import LLM
+from app.llm import LLM, run_ref
 from app.sandbox import Mounts, Sandbox
 from app.sandbox.bwrap import WORKSPACE
 from app.settings import Settings
@@ -209,6 +209,7 @@ class Attempt:
             ),
             # a later attempt is a new conversation, told apart in logs and scripted scenarios
             task_id=inp.task.id if inp.attempt == 1 else f"{inp.task.id}.{inp.attempt}",
+            run=run_ref(inp.repo.full_name, inp.issue_number),
             model=inp.model,
             max_steps=s.agent_max_steps,
             transcript=Transcript(self.artifacts / "transcript.jsonl", self.svc.secrets()),

@@ -27,7 +27,7 @@ from app.domain.plan import Plan, PlannedTask
 from app.domain.run import Classification, TaskRecord
 from app.domain.sanitize import quote_untrusted
 from app.domain.usage import BudgetExhausted, Usage
-from app.llm import LLM, ModelError
+from app.llm import LLM, ModelError, run_ref
 
 FILES_SHOWN = 300
 
@@ -122,6 +122,7 @@ class ModelActivities:
         try:
             reply = await self.llm.create(
                 role="classify",
+                run=run_ref(inp.repo.full_name, inp.issue_number),
                 system=prompts.render("classify_system"),
                 messages=messages,
                 model=inp.model,
@@ -151,6 +152,7 @@ class ModelActivities:
             try:
                 reply = await self.llm.create(
                     role="plan",
+                    run=run_ref(inp.repo.full_name, inp.issue_number),
                     system=system,
                     messages=messages,
                     model=inp.model,
@@ -200,6 +202,7 @@ class ModelActivities:
         try:
             reply = await self.llm.create(
                 role="pilot",
+                run=run_ref(inp.model_input.repo.full_name, inp.model_input.issue_number),
                 system=prompts.render("pilot_system", max_retries=inp.max_retries),
                 messages=[{"role": "user", "content": message}],
                 model=inp.model_input.model,
@@ -249,6 +252,7 @@ class ModelActivities:
         try:
             reply = await self.llm.create(
                 role="replan",
+                run=run_ref(mi.repo.full_name, mi.issue_number),
                 system=system,
                 messages=[{"role": "user", "content": message}],
                 model=mi.model,

@@ -137,8 +137,11 @@ class Agent:
         max_tokens: int = DEFAULT_MAX_TOKENS,
         max_tokens_limit: int = 4 * DEFAULT_MAX_TOKENS,
         context: ContextPolicy | None = None,
+        run: str | None = None,
     ) -> None:
+        """``run``: the run it works for (``owner/name#N``), named in its prompts."""
         self.llm = llm
+        self.run_ref = run
         self.budget_usd = budget_usd
         self.system = system
         self.task_id = task_id
@@ -160,7 +163,7 @@ class Agent:
         self.ended = ""  # set when the conversation cannot go on (a refusal, the context, the output limit)
         self.context_events: list[dict[str, Any]] = []
         self.meter = PromptMeter()
-        self._fixed_bytes = json_bytes(system_blocks("agent", system, task_id)) + json_bytes(TOOLS)
+        self._fixed_bytes = json_bytes(system_blocks("agent", system, task_id, run)) + json_bytes(TOOLS)
         transcript.write("system", {"system": system})
 
     @property
@@ -250,6 +253,7 @@ class Agent:
                     model=self.model,
                     max_tokens=max_tokens,
                     task_id=self.task_id,
+                    run=self.run_ref,
                     budget_left_usd=None
                     if self.budget_usd is None
                     else self.budget_usd - self.usage.cost_usd,

@@ -114,6 +114,7 @@ class LocalWorld:
     def stop(self) -> None:
         self.sim.close()
         self.sim_server.stop()
+        self.model.release_all()  # nothing held may keep the model's server from stopping
         self.model_server.stop()
 
 

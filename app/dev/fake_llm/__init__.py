@@ -11,6 +11,10 @@ How a request is routed (stateless, so concurrent conversations never race):
   user message's text; none → ``*``.
 - **step**: the number of ``assistant`` messages already in ``messages`` (turn n of a conversation is
   step n).
+- **run**: ``otto-run:\\s*(owner/name#N)`` in the system prompt (Otto names its run in every system
+  prompt), lower-cased; none → ``""``. A run given a script of its own (``load(scenario, run="o/r#7")``)
+  is answered from it alone; every other request from the default script (``load(scenario)``), so two runs
+  in one world with the same task ids (both ``t1``) never share a script.
 
 Scenario format (a YAML or JSON file, or a dict)::
 
@@ -44,7 +48,7 @@ Step options (all optional; a step may be ``{}`` for an empty end_turn answer):
   ``errors: [{status: 529}]`` means one retry. Each entry: ``status`` (default from ``type``, else 529),
   ``type`` (default from ``status``: 429 ``rate_limit_error``, 529 ``overloaded_error``, 500
   ``api_error``, ...), ``message``, ``retry_after_ms`` (sent as ``retry-after-ms`` and, rounded up, as
-  ``retry-after``), ``should_retry`` (``x-should-retry: true|false``), ``delay_s``; or
+  ``retry-after``), ``should_retry`` (``x-should-retry: true|false``), ``hold`` (as below); or
   ``{malformed: true|html}`` for a one-off malformed 200; or ``mid_stream: true`` to fail a *streaming*
   request with ``event: error`` after some content (HTTP 200; non-streaming requests get the HTTP error).
 - ``malformed: true``: answer HTTP 200, ``content-type: application/json``, with a truncated JSON body
@@ -52,8 +56,13 @@ Step options (all optional; a step may be ``{}`` for an empty end_turn answer):
   ``anthropic.APIError``) and does not retry. ``malformed: html``: HTTP 200 with an HTML page
   (``text/html``), as from a misbehaving proxy; the SDK then *returns the page as a ``str``* instead of a
   ``Message`` (or raises ``APIResponseValidationError`` with ``_strict_response_validation=True``).
-- ``delay_s``: sleep this long (asyncio) before answering. A client gone meanwhile (e.g. its process was
-  killed) gets nothing: the request is recorded with status 499, ``error_type`` ``client_closed``.
+- ``hold: <name>``: answer only once the test called ``release(name)`` (a latch: a hold released
+  before a request reaches it doesn't wait). ``await held(name)`` waits until a request reached it (the
+  model is "in the middle of" the step), ``holding(name)`` counts the requests waiting there now. A held
+  request whose client goes away (its process killed, its timeout passed) ends at once and gets nothing:
+  it is recorded with status 499, ``error_type`` ``client_closed``. No hold hangs a test: one nobody
+  releases answers after ``FakeLLM(hold_timeout_s=)`` (120 s), and ``release_all()`` (called when the local
+  world stops) releases every hold, now and later; ``load()`` without a run and ``reset()`` release them.
 - ``stream_error: {type, message}``: a streaming request gets some content, then ``event: error`` with
   HTTP 200 (every time; the SDK raises ``APIStatusError`` and does not retry). A non-streaming request at
   this step gets the matching HTTP error instead.
@@ -85,18 +94,18 @@ Authentication: ``Authorization: Bearer <key>`` (SDK 2.x) or ``x-api-key: <key>`
 required and, if the server was given one, must match (else 401 ``authentication_error``). The
 ``anthropic-version`` header and the body fields ``model``, ``max_tokens``, ``messages`` are required.
 
-Records: ``requests`` (``requests_for(role, key)``) lists each request once answered, with its ``status``
-and, for a message, the ``usage`` it reported; ``served()`` the messages a client received;
-``received`` (``received_for``) each request as it arrived, its answer possibly still delayed — what a
-test synchronises on to act while the model "thinks".
+Records: ``requests`` (``requests_for(role, key, run=)``) lists each request once answered, with its
+``status``, its ``run`` and, for a message, the ``usage`` it reported; ``served()`` the messages a client
+received; ``received`` (``received_for``) each request as it arrived, its answer possibly still held.
 
-Control routes: ``PUT /_scenario`` (JSON scenario; resets counters and records), ``GET /_requests``,
-``DELETE /_requests``. Standalone: ``python -m app.dev.fake_llm --scenario FILE --port P``.
+Control routes: ``PUT /_scenario`` (JSON scenario; resets counters and records; ``?run=owner/name%23N``:
+that run's own script), ``POST /_holds/<name>/release``, ``GET /_requests``, ``DELETE /_requests``.
+Standalone: ``python -m app.dev.fake_llm --scenario FILE --port P``.
 
 Modules: ``scenario`` (format, validation, request routing), ``server`` (state, the ASGI app), ``__main__``.
 """
 
-from app.dev.fake_llm.scenario import Scenario, ScenarioError, identify, load_scenario
+from app.dev.fake_llm.scenario import Scenario, ScenarioError, identify, load_scenario, run_of
 from app.dev.fake_llm.server import FakeLLM, RecordedRequest, create_app, main
 
 __all__ = [
@@ -108,4 +117,5 @@ __all__ = [
     "identify",
     "load_scenario",
     "main",
+    "run_of",
 ]

@@ -14,6 +14,8 @@ import yaml
 
 ROLE_RE = re.compile(r"otto-role:\s*([a-z_]+)")
 KEY_RE = re.compile(r"otto-task:\s*([A-Za-z0-9_.\-]+)")
+RUN_PATTERN = r"[A-Za-z0-9_.\-]+/[A-Za-z0-9_.\-]+#[0-9]+"
+RUN_RE = re.compile(rf"otto-run:\s*({RUN_PATTERN})")
 ELIDED_RE = re.compile(r"\[otto-elided-turns: (\d{1,6})\]")
 
 ERROR_TYPES: dict[int, str] = {
@@ -42,11 +44,11 @@ ERROR_STATUS: dict[str, int] = {
     "overloaded_error": 529,
 }
 STEP_FIELDS = frozenset(
-    {"text", "json", "tool_use", "tool_uses", "stop_reason", "usage", "errors", "malformed", "delay_s"}
+    {"text", "json", "tool_use", "tool_uses", "stop_reason", "usage", "errors", "malformed", "hold"}
     | {"stream_error"}
 )
 ERROR_FIELDS = frozenset(
-    {"status", "type", "message", "retry_after_ms", "should_retry", "delay_s", "malformed", "mid_stream"}
+    {"status", "type", "message", "retry_after_ms", "should_retry", "hold", "malformed", "mid_stream"}
 )
 USAGE_FIELDS = ("input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
 
@@ -122,15 +124,20 @@ def _check_step(step: Any, where: str) -> JSONDict:
     usage = step.get("usage", {})
     if not isinstance(usage, Mapping) or set(usage) - set(USAGE_FIELDS):
         raise ScenarioError(f"{where}: usage may only set {list(USAGE_FIELDS)}")
-    for where_m, value in [("", step.get("malformed"))] + [
-        (f"errors[{i}].", e.get("malformed")) for i, e in enumerate(errors)
-    ]:
-        if value not in (None, True, False, "html"):
-            raise ScenarioError(f"{where}: {where_m}malformed must be true or html")
+    _check_answers(step, errors, where)
     se = step.get("stream_error")
     if se is not None and not isinstance(se, Mapping):
         raise ScenarioError(f"{where}: stream_error must be a mapping {{type, message}}")
     return dict(step)
+
+
+def _check_answers(step: Mapping[str, Any], errors: list[Any], where: str) -> None:
+    """``malformed`` and ``hold`` of the step and of its errors."""
+    for where_x, spec in [("", step)] + [(f"errors[{i}].", e) for i, e in enumerate(errors)]:
+        if spec.get("malformed") not in (None, True, False, "html"):
+            raise ScenarioError(f"{where}: {where_x}malformed must be true or html")
+        if not isinstance(spec.get("hold", ""), str):
+            raise ScenarioError(f"{where}: {where_x}hold must be a name (a string)")
 
 
 def tool_calls(step: JSONDict) -> list[Any]:
@@ -145,6 +152,13 @@ def tool_calls(step: JSONDict) -> list[Any]:
 
 
 # Request routing
+
+
+def run_name(run: str) -> str:
+    """``run`` (``owner/name#N``) as scripts and records key it: GitHub's names ignore case."""
+    if not re.fullmatch(RUN_PATTERN, run):
+        raise ScenarioError(f"run must look like owner/name#N, not {run!r}")
+    return run.lower()
 
 
 def text_of(content: Any) -> str:
@@ -178,3 +192,10 @@ def identify(body: Mapping[str, Any]) -> tuple[str, str, int]:
         m = ELIDED_RE.match(str(blocks[-1].get("text", "")))
         step += int(m.group(1)) if m else 0
     return role, key, step
+
+
+def run_of(body: Mapping[str, Any]) -> str:
+    """The run a request belongs to, from the ``otto-run: owner/name#N`` line of its system prompt ("" if
+    none), lower-cased."""
+    m = RUN_RE.search(text_of(body.get("system")))
+    return m.group(1).lower() if m else ""

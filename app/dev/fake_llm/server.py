@@ -27,10 +27,14 @@ from app.dev.fake_llm.scenario import (
     ScenarioError,
     identify,
     load_scenario,
+    run_name,
+    run_of,
     tool_calls,
 )
 
 DEFAULT_CONTEXT_WINDOW = 200_000  # tokens, as Claude's standard window
+HOLD_TIMEOUT_S = 120.0  # a hold nobody releases answers after this long (a forgotten hold can't hang tests)
+_HOLD_POLL_S = 0.02
 _SECRET_HEADERS = frozenset({"authorization", "x-api-key"})
 _ALNUM = string.ascii_letters + string.digits
 
@@ -55,14 +59,16 @@ class RecordedRequest:
     status: int = 0
     stream: bool = False
     error_type: str | None = None  # set for HTTP errors and mid-stream errors; "client_closed" (status 499):
-    # the client went away before the (delayed) answer, so nothing was served
+    # the client went away before the (held) answer, so nothing was served
     at: float = field(default_factory=time.time)
     usage: JSONDict | None = None  # the usage the answer reported (answers with status 200)
+    run: str = ""  # the run it belongs to (``owner/name#N``, lower-cased; "" when its prompt names none)
 
     def to_dict(self) -> JSONDict:
         return {
             "role": self.role,
             "key": self.key,
+            "run": self.run,
             "step": self.step,
             "body": self.body,
             "headers": self.headers,
@@ -72,6 +78,16 @@ class RecordedRequest:
             "at": self.at,
             "usage": self.usage,
         }
+
+
+class Hold:
+    """A named hold: requests reaching it wait until it is released (a latch: once released, later
+    requests pass at once), their client goes away, or the hold's time is up."""
+
+    def __init__(self) -> None:
+        self.released = threading.Event()
+        self.requests: list[RecordedRequest] = []  # every request that reached it, in order
+        self.waiting = 0  # how many wait now
 
 
 class FakeLLM:
@@ -84,15 +100,21 @@ class FakeLLM:
         *,
         context_window: int | None = DEFAULT_CONTEXT_WINDOW,
         min_cache_tokens: int = 0,
+        hold_timeout_s: float = HOLD_TIMEOUT_S,
     ) -> None:
         """``context_window``: prompts with more tokens get the API's 400 ``prompt is too long``, and output
         that would overflow it stops with ``model_context_window_exceeded`` (None: unbounded).
-        ``min_cache_tokens``: shorter prefixes are not cached (see :mod:`app.dev.fake_llm.prompt`)."""
+        ``min_cache_tokens``: shorter prefixes are not cached (see :mod:`app.dev.fake_llm.prompt`).
+        ``hold_timeout_s``: a held request nobody releases is answered after this long."""
         self.api_key = api_key
         self.context_window = context_window
+        self.hold_timeout_s = hold_timeout_s
         self._lock = threading.Lock()
         self._scenario: Scenario = {}
-        self._errors_served: dict[tuple[str, str, int], int] = {}
+        self._runs: dict[str, Scenario] = {}  # run -> its own script
+        self._holds: dict[str, Hold] = {}
+        self._closed = False
+        self._errors_served: dict[tuple[str, str, str, int], int] = {}
         self._cache = PromptCache(min_cache_tokens)
         self._requests: list[RecordedRequest] = []
         self._received: list[RecordedRequest] = []
@@ -100,23 +122,37 @@ class FakeLLM:
 
     # -- scenario and records ----------------------------------------------------------------------
 
-    def load(self, scenario: Mapping[str, Any] | Path | str | None) -> None:
-        """Replace the script; reset error counters, the simulated prompt cache and the records."""
+    def load(self, scenario: Mapping[str, Any] | Path | str | None, run: str | None = None) -> None:
+        """Without ``run``: replace the default script (for requests of runs without a script of their own),
+        forget every run's script, reset error counters, the simulated prompt cache, the records and the
+        holds (releasing any request still held).
+
+        With ``run`` (``owner/name#N``): give that run a script of its own, used for every request naming
+        it (``otto-run:``), and reset that run's error counters; everything else is kept."""
         parsed = load_scenario(scenario)
+        if run is not None:
+            name = run_name(run)
+            with self._lock:
+                self._runs[name] = parsed
+                for k in [k for k in self._errors_served if k[0] == name]:
+                    del self._errors_served[k]
+            return
         with self._lock:
             self._scenario = parsed
-            self._errors_served.clear()
-            self._cache.clear()
-            self._requests.clear()
-            self._received.clear()
+            self._runs.clear()
+        self.reset()
 
     def reset(self) -> None:
-        """Keep the script; reset error counters, the simulated prompt cache and the records."""
+        """Keep the scripts; reset error counters, the simulated prompt cache, the records and the holds
+        (releasing any request still held)."""
         with self._lock:
             self._errors_served.clear()
             self._cache.clear()
             self._requests.clear()
             self._received.clear()
+            holds, self._holds = self._holds, {}
+        for hold in holds.values():
+            hold.released.set()
 
     def clear_requests(self) -> None:
         with self._lock:
@@ -134,18 +170,22 @@ class FakeLLM:
         with self._lock:
             return list(self._requests)
 
-    def requests_for(self, role: str, key: str | None = None) -> list[RecordedRequest]:
-        return [r for r in self.requests if r.role == role and (key is None or r.key == key)]
+    def requests_for(
+        self, role: str, key: str | None = None, run: str | None = None
+    ) -> list[RecordedRequest]:
+        return _matching(self.requests, role, key, run)
 
     @property
     def received(self) -> list[RecordedRequest]:
-        """Every request as it arrived, oldest first, answered or not yet (a delayed answer is still on its
+        """Every request as it arrived, oldest first, answered or not yet (a held answer is still on its
         way: ``status`` 0). ``requests`` lists them once answered."""
         with self._lock:
             return list(self._received)
 
-    def received_for(self, role: str, key: str | None = None) -> list[RecordedRequest]:
-        return [r for r in self.received if r.role == role and (key is None or r.key == key)]
+    def received_for(
+        self, role: str, key: str | None = None, run: str | None = None
+    ) -> list[RecordedRequest]:
+        return _matching(self.received, role, key, run)
 
     def served(self) -> list[RecordedRequest]:
         """The answers the clients received with a message (status 200, the client still there)."""
@@ -159,28 +199,90 @@ class FakeLLM:
         with self._lock:
             self._received.append(rec)
 
+    # -- holds ---------------------------------------------------------------------------------------
+
+    def _hold(self, name: str) -> Hold:
+        with self._lock:
+            hold = self._holds.get(name)
+            if hold is None:
+                hold = self._holds[name] = Hold()
+                if self._closed:
+                    hold.released.set()
+            return hold
+
+    def release(self, name: str) -> None:
+        """Let the requests held at ``name`` (now or later) be answered."""
+        self._hold(name).released.set()
+
+    def release_all(self) -> None:
+        """Release every hold, now and later (the server is stopping: nothing may wait on a test)."""
+        with self._lock:
+            self._closed = True
+            holds = list(self._holds.values())
+        for hold in holds:
+            hold.released.set()
+
+    def holding(self, name: str) -> int:
+        """How many requests wait at hold ``name`` now."""
+        with self._lock:
+            hold = self._holds.get(name)
+            return hold.waiting if hold else 0
+
+    async def held(self, name: str, count: int = 1, within: float = 60.0) -> RecordedRequest:
+        """Wait until ``count`` requests have reached hold ``name`` (e.g. the model is "in the middle of" a
+        step); the ``count``-th of them. Works from any event loop (the server runs in its own thread)."""
+        hold = self._hold(name)
+        deadline = time.monotonic() + within
+        while True:
+            with self._lock:
+                if len(hold.requests) >= count:
+                    return hold.requests[count - 1]
+            if time.monotonic() >= deadline:
+                raise AssertionError(f"{count} request(s) did not reach hold {name!r} within {within}s")
+            await asyncio.sleep(_HOLD_POLL_S)
+
+    async def _wait_at(self, name: str, rec: RecordedRequest, request: Request) -> bool:
+        """Hold ``rec`` at ``name`` until released or timed out (True) or its client is gone (False)."""
+        hold = self._hold(name)
+        with self._lock:
+            hold.requests.append(rec)
+            hold.waiting += 1
+        try:
+            deadline = time.monotonic() + self.hold_timeout_s
+            while not hold.released.is_set() and time.monotonic() < deadline:
+                if await request.is_disconnected():
+                    return False
+                await asyncio.sleep(_HOLD_POLL_S)
+            return not await request.is_disconnected()
+        finally:
+            with self._lock:
+                hold.waiting -= 1
+
     # -- decisions -----------------------------------------------------------------------------------
 
-    def _steps_for(self, role: str, key: str) -> tuple[list[JSONDict] | None, str]:
+    def _steps_for(self, run: str, role: str, key: str) -> tuple[list[JSONDict] | None, str]:
         with self._lock:
-            scenario = self._scenario
+            own = self._runs.get(run) if run else None
+            scenario = own if own is not None else self._scenario
+        whose = f"run {run}'s script" if own is not None else "the default script"
         script = scenario.get(role)
         if script is None:
-            return None, f"no script for role {role!r} (scripted roles: {sorted(scenario)})"
+            return None, f"no script for role {role!r} in {whose} (scripted roles: {sorted(scenario)})"
         steps = script.get(key, script.get("*"))
         if steps is None:
-            return None, f"no script for role {role!r} key {key!r} and no '*' fallback"
+            return None, f"no script for role {role!r} key {key!r} and no '*' fallback in {whose}"
         return steps, ""
 
-    def _next_error(self, role: str, key: str, step: int, spec: JSONDict) -> JSONDict | None:
+    def _next_error(self, run: str, role: str, key: str, step: int, spec: JSONDict) -> JSONDict | None:
         errors: list[JSONDict] = spec.get("errors", [])
         if not errors:
             return None
         with self._lock:
-            n = self._errors_served.get((role, key, step), 0)
+            own = run if run in self._runs else ""  # runs on the default script share its counters
+            n = self._errors_served.get((own, role, key, step), 0)
             if n >= len(errors):
                 return None
-            self._errors_served[(role, key, step)] = n + 1
+            self._errors_served[(own, role, key, step)] = n + 1
         return errors[n]
 
     def usage_for(self, body: Mapping[str, Any], output_chars: int, api_key: str = "") -> dict[str, int]:
@@ -193,6 +295,17 @@ class FakeLLM:
             "cache_creation_input_tokens": use.cache_creation_input_tokens,
             "cache_read_input_tokens": use.cache_read_input_tokens,
         }
+
+
+def _matching(
+    records: list[RecordedRequest], role: str, key: str | None, run: str | None
+) -> list[RecordedRequest]:
+    want = None if run is None else run.lower()
+    return [
+        r
+        for r in records
+        if r.role == role and (key is None or r.key == key) and (want is None or r.run == want)
+    ]
 
 
 def _build_content(spec: JSONDict) -> tuple[list[JSONDict], str, int]:
@@ -309,8 +422,11 @@ def create_app(fake: FakeLLM) -> FastAPI:
             parsed = None
         body: JSONDict | None = parsed if isinstance(parsed, dict) else None
         role, key, step = identify(body) if body is not None else ("unknown", "*", 0)
+        run = run_of(body) if body is not None else ""
         stream = bool(body and body.get("stream"))
-        rec = RecordedRequest(role=role, key=key, step=step, body=body, headers=headers, stream=stream)
+        rec = RecordedRequest(
+            role=role, key=key, step=step, body=body, headers=headers, stream=stream, run=run
+        )
         fake._receive(rec)
 
         def fail(
@@ -333,26 +449,23 @@ def create_app(fake: FakeLLM) -> FastAPI:
             return fail(400, "invalid_request_error", too_long)
 
         # -- the script
-        steps, why = fake._steps_for(role, key)
-        where = f"role={role} key={key} step={step}"
+        steps, why = fake._steps_for(run, role, key)
+        where = f"role={role} key={key} step={step}" + (f" run={run}" if run else "")
         if steps is None:
             return fail(400, "invalid_request_error", f"fake_llm: {why} ({where})")
         if step >= len(steps):
             return fail(
                 400,
                 "invalid_request_error",
-                f"fake_llm: script exhausted: no step {step} for role={role} key={key} "
-                f"(script has {len(steps)} steps)",
+                f"fake_llm: script exhausted: no step {step} for {where} (script has {len(steps)} steps)",
             )
         spec = steps[step]
 
-        err = fake._next_error(role, key, step, spec)
+        err = fake._next_error(run, role, key, step, spec)
         mid_stream: JSONDict | None = None
         if err is not None:
-            if err.get("delay_s"):
-                await asyncio.sleep(float(err["delay_s"]))
-                if await request.is_disconnected():
-                    return fail(499, "client_closed", "the client went away before the answer")
+            if err.get("hold") and not await fake._wait_at(err["hold"], rec, request):
+                return fail(499, "client_closed", "the client went away before the answer")
             if err.get("malformed"):
                 return _malformed(rec, fake, request_id, err["malformed"])
             status, err_type, message, extra = _scripted_error(err)
@@ -365,10 +478,9 @@ def create_app(fake: FakeLLM) -> FastAPI:
                 return fail(status, err_type, f"{message} ({where})", extra)
             mid_stream = _error_body(err_type, f"{message} ({where})")
 
-        if spec.get("delay_s"):
-            await asyncio.sleep(float(spec["delay_s"]))
-            if await request.is_disconnected():  # e.g. the client's process was killed meanwhile
-                return fail(499, "client_closed", "the client went away before the answer")
+        if spec.get("hold") and not await fake._wait_at(spec["hold"], rec, request):
+            # e.g. the client's process was killed, or it timed out, while the answer was held
+            return fail(499, "client_closed", "the client went away before the answer")
         if spec.get("malformed") and mid_stream is None:
             return _malformed(rec, fake, request_id, spec["malformed"])
 
@@ -419,12 +531,19 @@ def create_app(fake: FakeLLM) -> FastAPI:
         return JSONResponse({"input_tokens": max(prompt_tokens(body), 1)}, headers={"request-id": request_id})
 
     @app.put("/_scenario", response_model=None)
-    async def put_scenario(request: Request) -> Response:
+    async def put_scenario(request: Request, run: str | None = None) -> Response:
+        """The default script, or with ``?run=owner/name%23N`` that run's own."""
         try:
-            fake.load(await request.json())
+            scenario = await request.json()
+            fake.load(scenario, run=run)
         except (ScenarioError, ValueError) as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
-        return JSONResponse({"ok": True, "roles": sorted(fake.scenario)})
+        return JSONResponse({"ok": True, "roles": sorted(load_scenario(scenario))})
+
+    @app.post("/_holds/{name}/release", response_model=None)
+    async def release_hold(name: str) -> Response:
+        fake.release(name)
+        return JSONResponse({"ok": True})
 
     @app.get("/_requests", response_model=None)
     async def get_requests() -> Response:
