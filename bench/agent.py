@@ -103,7 +103,9 @@ def _before_module(scratch: Path) -> ModuleType | None:
     if shown.returncode != 0:
         return None
     path = scratch / "agent_before.py"
-    path.write_text(shown.stdout, encoding="utf-8")
+    # its tools have moved since (app/agent/tools.py); the command tool is replaced by the sandboxed one
+    source = shown.stdout.replace("from app.activities.agent_tools import", "from app.agent.tools import")
+    path.write_text(source, encoding="utf-8")
     spec = importlib.util.spec_from_file_location("otto_bench_agent_before", path)
     if spec is None or spec.loader is None:
         return None
@@ -265,8 +267,9 @@ def _ratio(o: Outcome, late_step: int) -> float:
 
 def _system() -> str:
     from app import prompts
+    from app.sandbox.bwrap import WORKSPACE
 
-    return prompts.render("agent_system", denied=".github/workflows/**")
+    return prompts.render("agent_system", denied=".github/workflows/**", workspace=WORKSPACE)
 
 
 def _rows(outcomes: list[Outcome], late_step: int) -> list[list[object]]:
