@@ -8,7 +8,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -136,6 +136,12 @@ class Settings(BaseSettings):
     cpu_task_queue: str = "otto-cpu"  # CPU/disk-bound activities: agent + verify, rebases, file listings
     data_dir: Path = Path(".otto")
     temporal_ui_url: str | None = None
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute_data_dir(cls, value: Path) -> Path:
+        """Absolute from the start: the sandbox binds paths under it; bubblewrap takes no relative ones."""
+        return value.expanduser().absolute()
 
     # --- Operations: shutdown and probes --------------------------------------------------------------
     shutdown_grace_s: float = Field(

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from app.dev.local import LocalWorld
 from app.domain.egress import egress_verdict
 from app.sandbox import Mounts, Sandbox, SandboxConfig
 from app.sandbox.egress import EgressProxy
@@ -175,3 +176,26 @@ def test_an_unusable_sandbox_is_refused_with_what_to_do(tmp_path: Path) -> None:
 )
 def test_egress_verdicts(host: str, ip: str, port: int, allow: list[str], allowed: bool) -> None:
     assert egress_verdict(host, ipaddress.ip_address(ip), port, allow).allowed is allowed
+
+
+def test_a_relative_data_dir_still_gets_a_working_sandbox(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`otto demo` and a `.env` with `OTTO_DATA_DIR=.otto` name the data dir relative to the working
+    directory; bubblewrap binds only absolute paths, so the settings make it absolute (the demo's sandbox
+    probe failed on a relative one)."""
+    from app.sandbox import sandbox_from_settings
+    from app.settings import Settings
+
+    traversable(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    settings = Settings(_env_file=None, data_dir=Path("rel/otto"), sandbox_tools=LocalWorld.sandbox_tools)
+    assert settings.data_dir == tmp_path / "rel" / "otto"
+    settings.checkouts_dir.mkdir(parents=True)
+    traversable(settings.checkouts_dir)
+    sandbox = sandbox_from_settings(settings)
+    sandbox.ensure_available()  # the probe binds a directory under the checkouts
+    work = settings.checkouts_dir / "w"
+    work.mkdir()
+    result = sandbox.run("pwd", mounts=make_mounts(sandbox, work), timeout_s=10, output_limit=1000)
+    assert result.exit_code == 0, result.output
