@@ -106,10 +106,21 @@ def test_a_stop_reads_stopping_then_stopped_by_whom() -> None:
     state = review_state()
     state.phase, state.stop_requested_by = RunPhase.RUNNING, "mona"
     assert headline(state) == "⏹️ Otto: stopping (asked by @mona)…"
+    state.tasks[2] = record(
+        "t3",
+        "Add c",
+        TaskStatus.ERROR,
+        None,
+        note="stopped before it finished; nothing more is pushed",
+        history=[AttemptRecord(attempt=1, trigger="first run", outcome="stopped")],
+    )
     state.finish(RunPhase.CANCELLED, "Stopped by @mona; nothing more is pushed.")
     text = render_status(state)
     assert lines_of(text)[1] == "### ⏹️ Otto: stopped by @mona"
     assert "Stopped by @mona; nothing more is pushed." in lines_of(text)
+    # the task the stop interrupted reads stopped, not as an error
+    assert "| ⏹️ stopped before it finished; nothing more is pushed |" in row(text, "t3")
+    assert "⚠️" not in text
 
 
 def pr_body(

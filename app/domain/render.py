@@ -106,6 +106,8 @@ def _check(r: TaskRecord) -> str:
 
 
 def _task_state(r: TaskRecord) -> str:
+    if r.status == TaskStatus.ERROR and r.history and r.history[-1].outcome == "stopped":
+        return _cell(f"⏹️ {r.note or 'stopped'}")  # a stop asked for is not an error
     text = _TASK_STATE[r.status]
     if r.status == TaskStatus.RUNNING and r.stage:
         text = f"🔄 {r.stage}"
