@@ -78,6 +78,19 @@ async def heartbeating(
             await task
 
 
+def attempt_failed(attempt: Attempt, message: str, kind: FailureKind) -> ApplicationError:
+    """The attempt's end as a non-retryable failure carrying its spend; a stop is benign (no error log)."""
+    return ApplicationError(
+        message,
+        attempt.usage().model_dump(),
+        type=kind,
+        non_retryable=True,
+        category=ApplicationErrorCategory.BENIGN
+        if kind == FailureKind.STOPPED
+        else ApplicationErrorCategory.UNSPECIFIED,
+    )
+
+
 class TaskActivities:
     def __init__(
         self,
@@ -180,42 +193,17 @@ class TaskActivities:
                 # the run was stopped. Temporal drops the details of an activity "cancelled", so the attempt
                 # ends as a benign (not logged as an error) failure that carries what it spent
                 log.info("task %s attempt %d stopped", inp.task.id, inp.attempt)
-                raise ApplicationError(
-                    "the run was stopped",
-                    attempt.usage().model_dump(),
-                    type=FailureKind.STOPPED,
-                    non_retryable=True,
-                    category=ApplicationErrorCategory.BENIGN,
-                ) from None
+                raise attempt_failed(attempt, "the run was stopped", FailureKind.STOPPED) from None
             except SandboxUnavailable as e:
-                raise ApplicationError(
-                    f"Otto will not run this task's commands: {e}",
-                    attempt.usage().model_dump(),
-                    type=FailureKind.SANDBOX_UNAVAILABLE,
-                    non_retryable=True,
-                ) from e
+                message = f"Otto will not run this task's commands: {e}"
+                raise attempt_failed(attempt, message, FailureKind.SANDBOX_UNAVAILABLE) from e
             except Stopped as e:
-                raise ApplicationError(
-                    str(e),
-                    attempt.usage().model_dump(),
-                    type=FailureKind.STOPPED,
-                    non_retryable=True,
-                    category=ApplicationErrorCategory.BENIGN,
-                ) from e
+                raise attempt_failed(attempt, str(e), FailureKind.STOPPED) from e
             except WorkspaceError as e:
-                raise ApplicationError(
-                    f"git failed for task {inp.task.id}: {redact(str(e), self.secrets())}",
-                    attempt.usage().model_dump(),
-                    type=FailureKind.WORKSPACE,
-                    non_retryable=True,
-                ) from e
+                message = f"git failed for task {inp.task.id}: {redact(str(e), self.secrets())}"
+                raise attempt_failed(attempt, message, FailureKind.WORKSPACE) from e
             except ModelError as e:
-                raise ApplicationError(
-                    f"Task {inp.task.id}: {e}.",
-                    attempt.usage().model_dump(),
-                    type=FailureKind.MODEL,
-                    non_retryable=True,
-                ) from e
+                raise attempt_failed(attempt, f"Task {inp.task.id}: {e}.", FailureKind.MODEL) from e
             await self._record_learning(inp, result)
             return result
 
