@@ -15,20 +15,13 @@ import os
 import secrets
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 from app.contracts.ids import safe_name
 from app.domain.run import RunPhase, TaskStatus
 from app.domain.sanitize import neutralise_markdown
 from tests.e2e import Otto, Repo, eventually, settled, status_comment, wait_for_state
-from tests.test_failures_e2e import create, pr_of, scenario, task
-
-RUN = "run_command"
-
-
-def run(command: str) -> dict[str, Any]:
-    return {"tool_use": {"name": RUN, "input": {"command": command}}}
+from tests.test_failures_e2e import create, pr_of, run, scenario, task
 
 
 def port(url: str) -> int:

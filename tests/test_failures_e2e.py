@@ -30,6 +30,10 @@ def create(path: str, text: str) -> dict[str, Any]:
     return {"tool_use": {"name": EDIT, "input": {"command": "create", "path": path, "file_text": text}}}
 
 
+def run(command: str) -> dict[str, Any]:
+    return {"tool_use": {"name": "run_command", "input": {"command": command}}}
+
+
 def task(tid: str, title: str, *deps: str) -> dict[str, Any]:
     return {
         "id": tid,

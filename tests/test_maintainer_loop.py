@@ -30,29 +30,11 @@ from tests.e2e import (
     status_comment,
     wait_for_state,
 )
+from tests.test_failures_e2e import create, run, task
 
-EDIT = "str_replace_based_edit_tool"
 ESC = "\x1b"
 STOP_BOUND_S = 3.0  # the bound for a stop, at p95 over the stop tests
 STOP_LATENCIES: list[float] = []
-
-
-def create(path: str, text: str) -> dict[str, Any]:
-    return {"tool_use": {"name": EDIT, "input": {"command": "create", "path": path, "file_text": text}}}
-
-
-def run(command: str) -> dict[str, Any]:
-    return {"tool_use": {"name": "run_command", "input": {"command": command}}}
-
-
-def task(tid: str, title: str, *deps: str) -> dict[str, Any]:
-    return {
-        "id": tid,
-        "title": title,
-        "intent": f"{title}.",
-        "acceptance": ["tests pass"],
-        "depends_on": [*deps],
-    }
 
 
 def scenario(
