@@ -30,7 +30,7 @@ from tests.e2e import (
     status_comment,
     wait_for_state,
 )
-from tests.test_failures_e2e import create, run, task
+from tests.test_failures_e2e import create, pr_of, run, task
 
 ESC = "\x1b"
 STOP_BOUND_S = 3.0  # the bound for a stop, at p95 over the stop tests
@@ -57,10 +57,6 @@ FAILING_TEST = "def test_b():\n    assert 'b' == 'B', 'b is not ready yet'\n"
 ONE_RED_TASK = scenario(
     [task("t1", "Add b")], {"t1": [create("tests/test_b.py", FAILING_TEST), {"text": "Added b's test."}]}
 )
-
-
-def pr_of(otto: Otto, r: Repo, branch: str) -> Any:
-    return next(p for p in otto.sim.pulls(r.owner, r.name) if p.head_ref == branch)
 
 
 def bot_comments(otto: Otto, r: Repo, number: int, containing: str) -> list[Any]:
