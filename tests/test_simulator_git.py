@@ -179,3 +179,27 @@ def test_lazy_mergeability_answers_null_first_like_github(world: World) -> None:
     assert (created.mergeable, created.mergeable_state) == (None, "unknown")
     assert (second.mergeable, second.mergeable_state) == (True, "clean")
     assert (after_push.mergeable, again.mergeable) == (None, True)
+
+
+def test_pushes_at_the_same_time_each_record_only_their_own_ref(world: World) -> None:
+    """Two clients push different branches at once (Otto's parallel tasks do): each push is one event
+    with its own ref update, never also the other's (a ref diff around each push counted both twice)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    token = world.installation_token()
+    heads: dict[str, str] = {}
+    for i in range(6):
+        work = world.tmp / f"work{i}"
+        clone(world, token, work)
+        world.git("checkout", "--quiet", "-b", f"otto/1/t{i}", cwd=work)
+        commit(world, work, f"src/m{i}.py", f"M = {i}\n", f"Add m{i}")
+        heads[f"refs/heads/otto/1/t{i}"] = world.git("rev-parse", "HEAD", cwd=work).stdout.strip()
+    before = len(world.sim.pushes)
+
+    def push(i: int) -> None:
+        world.git("push", "--quiet", "origin", f"otto/1/t{i}", cwd=world.tmp / f"work{i}", token=token)
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        list(pool.map(push, range(6)))
+    updates = [u for p in world.sim.pushes[before:] for u in p.updates]
+    assert sorted(updates) == sorted((ref, None, sha) for ref, sha in heads.items())

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import gzip
 import subprocess
+import threading
 from dataclasses import dataclass
+from pathlib import Path
 
 import anyio
 from fastapi import APIRouter, Request
@@ -109,16 +111,33 @@ async def git_http(request: Request, owner: str, repo_git: str, rest: str) -> Re
     }
     if request.headers.get("git-protocol"):
         env["GIT_PROTOCOL"] = request.headers["git-protocol"]
-    before = gitrepo.list_refs(r.path) if pushing and request.method == "POST" else None
-    result = await anyio.to_thread.run_sync(run_backend, env, body)
-    if before is not None:
-        after = await anyio.to_thread.run_sync(gitrepo.list_refs, r.path)
-        updates = [
-            (ref, before.get(ref), after.get(ref))
-            for ref in sorted(set(before) | set(after))
-            if before.get(ref) != after.get(ref)
-        ]
+    if pushing and request.method == "POST":
+        result, updates = await anyio.to_thread.run_sync(receive_pack, r.path, env, body)
         if updates:
             sim.record_push(PushRecord(r.owner.login, r.name, actor.label, updates))
             await anyio.to_thread.run_sync(sim.on_refs_changed, r, updates, actor.user)
+    else:
+        result = await anyio.to_thread.run_sync(run_backend, env, body)
     return Response(result.body, status_code=result.status, headers=dict(result.headers))
+
+
+RefUpdate = tuple[str, str | None, str | None]  # (ref, old sha, new sha); None = absent
+_PUSH_LOCKS: dict[Path, threading.Lock] = {}
+_PUSH_LOCKS_GUARD = threading.Lock()
+
+
+def receive_pack(repo: Path, env: dict[str, str], body: bytes) -> tuple[CgiResult, list[RefUpdate]]:
+    """One push, and the refs it changed. Pushes to one repository are taken one at a time: with two at
+    once, each would see the other's ref updates as its own (as on GitHub, each push is its own event)."""
+    with _PUSH_LOCKS_GUARD:
+        lock = _PUSH_LOCKS.setdefault(repo, threading.Lock())
+    with lock:
+        before = gitrepo.list_refs(repo)
+        result = run_backend(env, body)
+        after = gitrepo.list_refs(repo)
+    updates = [
+        (ref, before.get(ref), after.get(ref))
+        for ref in sorted(set(before) | set(after))
+        if before.get(ref) != after.get(ref)
+    ]
+    return result, updates
