@@ -21,6 +21,7 @@ from githubkit.exception import RequestFailed
 
 from app.github_retry import GitHubRetry
 from app.settings import Settings
+from app.tls import client_ssl_context
 
 JWT_BACKDATE_S = 60  # GitHub's advice: iat 60 s in the past against clock drift
 JWT_LIFETIME_S = 9 * 60  # GitHub's limit is 10 minutes after iat; stay below it
@@ -112,6 +113,7 @@ class GitHubApp:
             user_agent="otto-github-app",
             http_cache=False,
             timeout=30.0,
+            ssl_verify=client_ssl_context(),
             # 5xx and short rate-limit waits in process; long waits raise RateLimited (durable timers)
             auto_retry=GitHubRetry(max_inline_wait_s=settings.github_max_inline_wait_s),
         )

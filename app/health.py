@@ -27,6 +27,7 @@ from temporalio.service import RPCError
 
 from app.github_auth import AppJWTAuthStrategy
 from app.settings import Settings
+from app.tls import client_ssl_context
 
 log = logging.getLogger("otto.health")
 
@@ -111,6 +112,7 @@ def github_check(settings: Settings, timeout_s: float) -> Callable[[], Awaitable
             user_agent="otto-github-app",
             http_cache=False,
             timeout=timeout_s,
+            ssl_verify=client_ssl_context(),
             auto_retry=False,  # the probe asks again soon enough
         )
 

@@ -23,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from app.settings import Settings
+from app.tls import client_ssl_context
 
 log = logging.getLogger("otto.web")
 
@@ -156,7 +157,7 @@ class Sessions:
         s = self.settings
         secret = s.github_client_secret.get_secret_value() if s.github_client_secret else ""
         try:
-            async with httpx.AsyncClient(timeout=15) as http:
+            async with httpx.AsyncClient(timeout=15, verify=client_ssl_context()) as http:
                 resp = await http.post(
                     f"{s.github_web_url.rstrip('/')}/login/oauth/access_token",
                     data={
@@ -177,7 +178,11 @@ class Sessions:
             raise SignInError(f"GitHub refused the sign-in: {error or 'no token in its answer'}.")
         token: str = data["access_token"]
         try:
-            gh = GitHub(TokenAuthStrategy(token), base_url=s.github_api_url.rstrip("/") + "/")
+            gh = GitHub(
+                TokenAuthStrategy(token),
+                base_url=s.github_api_url.rstrip("/") + "/",
+                ssl_verify=client_ssl_context(),
+            )
             me = (await gh.rest.users.async_get_authenticated()).parsed_data
         except Exception as e:
             raise SignInError(f"GitHub did not say who signed in ({type(e).__name__}).") from e
