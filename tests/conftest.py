@@ -117,3 +117,32 @@ async def mc(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[MC]:
     traversable(root, tmp_path_factory.getbasetemp())
     async with mission_control_world(root) as world:
         yield world
+
+
+# --- the suite in parallel (pytest-xdist, `make test`) ------------------------------------------------------
+# xdist hands tests to its workers in collection order, so the longest ones are collected first: a 30-second
+# crash test started last would be the whole run's tail. Files not named here keep their order, after these.
+LONGEST_FIRST = (
+    "test_crashes.py",  # real `otto serve` processes, SIGKILLed and restarted
+    "test_operations.py",
+    "test_faults.py",
+    "test_mission_control.py",  # one xdist group, with the browser tests
+    "test_mission_control_browser.py",
+    "test_merge_e2e.py",
+    "test_failures_e2e.py",
+    "test_maintainer_loop.py",
+    "test_lifecycle_e2e.py",
+    "test_run_e2e.py",
+    "test_containment.py",
+)
+# Files that share an expensive session fixture say so with `pytest.mark.xdist_group` and run on one worker
+# (`--dist loadgroup`): Mission Control's world and its browser are built once, not once per worker.
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        name = item.path.name
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: a file's own order is kept

@@ -53,6 +53,17 @@ async def wait_for_state(
     raise AssertionError(f"run never reached the expected state; last: {state!r} {error!r}")
 
 
+async def no_activity_pending(client: Client, repo_id: int, number: int, within: float = 60.0) -> None:
+    """Wait until the run has no activity scheduled or running (e.g. the status publish that follows a
+    phase change): the point after which anything written to GitHub was caused by what the test does next."""
+    handle = client.get_workflow_handle(run_workflow_id(repo_id, number))
+    deadline = time.monotonic() + within
+    while (await handle.describe()).raw_description.pending_activities:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the run still has activities pending after {within}s")
+        await asyncio.sleep(0.05)
+
+
 def settled(state: RunState) -> bool:
     return state.phase == RunPhase.WAITING_REVIEW or state.phase.final
 

@@ -268,8 +268,17 @@ def shell(
     return CommandTool(sandbox, make_mounts(sandbox, root), timeout_s, limit, env)
 
 
-def _running(marker: str) -> list[int]:
-    """Host pids whose command line contains ``marker``."""
+def _running(marker: str, within: float = 10.0) -> list[int]:
+    """Host pids whose command line contains ``marker``, once they are gone or after ``within`` seconds: a
+    SIGKILLed process leaves /proc a moment after the kill (bwrap reports the exit before the kernel has
+    torn the PID namespace down), so this waits for that event rather than looking once."""
+    deadline = time.monotonic() + within
+    while (found := _running_now(marker)) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return found
+
+
+def _running_now(marker: str) -> list[int]:
     found = []
     for d in Path("/proc").iterdir():
         if d.name.isdigit():

@@ -24,6 +24,7 @@ from tests.e2e import (
     eventually,
     keep_history,
     label_new_issue,
+    no_activity_pending,
     settled,
     status_comment,
     wait_for_state,
@@ -63,6 +64,7 @@ async def waiting_run(otto: Otto, r: Repo) -> tuple[int, int, RunState]:
     state = await wait_for_state(otto.client, rid, number, settled)
     assert state.phase == RunPhase.WAITING_REVIEW, state.reason
     await status_comment(otto, r, number, "ready for review")
+    await no_activity_pending(otto.client, rid, number)  # its last status publish has landed
     return number, rid, state
 
 
