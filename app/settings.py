@@ -167,7 +167,8 @@ class Settings(BaseSettings):
     public_url: str | None = None  # the base of links to Otto's pages (status comment, PRs, check runs)
     github_web_url: str = "https://github.com"  # where /login/oauth/* lives (GHES: https://HOST)
     session_secret: SecretStr | None = None  # signs session cookies; unset: random per process
-    ui_session_max_age_s: int = Field(default=12 * 3600, gt=0)
+    ui_session_max_age_s: int = Field(default=12 * 3600, gt=0)  # a session's lifetime from its sign-in
+    ui_session_idle_s: int = Field(default=2 * 3600, gt=0)  # a session unused this long has ended
     ui_permission_ttl_s: float = Field(default=60.0, ge=0)  # how long a repository permission is reused
     ui_catalog_refresh_s: float = Field(default=1.0, ge=0)  # how stale the runs list may be
     artifacts_url: str | None = None  # s3://BUCKET[/PREFIX] or a directory; unset: <data_dir>/artifacts

@@ -11,6 +11,8 @@ import httpx
 import pytest
 
 from app.domain.run import RunPhase, TaskStatus
+from app.runtime import web_app
+from app.webserver import serve_in_thread as serve_web_in_thread
 from tests.mission_control import MC, sign_in, until
 
 # one world for both files (their session fixture `mc`), on one worker under `make test`
@@ -338,3 +340,32 @@ async def test_the_run_page_shows_pilot_decisions_timeline_budget_and_the_tempor
         for line in ("planning", "t1 passed", "t1 attempt 2 started", "🔁 @alice asked to retry t1."):
             assert line in text, line
         assert "&lt;b&gt;import&lt;/b&gt;" in page.text  # the model's analysis is text, not HTML
+
+
+async def test_a_cookie_kept_after_sign_out_opens_nothing_on_any_web_process(mc: MC) -> None:
+    """The attack: copy the session cookie, let its person sign out, replay the copy, on this web process and
+    on a second one (another replica with the same settings), which learns of the sign-out from the store."""
+    second = serve_web_in_thread(web_app(mc.settings, mc.client), name="otto-web-2")
+    try:
+        async with mc.signed_in("alice") as http:
+            kept = http.cookies.get("otto_session")
+            assert kept
+            page = await http.get("/runs")
+            assert page.status_code == 200
+            for base in (mc.url, second.url):  # before the sign-out the copy works everywhere
+                async with httpx.AsyncClient(base_url=base, cookies={"otto_session": kept}) as copy:
+                    assert (await copy.get("/runs")).status_code == 200, base
+            out = await http.post("/logout", data={"csrf": csrf_of(page.text)})
+            assert out.status_code == 303
+            assert (await http.get("/runs")).status_code == 401
+        for base in (mc.url, second.url):
+            async with httpx.AsyncClient(base_url=base, cookies={"otto_session": kept}) as copy:
+                replayed = await copy.get(mc.run_path(mc.a, mc.demo_issue))
+                assert replayed.status_code == 401, base
+                assert "Sign in with GitHub" in replayed.text
+                assert (await copy.get(mc.run_path(mc.a, mc.demo_issue) + "/live")).status_code == 401
+        # a sign-out ends that session only: signing in again works
+        async with mc.signed_in("alice") as again:
+            assert (await again.get("/runs")).status_code == 200
+    finally:
+        second.stop()

@@ -142,7 +142,10 @@ class MissionControl:
             age=_age,
             **context,
         )
-        return HTMLResponse(html, status_code=status)
+        response = HTMLResponse(html, status_code=status)
+        if user is not None:
+            self.sessions.refresh(request, response, user)  # a session in use does not go idle
+        return response
 
     def sign_in(self, request: Request) -> HTMLResponse:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
@@ -266,7 +269,8 @@ def create_router(mc: MissionControl) -> APIRouter:
                 request, 403, "Not signed out", "The form was stale; reload the page and try again."
             )
         response = RedirectResponse("/runs", status_code=303)
-        mc.sessions.end(response)
+        mc.sessions.end(response, user)
+        log.info("%s signed out of Mission Control", user.login)
         return response
 
     # --- pages -------------------------------------------------------------------------------------
@@ -483,7 +487,7 @@ def mission_control(settings: Settings, client: Client | None, store: ArtifactSt
         reads=CachedReads(store),
         catalog=RunCatalog(store, settings.ui_catalog_refresh_s),
         access=Access(github, settings.ui_permission_ttl_s),
-        sessions=SessionStore(settings),
+        sessions=SessionStore(settings, store),
         signals=IntakeActivities(client, settings) if client is not None else None,
         static=_static(),
         transcripts=LRU(16),

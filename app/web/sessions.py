@@ -1,27 +1,37 @@
 """Who is looking: sign-in with GitHub (the App's user authorization flow), signed session cookies, CSRF.
 
-The session cookie carries the GitHub login, its user id and a random CSRF value, signed with
-``OTTO_SESSION_SECRET`` (itsdangerous, timestamped: it expires after ``OTTO_UI_SESSION_MAX_AGE_S``);
-HttpOnly, SameSite=Lax (so a link from GitHub opens a signed-in page), Secure behind https. No GitHub token
-is kept: what a user may see and do is asked of GitHub with the App's installation token on each repository
-(the same check `/otto` comment commands get), so nothing in the cookie grants access by itself.
+The session cookie carries the GitHub login, its user id, a random session id, when the session began and a
+random CSRF value, signed with ``OTTO_SESSION_SECRET`` (itsdangerous, timestamped); HttpOnly, SameSite=Lax
+(so a link from GitHub opens a signed-in page), Secure behind https. A session ends, whatever the cookie
+says, when
+- it is older than ``OTTO_UI_SESSION_MAX_AGE_S`` (from the sign-in),
+- it went unused for ``OTTO_UI_SESSION_IDLE_S`` (the cookie is signed again as it is used), or
+- its person signed out: the sign-out writes a revocation record for the session id into the artifact store,
+  which every web process reads, so a copy of the cookie kept after the sign-out opens nothing anywhere.
+No GitHub token is kept: what a user may see and do is asked of GitHub with the App's installation token on
+each repository (the same check `/otto` comment commands get), so nothing in the cookie grants access by
+itself, and losing access on GitHub hides a repository's runs at the next permission refresh.
 """
 
 from __future__ import annotations
 
 import hmac
+import json
 import logging
 import secrets
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import httpx
 from githubkit import GitHub, TokenAuthStrategy
-from itsdangerous import BadSignature, URLSafeTimedSerializer
+from itsdangerous import BadSignature, TimestampSigner, URLSafeTimedSerializer
 from starlette.requests import Request
 from starlette.responses import Response
 
+from app.artifacts import ArtifactStore
 from app.settings import Settings
 from app.tls import client_ssl_context
 
@@ -37,6 +47,23 @@ class User:
     login: str
     id: int
     csrf: str
+    sid: str = ""  # the session's id (its revocation record's name)
+    signed_at: float = 0.0  # when the cookie was last signed (its idle clock)
+
+
+def revocation_key(sid: str) -> str:
+    """Where a signed-out session's record lives in the artifact store (shared by every web process)."""
+    return f"sessions/revoked/{sid}.json"
+
+
+def _clocked(secret: str, salt: str, clock: Callable[[], float]) -> URLSafeTimedSerializer:
+    """itsdangerous' timed serializer on an injectable clock (tests age a session without waiting)."""
+
+    class Signer(TimestampSigner):
+        def get_timestamp(self) -> int:
+            return int(clock())
+
+    return URLSafeTimedSerializer(secret, salt=salt, signer=Signer)
 
 
 class SignInError(Exception):
@@ -53,13 +80,17 @@ def safe_next(target: str | None) -> str:
 
 
 class Sessions:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self, settings: Settings, store: ArtifactStore, clock: Callable[[], float] = time.time
+    ) -> None:
         self.settings = settings
+        self.store = store
+        self.clock = clock
         secret = settings.session_secret.get_secret_value() if settings.session_secret else ""
         if not secret:
             log.warning("OTTO_SESSION_SECRET is unset: sessions last only as long as this web process")
             secret = secrets.token_hex(32)
-        self._sessions = URLSafeTimedSerializer(secret, salt="otto-session")
+        self._sessions = _clocked(secret, "otto-session", clock)
         self._oauth = URLSafeTimedSerializer(secret, salt="otto-oauth-state")
 
     @property
@@ -75,25 +106,63 @@ class Sessions:
 
     # --- the session ------------------------------------------------------------------------------
     def user(self, request: Request) -> User | None:
+        """The person of a live session, or None: no cookie, a bad signature, too old, idle too long, or
+        signed out (the revocation record is read on every request, so a sign-out holds at once)."""
         raw = request.cookies.get(SESSION_COOKIE)
         if not raw:
             return None
+        s = self.settings
         try:
-            data = self._sessions.loads(raw, max_age=self.settings.ui_session_max_age_s)
+            data, signed_at = self._sessions.loads(
+                raw, max_age=min(s.ui_session_idle_s, s.ui_session_max_age_s), return_timestamp=True
+            )
         except BadSignature:
             return None
         if not isinstance(data, dict):
             return None
         login, uid, csrf = data.get("login"), data.get("id"), data.get("csrf")
+        sid, began = data.get("sid"), data.get("began")
         if not isinstance(login, str) or not isinstance(uid, int) or not isinstance(csrf, str):
             return None
-        return User(login, uid, csrf)
+        if not isinstance(sid, str) or not sid or not isinstance(began, int | float):
+            return None  # a cookie from before session ids: sign in again
+        if self.clock() - began > s.ui_session_max_age_s:
+            return None
+        try:
+            revoked = self.store.get(revocation_key(sid)) is not None
+        except Exception:
+            log.warning("could not read session revocations from %s", self.store.describe(), exc_info=True)
+            return None  # fail closed
+        if revoked:
+            return None
+        return User(login, uid, csrf, sid, signed_at.timestamp())
 
     def start(self, request: Request, response: Response, login: str, uid: int) -> None:
-        value = self._sessions.dumps({"login": login, "id": uid, "csrf": secrets.token_urlsafe(24)})
+        payload = {
+            "login": login,
+            "id": uid,
+            "csrf": secrets.token_urlsafe(24),
+            "sid": secrets.token_urlsafe(18),
+            "began": int(self.clock()),
+        }
+        self._set(request, response, payload)
+
+    def refresh(self, request: Request, response: Response, user: User) -> None:
+        """Sign the cookie again when it is older than a tenth of the idle timeout: a session in use stays
+        alive, an unused one expires after ``OTTO_UI_SESSION_IDLE_S``."""
+        if self.clock() - user.signed_at < self.settings.ui_session_idle_s / 10:
+            return
+        raw = request.cookies.get(SESSION_COOKIE, "")
+        try:
+            payload = self._sessions.loads(raw)
+        except BadSignature:
+            return
+        self._set(request, response, payload)
+
+    def _set(self, request: Request, response: Response, payload: dict[str, Any]) -> None:
         response.set_cookie(
             SESSION_COOKIE,
-            value,
+            self._sessions.dumps(payload),
             max_age=self.settings.ui_session_max_age_s,
             path="/",
             httponly=True,
@@ -101,7 +170,11 @@ class Sessions:
             secure=self._secure(request),
         )
 
-    def end(self, response: Response) -> None:
+    def end(self, response: Response, user: User) -> None:
+        """Sign out: the session is revoked for every web process (its record in the artifact store), then
+        the cookie is dropped from this browser."""
+        record = {"login": user.login, "revoked_at": int(self.clock())}
+        self.store.put(revocation_key(user.sid), json.dumps(record).encode())
         response.delete_cookie(SESSION_COOKIE, path="/")
 
     def csrf_ok(self, request: Request, user: User, token: str | None) -> bool:
