@@ -49,7 +49,7 @@ def registry() -> Iterator[str]:
 def sandbox_with_egress(tmp_path: Path, allow: list[str]) -> Sandbox:
     tmp_path.mkdir(exist_ok=True)
     base = make_sandbox(tmp_path)
-    proxy = EgressProxy(tmp_path / "egress" / "egress.sock", allow)
+    proxy = EgressProxy(tmp_path / "egress", allow)
     return Sandbox(base.config, proxy)
 
 

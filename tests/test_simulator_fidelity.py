@@ -181,24 +181,29 @@ def scene(sim_servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> Ite
         "installation": installation,
         "main": sim.branches(OWNER, REPO)["main"],
         "merged_pr": merged_pr,
-        "manifest_code": sim.register_app_from_manifest(
-            sim.user(OWNER),
-            {
-                "name": "From a manifest",
-                "url": "https://example.net",
-                "redirect_url": "https://example.net/back",
-                "hook_attributes": {"url": "https://example.net/webhooks"},
-                "default_permissions": {"issues": "write"},
-                "default_events": ["issues"],
-            },
-        ).code,
+        "manifest_code": sim.register_app_from_manifest(sim.user(OWNER), manifest("From a manifest")).code,
+        "used_manifest_code": sim.register_app_from_manifest(sim.user(OWNER), manifest("Used once")).code,
     }
+    # a code already exchanged: the 404 case must not depend on another case having run first (xdist)
+    used = http.post(f"{sim.base_url}/api/v3/app-manifests/{ids['used_manifest_code']}/conversions")
+    assert used.status_code == 201, used.text
     try:
         yield Scene(sim, sim.base_url, jwt_headers, token_headers, ids, http)
     finally:
         http.close()
         sim.wait_for_deliveries_idle(10)
         sim.close()
+
+
+def manifest(name: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "url": "https://example.net",
+        "redirect_url": "https://example.net/back",
+        "hook_attributes": {"url": "https://example.net/webhooks"},
+        "default_permissions": {"issues": "write"},
+        "default_events": ["issues"],
+    }
 
 
 R = f"/repos/{OWNER}/{REPO}"
@@ -528,7 +533,7 @@ CASES: list[tuple[str, str, str, Any, int, str]] = [
     (
         "post",
         "/app-manifests/{code}/conversions",
-        "/app-manifests/{manifest_code}/conversions",
+        "/app-manifests/{used_manifest_code}/conversions",
         None,
         404,
         "none",

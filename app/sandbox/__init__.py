@@ -49,9 +49,7 @@ def sandbox_config(settings: Settings) -> SandboxConfig:
 
 
 def sandbox_from_settings(settings: Settings) -> Sandbox:
-    egress = EgressProxy(
-        settings.data_dir / "egress" / f"egress-{os.getpid()}.sock", settings.sandbox_egress_allow
-    )
+    egress = EgressProxy(settings.data_dir / "egress", settings.sandbox_egress_allow)
     return Sandbox(sandbox_config(settings), egress)
 
 

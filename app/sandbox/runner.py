@@ -259,12 +259,13 @@ class Sandbox:
         assert self.bwrap is not None
         argv: list[str] = ["bash", "-c", command]
         ro_binds = [*self._tool_binds, *mounts.ro_binds]
+        lease = contextlib.ExitStack()
         if network:
             if self.egress is None:
                 raise SandboxUnavailable(
                     "network for the setup step needs Otto's egress proxy, which is not running"
                 )
-            egress_socket = self.egress.start()
+            egress_socket = lease.enter_context(self.egress.lease())  # this command's own, closed with it
             proxy = f"http://127.0.0.1:{EGRESS_PORT}"
             for key in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
                 full_env[key] = proxy
@@ -278,6 +279,19 @@ class Sandbox:
                 "--",
                 *argv,
             ]
+        with lease:
+            return self._run_bwrap(argv, mounts, ro_binds, full_env, timeout_s, output_limit)
+
+    def _run_bwrap(
+        self,
+        argv: list[str],
+        mounts: Mounts,
+        ro_binds: list[tuple[Path, str]],
+        full_env: dict[str, str],
+        timeout_s: float,
+        output_limit: int,
+    ) -> ProcResult:
+        assert self.bwrap is not None
         spec = bw.BwrapSpec(
             workdir=mounts.workdir,
             home=mounts.home,
