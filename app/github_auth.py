@@ -6,6 +6,7 @@ The installation token is the only credential that reaches git, and only per com
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Generator
 from dataclasses import dataclass
@@ -14,6 +15,8 @@ from typing import Any
 
 import httpx
 import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from githubkit import GitHub, TokenAuthStrategy
 from githubkit.auth.base import BaseAuthStrategy
 from githubkit.core import GitHubCore
@@ -28,10 +31,17 @@ JWT_LIFETIME_S = 9 * 60  # GitHub's limit is 10 minutes after iat; stay below it
 TOKEN_REFRESH_MARGIN_S = 5 * 60  # renew installation tokens this long before they expire
 
 
+@functools.lru_cache(maxsize=8)
+def _signing_key(private_key_pem: str) -> PrivateKeyTypes:
+    """The App's key, parsed and checked once per process (parsing an RSA key checks it: milliseconds that
+    every App JWT paid again)."""
+    return serialization.load_pem_private_key(private_key_pem.encode(), password=None)
+
+
 def make_app_jwt(app_id: int | str, private_key_pem: str, now: float | None = None) -> str:
     issued = int(now if now is not None else time.time()) - JWT_BACKDATE_S
     payload = {"iat": issued, "exp": issued + JWT_LIFETIME_S, "iss": str(app_id)}
-    return jwt.encode(payload, private_key_pem, algorithm="RS256")
+    return jwt.encode(payload, _signing_key(private_key_pem), algorithm="RS256")  # type: ignore[arg-type]
 
 
 class _AppJWTAuth(httpx.Auth):

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import base64
+import functools
 import secrets
 import string
 import time
 from dataclasses import dataclass
 
 import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
 from app.dev.simulator.errors import ApiError
 from app.dev.simulator.state import SimApp, SimInstallation, SimUser
@@ -66,6 +69,15 @@ def looks_like_jwt(value: str) -> bool:
     return value.count(".") == 2
 
 
+@functools.lru_cache(maxsize=64)
+def _verifying_key(public_key_pem: str) -> RSAPublicKey:
+    """An App's public key, parsed once (GitHub's Apps sign with RS256)."""
+    key = serialization.load_pem_public_key(public_key_pem.encode())
+    if not isinstance(key, RSAPublicKey):
+        raise ApiError(401, "A JSON web token could not be decoded")
+    return key
+
+
 def verify_app_jwt(token: str, apps: dict[int, SimApp]) -> SimApp:
     """Verify an App JWT like GitHub: RS256 with the App's key, ``iss`` = App id (or client id), not
     expired, ``iat`` not in the future and at most 10 minutes between ``iat`` and ``exp``."""
@@ -80,7 +92,7 @@ def verify_app_jwt(token: str, apps: dict[int, SimApp]) -> SimApp:
     try:
         claims = jwt.decode(
             token,
-            app.public_key_pem,
+            _verifying_key(app.public_key_pem),
             algorithms=["RS256"],
             options={"require": ["exp", "iat", "iss"]},
             leeway=0,
