@@ -13,7 +13,7 @@ import os
 import re
 import stat
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from pydantic import BaseModel, Field
@@ -205,6 +205,29 @@ def _section(command: str, result: ProcResult, timeout_s: float) -> str:
         if result.note:
             status += f" [{result.note}]"
     return f"$ {command}\n{out}{status}\n"
+
+
+def run_setup(
+    sandbox: Sandbox,
+    mounts: Mounts,
+    commands: Sequence[str],
+    timeout_s: float,
+    log_limit: int,
+    *,
+    network: bool,
+) -> tuple[bool, str]:
+    """Run the setup ``commands`` alone (stopping at the first failure): (all passed, their bounded log)."""
+    sections: list[str] = []
+    passed = True
+    for command in commands:
+        result = sandbox.run(
+            command, mounts=mounts, timeout_s=timeout_s, output_limit=log_limit, network=network
+        )
+        sections.append(_section(command, result, timeout_s))
+        if result.timed_out or result.exit_code != 0:
+            passed = False
+            break
+    return passed, bound_text("".join(sections), log_limit, head_fraction=0.25)
 
 
 def run_verify(

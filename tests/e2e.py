@@ -49,7 +49,7 @@ async def wait_for_state(
                 return state
         except Exception as e:  # not started yet
             error = e
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.25)  # a query is a round trip through Temporal to the worker: not too often
     raise AssertionError(f"run never reached the expected state; last: {state!r} {error!r}")
 
 

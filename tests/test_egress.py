@@ -63,20 +63,23 @@ def test_a_flood_of_idle_connections_costs_its_own_lease_not_anothers(
     registry: str,  # noqa: F811
 ) -> None:
     cap = proxy.limits.connections_per_lease
-    with proxy.lease("tenant A") as a, proxy.lease("tenant B") as b, idle_connections(a, cap):
-        # A's next connection is refused by A's own cap, with the reason ...
-        refused = request(a, registry)
-        assert b" 503 " in refused.split(b"\r\n")[0]
-        assert b"too many connections at once from this command" in refused
-        # ... then a flood: past a few refusals said politely, the rest are reset at once
-        with idle_connections(a, FLOOD):
-            with pytest.raises((ConnectionResetError, BlockingIOError)):  # reset, or the backlog is full
-                request(a, registry)
-            # B, another command (another tenant), still reaches the registry
-            assert b"hello from the registry" in request(b, registry)
-            # the proxy holds A's cap and a few refusals, not the flood
-            fds = len(os.listdir("/proc/self/fd"))
-            assert fds < FLOOD + cap + 3 * cap, fds
+    with proxy.lease("tenant A") as a, proxy.lease("tenant B") as b:
+        before = len(os.listdir("/proc/self/fd"))  # this process's own, the proxy's loop and both leases
+        with idle_connections(a, cap):
+            # A's next connection is refused by A's own cap, with the reason ...
+            refused = request(a, registry)
+            assert b" 503 " in refused.split(b"\r\n")[0]
+            assert b"too many connections at once from this command" in refused
+            # ... then a flood: past a few refusals said politely, the rest are reset at once
+            with idle_connections(a, FLOOD):
+                with pytest.raises((ConnectionResetError, BlockingIOError)):  # reset, or the backlog is full
+                    request(a, registry)
+                # B, another command (another tenant), still reaches the registry
+                assert b"hello from the registry" in request(b, registry)
+                # besides the test's own FLOOD + cap client sockets, the proxy holds A's cap and a few
+                # refusals being answered, not the flood
+                proxy_side = len(os.listdir("/proc/self/fd")) - before - (FLOOD + cap)
+                assert proxy_side <= cap + 32 + 8, proxy_side
     # the flood is gone: a new lease works as before
     with proxy.lease("tenant A again") as again:
         assert b"hello from the registry" in request(again, registry)

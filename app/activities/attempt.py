@@ -51,7 +51,7 @@ from app.llm import LLM, run_ref
 from app.sandbox import Mounts, Sandbox
 from app.sandbox.bwrap import WORKSPACE
 from app.settings import Settings
-from app.verify import VerifyPlan, VerifyResult, resolve_plan, run_verify
+from app.verify import VerifyPlan, VerifyResult, resolve_plan, run_setup, run_verify
 from app.workspace import MergeConflict, PushRejected, Workspace, Worktree
 from app.workspace.checkouts import SANDBOX_OBJECTS
 
@@ -119,6 +119,7 @@ class Attempt:
     prior_usage: Usage = field(default_factory=Usage)  # what crashed tries of this attempt spent
     usage_seq: int = 0
     started: float = field(default_factory=time.monotonic)
+    primed: list[str] | None = None  # setup commands that ran with network before the agent (see prime)
 
     @property
     def prefix(self) -> str:
@@ -230,6 +231,60 @@ class Attempt:
         assert self.worktree is not None
         return resolve_plan(self.worktree.path, self.inp.config.setup, self.inp.config.verify)
 
+    # --- stage 1b: setup with network, on files no agent wrote ----------------------------------------
+    @property
+    def setup_network(self) -> bool:
+        s, inp = self.svc.settings, self.inp
+        return s.sandbox_setup_network == "always" or (
+            s.sandbox_setup_network == "repo" and inp.config.network == "setup"
+        )
+
+    async def prime(self) -> None:
+        """When setup may use the network: run the setup commands once, before the agent, in a checkout of
+        the base branch's head that no agent has written (not the task's: a retry's or a dependent's holds
+        agent code), with the task's ``$HOME`` (so what they install is there for the checks), then move what
+        they made that the repository ignores (``node_modules``, ``.venv``) into the task's checkout. Setup
+        never runs with network again in this attempt: the checks run on what the agent wrote."""
+        if not self.setup_network:
+            return
+        svc, inp, ws = self.svc, self.inp, self.svc.workspace
+        assert self.mirror is not None
+        assert self.worktree is not None
+        assert self.identity is not None
+        pristine = await asyncio.to_thread(
+            ws.create_worktree,
+            self.mirror,
+            f"{inp.run_id}-{inp.task.id}-{inp.attempt}-setup",
+            inp.base_branch,
+            [],
+            None,
+            self.identity,
+        )
+        try:
+            plan = resolve_plan(pristine.path, inp.config.setup, inp.config.verify)
+            if not plan.setup:
+                return
+            self.progress.stage = "setup (network)"
+            before = {e.name for e in pristine.path.iterdir()}
+            objects = ((pristine.objects, SANDBOX_OBJECTS),) if svc.sandbox.enabled else ()
+            mounts = Mounts(pristine.path, self.worktree.home, self.worktree.tmp, ro_binds=objects)
+            passed, setup_log = await asyncio.to_thread(
+                run_setup,
+                svc.sandbox,
+                mounts,
+                plan.setup,
+                svc.settings.verify_timeout_s,
+                svc.settings.verify_log_limit,
+                network=True,
+            )
+            (self.artifacts / "setup.log").write_text(redact(setup_log, svc.secrets()), encoding="utf-8")
+            if passed:
+                made = sorted({e.name for e in pristine.path.iterdir()} - before)
+                await asyncio.to_thread(ws.move_ignored, pristine, self.worktree, made)
+                self.primed = list(plan.setup)
+        finally:
+            await asyncio.to_thread(ws.remove_worktree, pristine)
+
     # --- stage 2: the agent, and its work pushed at once --------------------------------------------
     async def work(self) -> TaskResult | None:
         """Run the agent, commit and push its change; a result when the attempt ends here."""
@@ -305,19 +360,17 @@ class Attempt:
         self.verified = verified
 
     async def verify(self, plan: VerifyPlan) -> VerifyResult:
-        s, inp = self.svc.settings, self.inp
-        network = s.sandbox_setup_network == "always" or (
-            s.sandbox_setup_network == "repo" and inp.config.network == "setup"
-        )
+        """The checks on the task's checkout, never with network (that would run the agent's code with it).
+        After a primed setup only the verify commands run; otherwise setup runs first, offline."""
+        s = self.svc.settings
+        if self.primed is not None:
+            plan = VerifyPlan(setup=[], verify=plan.verify)
         result: VerifyResult = await asyncio.to_thread(
-            run_verify,
-            self.svc.sandbox,
-            self.mounts(),
-            plan,
-            s.verify_timeout_s,
-            s.verify_log_limit,
-            setup_network=network,
+            run_verify, self.svc.sandbox, self.mounts(), plan, s.verify_timeout_s, s.verify_log_limit
         )
+        if self.primed:
+            note = "(setup ran once before the agent, with network, on the base branch: "
+            result.log = f"{note}{'; '.join(self.primed)}; its log is setup.log)\n" + result.log
         result.log = redact(result.log, self.svc.secrets())
         (self.artifacts / f"verify.{self.rounds}.log").write_text(result.log, encoding="utf-8")
         return result
@@ -532,6 +585,7 @@ async def run_attempt(attempt: Attempt) -> TaskResult:
     """The stages in order; the checkout is given back however it ends."""
     try:
         wip = await attempt.prepare()
+        await attempt.prime()
         if wip is not None:
             attempt.resume(wip)
         else:

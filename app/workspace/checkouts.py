@@ -477,6 +477,24 @@ class Workspace:
             )
             self._hand_over(wt.path)
 
+    def move_ignored(self, src: Worktree, dst: Worktree, names: Sequence[str]) -> list[str]:
+        """Move the top-level entries ``names`` of ``src`` that ``src``'s ignore rules ignore into ``dst``
+        (where nothing of that name exists); returns what moved. How what the setup step made on the base
+        branch's files (``node_modules``, ``.venv``) reaches the task's checkout, and, ignored, no commit."""
+        wanted = [n for n in names if n and "/" not in n and n not in (".", "..", ".git")]
+        if not wanted:
+            return []
+        listed = _in(src, ["check-ignore", "--", *wanted], check=False).stdout.splitlines()
+        moved: list[str] = []
+        for name in listed:
+            source, target = src.path / name, dst.path / name
+            if name not in wanted or target.exists() or target.is_symlink():
+                continue
+            if source.exists() or source.is_symlink():
+                os.rename(source, target)
+                moved.append(name)
+        return moved
+
     def changed_files(self, wt: Worktree, base_ref: str) -> list[FileChange]:
         """Files changed by the checkout's commits since their merge-base with ``base_ref`` (a branch of the
         remote as of the mirror's last fetch, or a commit sha). Renames are detected (status ``R``)."""
