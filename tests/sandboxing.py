@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -54,3 +58,40 @@ def make_mounts(sandbox: Sandbox, workdir: Path) -> Mounts:
             for p in [d, *d.rglob("*")]:
                 os.lchown(p, *sandbox.owner)
     return Mounts(workdir, home, tmp)
+
+
+class Registry(ThreadingHTTPServer):
+    """A stand-in package registry on loopback that answers every GET and records its path."""
+
+    paths: list[str]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class _Answer(BaseHTTPRequestHandler):
+    server: Registry
+
+    def do_GET(self) -> None:
+        self.server.paths.append(self.path)
+        body = b"hello from the registry"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def running_registry() -> Iterator[Registry]:
+    server = Registry(("127.0.0.1", 0), _Answer)
+    server.paths = []
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()

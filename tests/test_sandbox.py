@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -16,7 +14,7 @@ from app.domain.egress import egress_verdict
 from app.sandbox import Mounts, Sandbox, SandboxConfig
 from app.sandbox.egress import EgressProxy
 from app.sandbox.runner import find_bwrap
-from tests.sandboxing import make_mounts, make_sandbox, traversable
+from tests.sandboxing import make_mounts, make_sandbox, running_registry, traversable
 
 FETCH = (
     'python3 -c "import sys, urllib.request\n'
@@ -25,25 +23,10 @@ FETCH = (
 )
 
 
-class _Hello(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        body = b"hello from the registry"
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
 @pytest.fixture
 def registry() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Hello)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/simple/"
-    server.shutdown()
+    with running_registry() as server:
+        yield server.url + "/simple/"
 
 
 def sandbox_with_egress(tmp_path: Path, allow: list[str]) -> Sandbox:

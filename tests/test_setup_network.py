@@ -5,9 +5,7 @@ the agent, on a checkout of the base branch; the checks that follow run what the
 
 from __future__ import annotations
 
-import threading
 from collections.abc import AsyncIterator, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +16,7 @@ from app.dev.local import LocalWorld, running_otto
 from app.domain.run import RunPhase, TaskStatus
 from app.engine import EmbeddedTemporal, connect, ensure_retention
 from tests.e2e import label_new_issue, settled, wait_for_state
+from tests.sandboxing import Registry, running_registry
 from tests.test_failures_e2e import SINGLE, create, scenario
 from tests.test_faults import new_repo
 
@@ -33,33 +32,10 @@ print(urllib.request.urlopen(url, timeout=10).read().decode())
 """
 
 
-class Registry(ThreadingHTTPServer):
-    paths: list[str]
-
-
-class _Recorder(BaseHTTPRequestHandler):
-    server: Registry
-
-    def do_GET(self) -> None:
-        self.server.paths.append(self.path)
-        body = b"ok from the registry"
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
 @pytest.fixture
 def registry() -> Iterator[Registry]:
-    server = Registry(("127.0.0.1", 0), _Recorder)
-    server.paths = []
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
+    with running_registry() as server:
+        yield server
 
 
 @pytest.fixture
@@ -115,7 +91,7 @@ async def test_the_agents_code_never_runs_with_setups_network(
     assert state.phase == RunPhase.WAITING_REVIEW, state.reason
     assert rec.status == TaskStatus.PASSED, rec.note
     attempt = settings.artifacts_dir / state.run_id.replace("/", "-") / "t1" / "attempt-1"
-    assert "ok from the registry" in (attempt / "setup.log").read_text()
+    assert "hello from the registry" in (attempt / "setup.log").read_text()
     verify_log = (attempt / "verify.0.log").read_text()
     assert "setup ran once before the agent, with network, on the base branch" in verify_log
     assert "bootstrap.py" not in verify_log.split("its log is setup.log)")[1]  # not run again
