@@ -31,11 +31,12 @@ demo: $(STAMP) $(SANDBOX_TOOLS)/.done
 serve: $(STAMP)
 	$(BIN)/otto serve
 
-# What the tests need is fetched side by side (the venv, GitHub's fixtures from npm, chromium); then lint and
-# mypy run beside the tests: the suite leaves a core idle often enough to absorb them.
+# What the tests need is fetched side by side (the venv, GitHub's fixtures from npm, chromium); then the
+# lint, and mypy beside the tests: the suite leaves a core idle often enough to absorb it.
 test:
 	@$(MAKE) --no-print-directory -j3 $(STAMP) $(OCTOKIT)/.done $(CHROMIUM)
-	@$(MAKE) --no-print-directory -j3 lint typecheck suite
+	@$(MAKE) --no-print-directory lint
+	@$(MAKE) --no-print-directory -j2 typecheck suite
 
 suite: $(STAMP) $(OCTOKIT)/.done $(SANDBOX_TOOLS)/.done $(CHROMIUM)
 	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist loadgroup

@@ -30,7 +30,6 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode, TLSConfig
 from temporalio.worker import Interceptor, Replayer, Worker
-from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from app.contracts.ids import delivery_workflow_id
 from app.contracts.messages import DeliveryRequest
@@ -373,25 +372,12 @@ def workflow_classes() -> list[type]:
     return [RunWorkflow, DeliveryWorkflow, InstallationGate]
 
 
-# Imported once per process and shared by every workflow instance, instead of re-imported into each one's
-# sandbox: pydantic (a model class costs milliseconds to build) and Otto's own pure code, which the import
-# contracts keep free of I/O and of anything non-deterministic (`app.domain`, `app.contracts`).
-PASSTHROUGH_MODULES = ("pydantic", "pydantic_core", "annotated_types", "yaml", "app.domain", "app.contracts")
-
-
-def workflow_runner() -> SandboxedWorkflowRunner:
-    return SandboxedWorkflowRunner(
-        restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES)
-    )
-
-
 def replayer() -> Replayer:
     """Replays recorded histories against the current workflow code, configured as the worker is."""
     from app.observability import ObservabilityInterceptor
 
     return Replayer(
         workflows=workflow_classes(),
-        workflow_runner=workflow_runner(),
         data_converter=pydantic_data_converter,
         interceptors=[ObservabilityInterceptor()],
     )
@@ -413,7 +399,6 @@ def build_worker(
         client,
         task_queue=task_queue,
         workflows=workflow_classes() if with_workflows else [],
-        workflow_runner=workflow_runner(),
         activities=activities,  # type: ignore[arg-type]
         max_concurrent_activities=max(4, settings.max_parallel_tasks * 2 + 2),
         sticky_queue_schedule_to_start_timeout=timedelta(seconds=settings.sticky_queue_timeout_s),
