@@ -9,6 +9,7 @@ import shutil
 import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -126,7 +127,7 @@ LONGEST_FIRST = (
     "test_crashes.py",  # real `otto serve` processes, SIGKILLed and restarted
     "test_operations.py",
     "test_faults.py",
-    "test_mission_control.py",  # one xdist group, with the browser tests
+    "test_mission_control.py",  # one group (GROUPS), with the browser tests
     "test_mission_control_browser.py",
     "test_merge_e2e.py",
     "test_failures_e2e.py",
@@ -135,8 +136,27 @@ LONGEST_FIRST = (
     "test_run_e2e.py",
     "test_containment.py",
 )
-# Files that share an expensive session fixture say so with `pytest.mark.xdist_group` and run on one worker
-# (`--dist loadgroup`): Mission Control's world and its browser are built once, not once per worker.
+# Files that share an expensive session fixture run on one worker: Mission Control's world and its browser are
+# built once, not once per worker. (pytest-xdist's own `xdist_group` mark renames the tests' node ids, which
+# pytest 9 no longer lets it do, so `make test`'s `--dist loadgroup` uses this scheduler instead.)
+GROUPS = {
+    "tests/test_mission_control.py": "mission-control",
+    "tests/test_mission_control_browser.py": "mission-control",
+}
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadGroupScheduling
+
+    class FileGroups(LoadGroupScheduling):  # type: ignore[misc]  # xdist ships no type information
+        """Tests of a file in GROUPS go to one worker together; every other test on its own, as `load`."""
+
+        def _split_scope(self, nodeid: str) -> str:
+            return GROUPS.get(nodeid.split("::", 1)[0], nodeid)
+
+    return FileGroups(config, log)
 
 
 @pytest.hookimpl(tryfirst=True)

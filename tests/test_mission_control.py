@@ -8,15 +8,11 @@ from html import unescape
 from urllib.parse import urlsplit
 
 import httpx
-import pytest
 
 from app.domain.run import RunPhase, TaskStatus
 from app.runtime import web_app
 from app.webserver import serve_in_thread as serve_web_in_thread
 from tests.mission_control import MC, sign_in, until
-
-# one world for both files (their session fixture `mc`), on one worker under `make test`
-pytestmark = pytest.mark.xdist_group("mission-control")
 
 
 def text_of(html: str) -> str:

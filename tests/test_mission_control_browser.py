@@ -16,9 +16,6 @@ from bench import ui_data
 from tests.e2e import demo_scenario, settled, wait_for_state
 from tests.mission_control import CHROMIUM, CHROMIUM_ARGS, MC
 
-# one world for both files (their session fixture `mc`), on one worker under `make test`
-pytestmark = pytest.mark.xdist_group("mission-control")
-
 XSS_ISSUE = '<script>window.__xss="issue"</script><img src=x onerror="window.__xss=\'issue-img\'">'
 XSS_FILE = "<img src=x onerror=window.__xss='file'>.txt"
 XSS_OUTPUT = "<script>window.__xss='tool'</script>"
