@@ -4,7 +4,6 @@ verify round's log kept, and plan approval (`/otto go`, `/otto plan <feedback>`)
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
@@ -222,7 +221,8 @@ async def test_a_stop_during_a_long_agent_command_kills_it_and_counts_every_mode
     started = stop_and_time(otto, r, number)
     state, _, _ = await stopped_within_bound(otto, r, number, rid, started)
 
-    assert await _killed("sleep 120")  # the command was killed, not left behind
+    # the command was killed, not left behind (it leaves /proc a moment after bwrap reports its exit)
+    await eventually(lambda: not _sandbox_sleeping("sleep 120"), within=10)
     t1 = state.record("t1")
     assert t1.status == TaskStatus.ERROR
     assert t1.note == "stopped before it finished; nothing more is pushed"
@@ -251,7 +251,7 @@ async def test_a_stop_during_verification_kills_the_checks_and_pushes_nothing_mo
     started = stop_and_time(otto, r, number)
     state, _, _ = await stopped_within_bound(otto, r, number, rid, started)
 
-    assert await _killed("sleep 121")
+    await eventually(lambda: not _sandbox_sleeping("sleep 121"), within=10)
     assert state.record("t1").note == "stopped before it finished; nothing more is pushed"
     assert [p for p in otto.sim.pushes if p.owner == r.owner] == pushed  # work already pushed stays
     assert otto.sim.pulls(r.owner, r.name) == []
@@ -269,18 +269,7 @@ async def test_closing_the_issue_stops_the_run(otto: Otto, repo: Callable[..., R
     otto.sim.close_issue(r.owner, r.name, number, r.maintainer)
     state, _, _ = await stopped_within_bound(otto, r, number, rid, started)
     assert state.stop_requested_by == r.maintainer
-    assert await _killed("sleep 122")
-
-
-async def _killed(command: str, within: float = 10.0) -> bool:
-    """No process runs ``command`` any more: a SIGKILLed sandboxed command leaves /proc a moment after the
-    kill (bwrap reports the exit before the kernel has torn the PID namespace down), so wait for that."""
-    deadline = time.monotonic() + within
-    while _sandbox_sleeping(command):
-        if time.monotonic() > deadline:
-            return False
-        await asyncio.sleep(0.02)
-    return True
+    await eventually(lambda: not _sandbox_sleeping("sleep 122"), within=10)
 
 
 def _sandbox_sleeping(command: str) -> bool:
