@@ -32,7 +32,7 @@ from temporalio.service import RPCError, RPCStatusCode, TLSConfig
 from temporalio.worker import Interceptor, Replayer, Worker
 
 from app.contracts.ids import delivery_workflow_id
-from app.contracts.messages import DeliveryRequest
+from app.contracts.messages import OUTAGE_MEMO, DeliveryRequest, OutagePolicy
 from app.routing import HandoffUnavailable
 from app.settings import Settings
 
@@ -338,9 +338,10 @@ _TRANSIENT = frozenset(
 class TemporalHandoff:
     """The webhook hand-off: one workflow per delivery id, so a redelivery is recognised durably."""
 
-    def __init__(self, client: Client, task_queue: str) -> None:
+    def __init__(self, client: Client, task_queue: str, patience: OutagePolicy | None = None) -> None:
         self.client = client
         self.task_queue = task_queue
+        self.patience = patience or OutagePolicy()
 
     async def submit(self, delivery_id: str, request: DeliveryRequest) -> bool:
         from app.workflows.delivery import DeliveryWorkflow
@@ -352,6 +353,7 @@ class TemporalHandoff:
                 id=delivery_workflow_id(delivery_id),
                 task_queue=self.task_queue,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                memo={OUTAGE_MEMO: self.patience.model_dump()},
             )
         except WorkflowAlreadyStartedError:
             return False

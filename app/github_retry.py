@@ -33,6 +33,8 @@ from githubkit.exception import GitHubException, RateLimitExceeded, RequestFaile
 from githubkit.retry import RetryOption
 from temporalio.exceptions import ApplicationError
 
+from app.outages import outages_are_waited_out
+
 RATE_LIMITED = "RateLimited"  # the ApplicationError type the workflows recognise
 SERVER_ERRORS = frozenset({502, 503, 504})
 REPEATABLE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "PATCH", "DELETE"})
@@ -162,8 +164,11 @@ class GitHubRetry:
 
 def durable_rate_limits(fn: Callable[P, Awaitable[R]]) -> Callable[P, Coroutine[Any, Any, R]]:
     """For activities: a long rate-limit wait leaves as ``ApplicationError(type="RateLimited")`` so that the
-    workflow sleeps on a durable timer (GraphQL's rate limits, raised outside ``auto_retry``, too)."""
+    workflow sleeps on a durable timer (GraphQL's rate limits, raised outside ``auto_retry``, too); an outage
+    (GitHub's 5xx after the in-process retries, GitHub unreachable, the disk full) as the ``Outage`` failure
+    the workflow waits out (``app.outages``)."""
 
+    @outages_are_waited_out
     @functools.wraps(fn)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:

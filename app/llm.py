@@ -18,12 +18,22 @@ import anthropic
 from anthropic.types import Message, MessageParam, TextBlockParam, ToolUnionParam
 
 from app import observability
+from app.domain.outages import http_outage
 from app.domain.usage import BudgetExhausted, Usage, worst_case_cost
 from app.settings import Settings
 
 
 class ModelError(RuntimeError):
     """The model could not be reached or answered unusably; the message is safe to show users."""
+
+
+class ModelUnavailable(ModelError):
+    """The model API is down or overloaded (429, 529, 5xx, unreachable) after the SDK's own retries: an
+    outage to wait out, not a failure of the step."""
+
+    def __init__(self, message: str, detail: str) -> None:
+        super().__init__(message)
+        self.detail = detail  # "529 overloaded_error", "unreachable"
 
 
 class ContextWindowExceeded(ModelError):
@@ -128,11 +138,15 @@ class LLM:
                 ) from e
             raise ModelError(f"the model API answered 400 ({_error_type(e)}) for the {role} step") from e
         except anthropic.APIStatusError as e:
-            raise ModelError(
-                f"the model API answered {e.status_code} ({_error_type(e)}) for the {role} step"
-            ) from e
+            words = f"the model API answered {e.status_code} ({_error_type(e)}) for the {role} step"
+            if http_outage(e.status_code):
+                raise ModelUnavailable(words, f"{e.status_code} {_error_type(e)}") from e
+            raise ModelError(words) from e
+        except anthropic.APITimeoutError as e:
+            raise ModelUnavailable(f"the model API timed out for the {role} step", "timed out") from e
         except anthropic.APIConnectionError as e:
-            raise ModelError(f"the model API could not be reached for the {role} step: {e}") from e
+            words = f"the model API could not be reached for the {role} step"
+            raise ModelUnavailable(words, "unreachable") from e
         except anthropic.APIResponseValidationError as e:
             raise ModelError(f"the model API returned an unreadable response for the {role} step") from e
         except anthropic.APIError as e:

@@ -21,6 +21,7 @@ from app.activities.model import ModelActivities
 from app.activities.tasks import TaskActivities
 from app.artifacts import ArtifactStore, store_from_settings
 from app.contracts.activities import BY_NAME, Queue
+from app.contracts.messages import OutagePolicy
 from app.engine import TemporalHandoff, build_worker
 from app.github_auth import GitHubApp
 from app.health import Probes
@@ -115,7 +116,7 @@ def web_app(
     Control (reading runs from the artifact store)."""
     from app import web
 
-    router = Router(settings, TemporalHandoff(client, settings.task_queue), ROUTES)
+    router = Router(settings, TemporalHandoff(client, settings.task_queue, OutagePolicy.of(settings)), ROUTES)
     return create_app(
         settings,
         router,

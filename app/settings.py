@@ -80,6 +80,12 @@ class Settings(BaseSettings):
     heartbeat_every_s: float = Field(default=1.0, gt=0, description="how often a running task heartbeats")
     sticky_queue_timeout_s: float = 10.0  # how long a run's next step waits for the worker that ran it last
     max_pilot_retries: int = 1
+    # --- Outages: GitHub, git's remote or the model down, the disk full ------------------------------------
+    outage_deadline_s: float = Field(
+        default=86_400.0, gt=0, description="how long a run or a delivery waits out an outage"
+    )
+    outage_first_wait_s: float = Field(default=10.0, gt=0, description="the first wait before trying again")
+    outage_max_wait_s: float = Field(default=300.0, gt=0, description="waits double up to this")
     run_history_max_events: int = Field(
         default=10_000, ge=100, description="a run continues as new past this many history events"
     )

@@ -9,8 +9,14 @@ Crash-safe (a worker killed mid-attempt, a power loss):
   ends with ``Otto-Attempt: <task>/<attempt>``; a retried activity that finds the task branch's head to be
   such a commit of *this* attempt skips the agent and continues with verification, so work already pushed is
   never applied twice (the agent's summary is kept in the artifact store beside it);
-- every model call's usage is written to the artifact store as it happens; a retried activity adds what
-  the attempts before it spent, so a crash never loses spend from the run's cost and budget;
+- every model call's usage is written to the artifact store as it happens and sent in a heartbeat (so in
+  Temporal's history); a retried activity adds what the tries before it spent (the larger of the two
+  records), so a crash never loses spend from the run's cost and budget;
+
+Outages (GitHub, git's remote or the model down, the disk full) end the activity with the ``Outage`` failure,
+carrying what it spent; the workflow waits and takes the attempt up again (``TaskInput.resumes``). Work a push
+could not deliver is kept as a git bundle in the artifact store, and the next try pushes it instead of running
+the agent again.
 - the PR and the check run are looked up before they are created, so a retry updates the same ones.
 
 Humans pushing to the branch: every push carries a lease on the head Otto last saw. When it is refused,
@@ -21,6 +27,7 @@ conflict the attempt ends with an error saying so. Nothing is ever forced over s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -29,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydantic import BaseModel
+from temporalio import activity
 
 from app import prompts
 from app.activities.github import CheckConclusion, repo_client
@@ -52,7 +60,7 @@ from app.sandbox import Mounts, Sandbox
 from app.sandbox.bwrap import WORKSPACE
 from app.settings import Settings
 from app.verify import VerifyPlan, VerifyResult, resolve_plan, run_setup, run_verify
-from app.workspace import MergeConflict, PushRejected, Workspace, Worktree
+from app.workspace import MergeConflict, PushRejected, RemoteUnavailable, Workspace, Worktree
 from app.workspace.checkouts import SANDBOX_OBJECTS
 
 log = logging.getLogger("otto.attempt")
@@ -75,6 +83,14 @@ class WorkInProgress(BaseModel):
     """What the agent's pushed work needs for a retry to carry on from it (kept in the artifact store)."""
 
     sha: str
+    summary: str
+
+
+class Unpushed(BaseModel):
+    """Work a push could not deliver (an outage): its commits are in ``unpushed.bundle`` beside this."""
+
+    sha: str
+    start_sha: str  # what the bundle's commits are on
     summary: str
 
 
@@ -120,6 +136,16 @@ class Attempt:
     usage_seq: int = 0
     started: float = field(default_factory=time.monotonic)
     primed: list[str] | None = None  # setup commands that ran with network before the agent (see prime)
+    heartbeat_spent: Usage | None = None  # what the last heartbeat of a crashed try said was spent
+
+    @property
+    def first_try(self) -> bool:
+        """No try of this attempt ran before (no crash retry, no resumption after an outage)."""
+        return self.activity_attempt == 1 and self.inp.resumes == 0
+
+    @property
+    def try_key(self) -> str:
+        return f"r{self.inp.resumes}-{self.activity_attempt}"
 
     @property
     def prefix(self) -> str:
@@ -136,6 +162,11 @@ class Attempt:
         self.mirror = await asyncio.to_thread(ws.sync_mirror, inp.repo.full_name, inp.clone_url, self.token)
         self.remote_sha = await asyncio.to_thread(ws.remote_branch_sha, self.mirror, inp.branch)
         resumed = await asyncio.to_thread(self._pushed_before)
+        unpushed = await asyncio.to_thread(self._unpushed) if resumed is None else None
+        if unpushed is not None:
+            self.worktree = await asyncio.to_thread(self._restore, unpushed)
+            self.agent = self._agent()
+            return WorkInProgress(sha=unpushed.sha, summary=unpushed.summary)
         self.worktree = await asyncio.to_thread(
             ws.create_worktree,
             self.mirror,
@@ -150,7 +181,7 @@ class Attempt:
 
     def _pushed_before(self) -> WorkInProgress | None:
         """This attempt's own commit at the branch's head (a crashed try pushed it), with its summary."""
-        if self.remote_sha is None or self.mirror is None or self.activity_attempt == 1:
+        if self.remote_sha is None or self.mirror is None or self.first_try:
             return None
         message = self.svc.workspace.commit_message(self.mirror, self.remote_sha)
         if attempt_trailer(self.inp) not in message.splitlines():
@@ -163,19 +194,79 @@ class Attempt:
             else WorkInProgress(sha=self.remote_sha, summary="")
         )
 
+    def _unpushed(self) -> Unpushed | None:
+        """Work an earlier try could not push (an outage), when the branch does not have it yet."""
+        if self.first_try:
+            return None
+        stored = self.svc.store.get_text(f"{self.prefix}/unpushed.json")
+        if not stored:
+            return None
+        unpushed = Unpushed.model_validate_json(stored)
+        if unpushed.sha == self.remote_sha or self.svc.store.get(f"{self.prefix}/unpushed.bundle") is None:
+            return None
+        if self.remote_sha is not None and self.remote_sha != unpushed.start_sha:
+            return None  # the branch moved on since (a person pushed): start from it instead
+        return unpushed
+
+    def _restore(self, unpushed: Unpushed) -> Worktree:
+        data = self.svc.store.get(f"{self.prefix}/unpushed.bundle")
+        assert data is not None
+        assert self.mirror is not None
+        bundle = self.artifacts / "unpushed.bundle"
+        bundle.write_bytes(data)
+        try:
+            return self.svc.workspace.restore(
+                self.mirror,
+                f"{self.inp.run_id}-{self.inp.task.id}-{self.inp.attempt}",
+                bundle,
+                unpushed.sha,
+                self.inp.base_branch,
+                unpushed.start_sha,
+            )
+        finally:
+            bundle.unlink(missing_ok=True)
+
+    def keep_unpushed(self) -> None:
+        """A push could not get through: keep the commits (a bundle) for the try that will push them."""
+        wt, result = self.worktree, self.result
+        if wt is None or result is None:
+            return
+        bundle = self.artifacts / "unpushed.bundle"
+        try:
+            sha = self.svc.workspace.bundle(wt, bundle)
+            self.svc.store.put(f"{self.prefix}/unpushed.bundle", bundle.read_bytes())
+            unpushed = Unpushed(sha=sha, start_sha=wt.start_sha, summary=result.summary[:4000])
+            self.svc.store.put_text(
+                f"{self.prefix}/unpushed.json", redact(unpushed.model_dump_json(), self.svc.secrets())
+            )
+        except Exception:  # the next try runs the agent again: spend, not work, is what is lost
+            log.warning("could not keep the unpushed work of %s", self.inp.task.id, exc_info=True)
+        finally:
+            bundle.unlink(missing_ok=True)
+
     def _spent_before(self) -> Usage:
+        """What earlier tries of this attempt since its last resumption spent (an outage's resumption starts
+        afresh: the workflow counted what the interrupted try spent from its failure)."""
         total = Usage()
+        mine = f"{self.try_key}-"
         for info in self.svc.store.list(f"{self.prefix}/usage/"):
-            if info.key.split("/")[-1].startswith(f"{self.activity_attempt}-"):
+            name = info.key.split("/")[-1]
+            if not name.startswith(f"r{self.inp.resumes}-") or name.startswith(mine):
                 continue
             text = self.svc.store.get_text(info.key)
             if text:
                 total = total + Usage.model_validate_json(text)
+        beat = self.heartbeat_spent
+        if beat is not None and (beat.calls, beat.cost_usd) > (total.calls, total.cost_usd):
+            return beat  # the file of the last call did not make it (a full disk), its heartbeat did
         return total
 
     def _record_usage(self, usage: Usage) -> None:
         self.usage_seq += 1
-        key = f"{self.prefix}/usage/{self.activity_attempt}-{self.usage_seq:05d}.json"
+        self.progress.spent = self.usage()
+        with contextlib.suppress(RuntimeError):  # outside an activity (a test driving an Attempt)
+            activity.heartbeat(self.progress.model_dump(mode="json"))
+        key = f"{self.prefix}/usage/{self.try_key}-{self.usage_seq:05d}.json"
         put_quietly(self.svc.store, key, usage.model_dump_json())
 
     def mounts(self) -> Mounts:
@@ -309,7 +400,7 @@ class Attempt:
             )
         if new_sha is not None:
             self.progress.stage = "push (work in progress)"
-            pushed = await self.push()
+            pushed = await self.push_or_keep()
             if isinstance(pushed, TaskResult):
                 return pushed
             self.progress.wip_sha = pushed
@@ -385,7 +476,7 @@ class Attempt:
         self.progress.stage = "push"
         head = await asyncio.to_thread(ws.head_sha, self.worktree)
         if head != self.remote_sha:  # fix rounds added commits (the agent's own were pushed already)
-            pushed = await self.push()
+            pushed = await self.push_or_keep()
             if isinstance(pushed, TaskResult):
                 return pushed
             if pushed != head:  # rebased onto a human's commits: check what is on the branch now
@@ -514,6 +605,14 @@ class Attempt:
             self.svc.workspace.commit_all, self.worktree, message, self.identity, inp.config.paths_denied
         )
 
+    async def push_or_keep(self) -> str | TaskResult:
+        """:meth:`push`; when the remote does not answer, the work is kept for the next try first."""
+        try:
+            return await self.push()
+        except RemoteUnavailable:
+            await asyncio.to_thread(self.keep_unpushed)
+            raise
+
     async def push(self) -> str | TaskResult:
         """Push HEAD with a lease on the head Otto last saw (None: the branch must not exist yet).
 
@@ -588,6 +687,11 @@ async def run_attempt(attempt: Attempt) -> TaskResult:
         await attempt.prime()
         if wip is not None:
             attempt.resume(wip)
+            if wip.sha != attempt.remote_sha:  # kept by a try an outage interrupted: deliver it now
+                attempt.progress.stage = "push (work in progress)"
+                pushed = await attempt.push_or_keep()
+                if isinstance(pushed, TaskResult):
+                    return pushed
         else:
             ended = await attempt.work()
             if ended is not None:

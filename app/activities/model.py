@@ -22,12 +22,14 @@ from app.contracts.io import (
 )
 from app.domain.jsonreply import NotJSON, extract_json_object
 from app.domain.logs import tail
+from app.domain.outages import Service
 from app.domain.pilot import InvalidDecision, PilotDecision, validate_decision
 from app.domain.plan import Plan, PlannedTask
 from app.domain.run import Classification, TaskRecord
 from app.domain.sanitize import quote_untrusted
 from app.domain.usage import BudgetExhausted, Usage
-from app.llm import LLM, ModelError, run_ref
+from app.llm import LLM, ModelError, ModelUnavailable, run_ref
+from app.outages import Outage
 
 FILES_SHOWN = 300
 
@@ -95,6 +97,13 @@ def _fail(message: str, kind: str) -> ApplicationError:
     return ApplicationError(message, type=kind, non_retryable=True)
 
 
+def _model_failed(e: ModelError, message: str, kind: str, spent: Usage | None = None) -> ApplicationError:
+    """A failed model call: an outage (waited out by the workflow, carrying what was spent) or a failure."""
+    if isinstance(e, ModelUnavailable):
+        return Outage(Service.MODEL, e.detail, message).failure(spent, retryable=False)
+    return _fail(message, kind)
+
+
 def _over_budget(e: BudgetExhausted, spent: Usage | None = None) -> ApplicationError:
     return ApplicationError(
         f"The run's budget is spent: {e}.",
@@ -132,7 +141,7 @@ class ModelActivities:
         except BudgetExhausted as e:
             raise _over_budget(e) from e
         except ModelError as e:
-            raise _fail(f"Classifying the issue failed: {e}.", "ModelError") from e
+            raise _model_failed(e, f"Classifying the issue failed: {e}.", "ModelError") from e
         try:
             classification = Classification.model_validate(extract_json_object(reply.text))
         except (NotJSON, ValidationError) as e:
@@ -162,7 +171,7 @@ class ModelActivities:
             except BudgetExhausted as e:
                 raise _over_budget(e, usage) from e
             except ModelError as e:
-                raise _fail(f"Planning failed: {e}.", "ModelError") from e
+                raise _model_failed(e, f"Planning failed: {e}.", "ModelError", usage) from e
             usage = usage + reply.usage
             try:
                 plan = Plan.model_validate(extract_json_object(reply.text))
@@ -212,7 +221,7 @@ class ModelActivities:
         except BudgetExhausted as e:
             raise _over_budget(e) from e
         except ModelError as e:
-            raise _fail(f"The gate pilot's model call failed: {e}", PILOT_FAILED) from e
+            raise _model_failed(e, f"The gate pilot's model call failed: {e}", PILOT_FAILED) from e
         try:
             decision = PilotDecision.model_validate(extract_json_object(reply.text))
             validate_decision(
@@ -261,7 +270,7 @@ class ModelActivities:
         except BudgetExhausted as e:
             raise _over_budget(e) from e
         except ModelError as e:
-            raise _fail(f"Replanning failed: {e}.", "ModelError") from e
+            raise _model_failed(e, f"Replanning failed: {e}.", "ModelError") from e
         try:
             data = extract_json_object(reply.text)
             new = [PlannedTask.model_validate(t) for t in data.get("tasks") or []]

@@ -7,8 +7,10 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any
 
+from pydantic import ValidationError
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
@@ -25,14 +27,17 @@ from app.artifacts import (
 from app.contracts.failures import FailureKind
 from app.contracts.io import AttemptProgress, ListFilesInput, RebaseInput, RepoFiles, TaskInput, TaskResult
 from app.contracts.messages import RunMessage
+from app.domain.outages import Service
 from app.domain.redact import redact
 from app.domain.run import RunState
+from app.domain.usage import Usage
 from app.github_auth import GitHubApp
-from app.llm import LLM, ModelError
+from app.llm import LLM, ModelError, ModelUnavailable
+from app.outages import Outage, as_outage
 from app.sandbox import Sandbox, SandboxUnavailable
 from app.sandbox.proc import command_scope
 from app.settings import Settings
-from app.workspace import MergeConflict, Workspace, WorkspaceError
+from app.workspace import MergeConflict, RemoteUnavailable, Workspace, WorkspaceError
 
 log = logging.getLogger("otto.tasks")
 
@@ -76,6 +81,17 @@ async def heartbeating(
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+def spent_in_heartbeat(details: Sequence[Any], inp: TaskInput) -> Usage | None:
+    """What the last heartbeat of a crashed try of this activity said the attempt had spent."""
+    if not details:
+        return None
+    try:
+        progress = AttemptProgress.model_validate(details[0])
+    except ValidationError:
+        return None
+    return progress.spent if progress.task == inp.task.id and progress.attempt == inp.attempt else None
 
 
 def attempt_failed(attempt: Attempt, message: str, kind: FailureKind) -> ApplicationError:
@@ -178,6 +194,7 @@ class TaskActivities:
             ) as artifacts,
         ):
             attempt = Attempt(self.svc, inp, artifacts, info.attempt, progress)
+            attempt.heartbeat_spent = spent_in_heartbeat(info.heartbeat_details, inp)
             try:
                 with command_scope() as commands:
                     try:
@@ -199,13 +216,31 @@ class TaskActivities:
                 raise attempt_failed(attempt, message, FailureKind.SANDBOX_UNAVAILABLE) from e
             except Stopped as e:
                 raise attempt_failed(attempt, str(e), FailureKind.STOPPED) from e
+            except RemoteUnavailable as e:
+                what = f"git could not reach GitHub for task {inp.task.id} ({e.detail})"
+                raise self._interrupted(attempt, Outage(Service.GITHUB, e.detail, what)) from None
+            except ModelUnavailable as e:
+                what = f"the model API did not answer the agent of task {inp.task.id} ({e.detail})"
+                raise self._interrupted(attempt, Outage(Service.MODEL, e.detail, what)) from None
             except WorkspaceError as e:
                 message = f"git failed for task {inp.task.id}: {redact(str(e), self.secrets())}"
                 raise attempt_failed(attempt, message, FailureKind.WORKSPACE) from e
             except ModelError as e:
                 raise attempt_failed(attempt, f"Task {inp.task.id}: {e}.", FailureKind.MODEL) from e
+            except Exception as e:
+                outage = as_outage(e)
+                if outage is None:
+                    raise
+                raise self._interrupted(attempt, outage) from None
             await self._record_learning(inp, result)
             return result
+
+    @staticmethod
+    def _interrupted(attempt: Attempt, outage: Outage) -> ApplicationError:
+        """An outage ended this try: the workflow waits, then takes the attempt up again; what it spent and
+        the work it could not push (see :meth:`Attempt.keep_unpushed`) carry over."""
+        log.info("task %s attempt %d interrupted: %s", attempt.inp.task.id, attempt.inp.attempt, outage)
+        return outage.failure(attempt.usage(), retryable=False)
 
     async def _record_learning(self, inp: TaskInput, result: TaskResult) -> None:
         """The run's learnings as they accrue, one line per finished attempt: ``context.md`` in the store."""

@@ -17,6 +17,7 @@ class FailureKind(StrEnum):
     RATE_LIMITED = "RateLimited"  # GitHub asked for a long wait: the workflow sleeps on a durable timer
     UNKNOWN_INSTALLATION = "UnknownInstallation"  # the App is not (or no longer) installed there
     INSTALLATION_SUSPENDED = "InstallationSuspended"  # installed, but suspended: GitHub refuses its tokens
+    OUTAGE = "Outage"  # GitHub, git's remote or the model down, the disk full: the workflow waits it out
 
 
 # Retrying these can't help: the same input fails the same way (or must not run again).

@@ -58,6 +58,7 @@ class TaskInput(BaseModel):
     trigger: str = "first run"  # why this attempt runs, in words (for the PR's attempt history)
     history: list[AttemptRecord] = Field(default_factory=list)  # the task's earlier attempts
     stacked_on: int | None = None  # the dependency's PR this one is stacked on
+    resumes: int = 0  # times this attempt was taken up again after an outage interrupted it
 
 
 class TaskResult(BaseModel):
@@ -282,6 +283,7 @@ class AttemptProgress(BaseModel):
     max_steps: int = 0
     fix_round: int = 0
     wip_sha: str | None = None  # the agent's work, pushed before verification
+    spent: Usage | None = None  # what the attempt's model calls cost so far (a retry after a crash adds it)
 
 
 class InstallationQuery(BaseModel):

@@ -39,11 +39,34 @@ class RunLimits(BaseModel):
     temporal_ui_url: str | None = None
     public_url: str | None = None  # the base of links to Mission Control
     run_history_max_events: int = 10_000  # continue as new past this (or when Temporal suggests it)
+    outage_deadline_s: float = 86_400.0  # an outage is waited out until this long after the run began
+    outage_first_wait_s: float = 10.0
+    outage_max_wait_s: float = 300.0
 
     @classmethod
     def of(cls, settings: object) -> RunLimits:
         """The limits from Otto's settings: every field is the setting of the same name."""
         return cls.model_validate({name: getattr(settings, name) for name in cls.model_fields})
+
+
+OUTAGE_MEMO = "outage"  # the memo key a delivery workflow finds its OutagePolicy under
+
+
+class OutagePolicy(BaseModel):
+    """How a workflow waits out an outage: until ``deadline_s`` after it began, trying again after
+    ``first_wait_s``, doubling up to ``max_wait_s`` (a delivery's in its memo, a run's in its limits)."""
+
+    deadline_s: float = 86_400.0
+    first_wait_s: float = 10.0
+    max_wait_s: float = 300.0
+
+    @classmethod
+    def of(cls, settings: object) -> OutagePolicy:
+        return cls(
+            deadline_s=getattr(settings, "outage_deadline_s"),  # noqa: B009
+            first_wait_s=getattr(settings, "outage_first_wait_s"),  # noqa: B009
+            max_wait_s=getattr(settings, "outage_max_wait_s"),  # noqa: B009
+        )
 
 
 class RunInput(BaseModel):

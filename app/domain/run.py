@@ -6,6 +6,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, Field
 
+from app.domain.outages import Waiting
 from app.domain.pilot import PilotDecision
 from app.domain.plan import PlannedTask
 from app.domain.repo_config import RepoConfig
@@ -139,6 +140,7 @@ class RunState(BaseModel):
     batches_run: int = 0
     events_handled: int = 0  # human commands, reviews, PR changes and CI results processed so far
     budget_usd: float | None = None
+    waiting: Waiting | None = None  # an outage the run is waiting out now (GitHub, the model, the disk)
 
     def notice(self, text: str) -> None:
         """A line for the status comment (it shows the latest few; the state keeps a bounded history)."""

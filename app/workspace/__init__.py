@@ -7,6 +7,7 @@ from app.workspace.git import (
     Identity,
     MergeConflict,
     PushRejected,
+    RemoteUnavailable,
     WorkspaceError,
     valid_branch_name,
 )
@@ -19,6 +20,7 @@ __all__ = [
     "Identity",
     "MergeConflict",
     "PushRejected",
+    "RemoteUnavailable",
     "Workspace",
     "WorkspaceError",
     "Worktree",

@@ -65,6 +65,7 @@ from app.workspace.git import (
 )
 from app.workspace.handover import ResetRefused, Target, Tree
 from app.workspace.mirrors import REMOTE_REFS, Mirrors, split_repo_key
+from app.workspace.mirrors import locked as mirrors_locked
 
 SANDBOX_OBJECTS = "/otto/objects"  # where a sandbox sees the mirror's object store (read-only)
 _MAX_SLOTS = 256
@@ -550,6 +551,33 @@ class Workspace:
         self._hand_over(wt.path)
         return self.head_sha(wt)
 
+    def bundle(self, wt: Worktree, bundle: Path) -> str:
+        """Write the commits of HEAD since the checkout began (``start_sha``) to ``bundle`` (a git bundle):
+        work a push could not deliver, kept so that another try (on any worker) pushes it without redoing
+        it. Returns HEAD's sha."""
+        sha = self.head_sha(wt)
+        git.run(["bundle", "create", "--quiet", str(bundle), "HEAD", f"^{wt.start_sha}"], git_dir=wt.git_dir)
+        return sha
+
+    def restore(
+        self, mirror: Path, name: str, bundle: Path, sha: str, base_branch: str, start_sha: str
+    ) -> Worktree:
+        """A checkout at ``sha``, read from a git :meth:`bundle` into the mirror; its ``start_sha`` (what the
+        commits after it are) as when the bundle was made."""
+        with mirrors_locked(mirror):
+            git.run(
+                ["fetch", "--quiet", "--no-write-fetch-head", str(bundle), f"HEAD:refs/otto/restored/{sha}"],
+                git_dir=mirror,
+            )
+        wt = self._acquire(mirror, name, sha, True)
+        try:
+            wt.start_sha = start_sha
+            self._sandbox_git(wt, base_branch, None)
+        except BaseException:
+            self.remove_worktree(wt)
+            raise
+        return wt
+
     def push(
         self, wt: Worktree, clone_url: str, token: str | None, branch: str, expected_remote_sha: str | None
     ) -> str:
@@ -578,7 +606,7 @@ class Workspace:
             if rejected:
                 reason = g.clean(rejected[0].split("\t")[-1])
                 raise PushRejected(f"push to {branch!r} rejected: {reason}. {message}")
-            raise WorkspaceError(message)
+            raise g.failure(["push"], proc)
         self.mirrors.record_push(wt.mirror, branch, sha)
         return sha
 

@@ -27,10 +27,12 @@ from urllib.parse import urlsplit
 import git as gitpython
 from pydantic import BaseModel, ConfigDict, field_validator
 
+from app.domain.outages import git_outage
 from app.domain.redact import redact
 
 LOCAL_TIMEOUT_S = 300.0
 NETWORK_TIMEOUT_S = 600.0
+NETWORK_COMMANDS = frozenset({"push", "fetch", "clone", "ls-remote"})
 # Applied to every git command: repositories are untrusted, the host's config is not ours.
 SAFE_CONFIG = (
     "-c",
@@ -62,6 +64,14 @@ class WorkspaceError(RuntimeError):
 
 class PushRejected(WorkspaceError):
     """The remote refused the push (lease broken, not a fast-forward, protected branch...)."""
+
+
+class RemoteUnavailable(WorkspaceError):
+    """The remote did not answer a push or fetch (a 5xx, unreachable, timed out): an outage, not a refusal."""
+
+    def __init__(self, message: str, detail: str) -> None:
+        super().__init__(message)
+        self.detail = detail  # "502", "unreachable", "timed out"
 
 
 class MergeConflict(WorkspaceError):
@@ -226,8 +236,14 @@ class Git:
             status, out, err = self._execute(runner, argv, stdin, env, timeout_s, args[0])
         result = GitResult(int(status or 0), str(out), str(err))
         if check and result.returncode != 0:
-            raise WorkspaceError(self.describe(args, result))
+            raise self.failure(args, result)
         return result
+
+    def failure(self, args: Sequence[str], proc: GitResult) -> WorkspaceError:
+        """The error for a failed command: :class:`RemoteUnavailable` when the remote did not answer."""
+        message = self.describe(args, proc)
+        outage = git_outage(proc.stderr)
+        return RemoteUnavailable(message, outage) if outage else WorkspaceError(message)
 
     def _execute(
         self,
@@ -249,7 +265,10 @@ class Git:
                 strip_newline_in_stdout=False,
             )
         except gitpython.exc.GitCommandError as exc:  # killed after the timeout
-            raise WorkspaceError(self.clean(f"git {name} timed out after {timeout_s:g}s: {exc}")) from None
+            message = self.clean(f"git {name} timed out after {timeout_s:g}s: {exc}")
+            if name in NETWORK_COMMANDS:
+                raise RemoteUnavailable(message, "timed out") from None
+            raise WorkspaceError(message) from None
         except (OSError, gitpython.exc.GitCommandNotFound) as exc:
             raise WorkspaceError(self.clean(f"could not run git: {exc}")) from None
         return status, str(out), str(err)

@@ -8,7 +8,6 @@ with workflow.unsafe.imports_passed_through():
     from app.contracts import activities as act
     from app.contracts.io import CloseIssueInput
     from app.domain.run import RunPhase, TaskStatus
-    from app.workflows.calls import github
     from app.workflows.run.context import Run
 
 
@@ -23,7 +22,9 @@ async def conclude(run: Run) -> None:
     lines.append(f"\n{u.calls} model calls, {u.total_tokens} tokens, ${u.cost_usd:.4f}.")
     await run.say(run.inp.issue_number, f"summary run={state.run_id}", "\n".join(lines))
     if not others:
-        await github(act.CLOSE_ISSUE, CloseIssueInput(repo=run.inp.repo, issue_number=run.inp.issue_number))
+        await run.github(
+            act.CLOSE_ISSUE, CloseIssueInput(repo=run.inp.repo, issue_number=run.inp.issue_number)
+        )
     state.finish(
         RunPhase.DONE,
         "Every task is merged; the issue is closed."

@@ -5,20 +5,23 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Coroutine
+from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 
 with workflow.unsafe.imports_passed_through():
     from app.contracts import activities as act
     from app.contracts.failures import FailureKind
     from app.contracts.io import LoadIssueInput, ModelInput, PublishStatus, ReplyInput
-    from app.contracts.messages import RunInput
+    from app.contracts.messages import OutagePolicy, RunInput
+    from app.domain.outages import Waiting
     from app.domain.repo_config import RepoConfigError, parse_repo_config
     from app.domain.run import RunMemory, RunPhase, RunState
     from app.domain.usage import Usage, run_budget
-    from app.workflows.calls import call, github
+    from app.workflows.calls import Patience, call, github, outage_of, outlast
 
 
 class RunEnded(Exception):
@@ -47,6 +50,13 @@ class Run:
         self.background: set[asyncio.Task[None]] = set()  # work an update started (e.g. a retry)
         self.publish_lock = asyncio.Lock()
         self.merge_lock = asyncio.Lock()
+        limits = inp.limits
+        policy = OutagePolicy(
+            deadline_s=limits.outage_deadline_s,
+            first_wait_s=limits.outage_first_wait_s,
+            max_wait_s=limits.outage_max_wait_s,
+        )
+        self.patience = Patience(policy, workflow.info().start_time, self.waiting, self.back)
 
     @property
     def state(self) -> RunState:
@@ -70,18 +80,61 @@ class Run:
     # --- effects ------------------------------------------------------------------------------------
     async def publish(self) -> None:
         """Edit the status comment in place (created once; its id is kept in the state). A silenced run
-        (GitHub refuses the App there now) only updates what Mission Control shows."""
+        (GitHub refuses the App there now) only updates what Mission Control shows. GitHub down: waited out
+        (Mission Control shows the wait meanwhile)."""
         async with self.publish_lock:
-            if self.m.silenced:
-                await github(act.PUBLISH_STATUS, PublishStatus(state=self.state, post=False))
-                return
-            comment_id = await github(act.PUBLISH_STATUS, PublishStatus(state=self.state))
-            self.state.status_comment_id = comment_id
+            post = not self.m.silenced
+            comment_id = await self.github(
+                act.PUBLISH_STATUS, PublishStatus(state=self.state, post=post), step="updating this comment"
+            )
+            if post:
+                self.state.status_comment_id = comment_id
+
+    async def publish_final(self) -> None:
+        """The last publish of a run that ends: GitHub still down at the deadline leaves the comment as it
+        was (Mission Control has the end)."""
+        try:
+            await self.publish()
+        except ActivityError as e:
+            if outage_of(e) is None:
+                raise
+            workflow.logger.warning("the final status of %s could not be posted: %s", self.state.run_id, e)
 
     async def say(self, number: int, key: str, body: str) -> None:
         if self.m.silenced:
             return
-        await github(act.REPLY, ReplyInput(repo=self.inp.repo, number=number, key=key, body=body))
+        reply = ReplyInput(repo=self.inp.repo, number=number, key=key, body=body)
+        await self.github(act.REPLY, reply, step=f"answering on #{number}")
+
+    async def github(self, spec: act.ActivitySpec[Any, Any], arg: Any, step: str = "") -> Any:
+        """A GitHub call that waits out rate limits and outages (shown in the status comment meanwhile)."""
+        return await github(spec, arg, patience=self.patience, step=step)
+
+    # --- outages ------------------------------------------------------------------------------------
+    async def waiting(self, waiting: Waiting) -> None:
+        """Show the wait: in Mission Control at once, on GitHub when it takes the edit (one try)."""
+        self.state.waiting = waiting
+        if self.publish_lock.locked():  # the status itself is what can't get through: it shows it later
+            return
+        async with self.publish_lock:
+            try:
+                comment_id = await call(
+                    act.PUBLISH_STATUS,
+                    PublishStatus(state=self.state, post=not self.m.silenced),
+                    retry_policy=RetryPolicy(maximum_attempts=1),
+                    start_to_close_timeout=timedelta(seconds=15),
+                )
+            except ActivityError:
+                return
+            if not self.m.silenced:
+                self.state.status_comment_id = comment_id
+
+    async def back(self, waiting: Waiting) -> None:
+        current = self.state.waiting
+        if current is not None and (current.service, current.since) == (waiting.service, waiting.since):
+            self.state.waiting = None
+            if not self.publish_lock.locked():
+                await self.publish()
 
     def stop_message(self) -> str:
         """The final reason of a stopped run: why it was stopped, or who stopped it."""
@@ -89,11 +142,25 @@ class Run:
             f"Stopped by @{self.state.stop_requested_by}; nothing more is pushed."
         )
 
-    async def model_call(self, spec: act.ActivitySpec[Any, Any], arg: Any) -> Any:
-        return await call(spec, arg, limits=self.inp.limits)
+    async def model_call(self, spec: act.ActivitySpec[Any, Any], arg: Any, step: str = "") -> Any:
+        """A model call that waits out the model's outages; what an interrupted call spent counts."""
+
+        async def once() -> Any:
+            try:
+                return await call(spec, arg, limits=self.inp.limits)
+            except ActivityError as e:
+                if outage_of(e) is not None:
+                    self.spend_failed(e)
+                raise
+
+        return await outlast(once, self.patience, step or spec.name)
 
     async def cpu_call(self, spec: act.ActivitySpec[Any, Any], arg: Any, **options: Any) -> Any:
         return await call(spec, arg, limits=self.inp.limits, **options)
+
+    async def git_call(self, spec: act.ActivitySpec[Any, Any], arg: Any, step: str = "") -> Any:
+        """A git step on the CPU queue (fetch, rebase and push) that waits out GitHub's outages."""
+        return await outlast(lambda: self.cpu_call(spec, arg), self.patience, step or spec.name)
 
     # --- budget -------------------------------------------------------------------------------------
     def spend(self, usage: Usage) -> None:
@@ -138,7 +205,7 @@ class Run:
 
     async def reload_config(self) -> None:
         """A retry sees the repository's current `.github/otto.yml` (e.g. a raised budget)."""
-        issue = await github(
+        issue = await self.github(
             act.LOAD_ISSUE, LoadIssueInput(repo=self.inp.repo, issue_number=self.inp.issue_number)
         )
         try:

@@ -4,6 +4,7 @@ is one heartbeating activity; a batch that ends with failures goes to the gate p
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import timedelta
 
 from temporalio import workflow
@@ -15,8 +16,10 @@ with workflow.unsafe.imports_passed_through():
     from app.contracts import activities as act
     from app.contracts.failures import NON_RETRYABLE, FailureKind
     from app.contracts.io import TaskInput, TaskResult
+    from app.domain.outages import Waiting
     from app.domain.run import LEARNINGS_KEPT, AttemptRecord, TaskRecord, TaskStatus
     from app.domain.scheduling import NEEDS_DECISION, pending, pr_base, ready, skip_blocked
+    from app.workflows.calls import outage_of, outlast
     from app.workflows.explain import explain
     from app.workflows.run import gating
     from app.workflows.run.context import Run, failed_usage, failure_kind
@@ -130,25 +133,47 @@ def outcome_words(rec: TaskRecord) -> str:
 
 
 async def execute(run: Run, task_input: TaskInput) -> None:
+    """The attempt's activity; an outage (GitHub, the model, the disk) interrupting it is waited out and the
+    attempt taken up again where it was (``resumes``), what the interrupted try spent counted."""
     rec = run.state.record(task_input.task.id)
     limits = run.inp.limits
+    current = task_input
+
+    async def once() -> TaskResult:
+        nonlocal current
+        try:
+            result: TaskResult = await run.cpu_call(
+                act.EXECUTE_TASK,
+                current,
+                start_to_close_timeout=timedelta(seconds=limits.task_attempt_timeout_s),
+                heartbeat_timeout=timedelta(seconds=limits.heartbeat_timeout_s),
+                # a crashed worker's attempt is retried (it resumes from what it pushed: see attempt.py)
+                retry_policy=RetryPolicy(maximum_attempts=3, non_retryable_error_types=NON_RETRYABLE),
+                cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+            )
+        except ActivityError as e:
+            if outage_of(e) is not None:
+                run.spend_failed(e)
+                rec.usage = rec.usage + failed_usage(e)
+                current = current.model_copy(update={"resumes": current.resumes + 1})
+            raise
+        return result
+
+    async def waiting(w: Waiting) -> None:
+        rec.stage = f"⏸️ waiting for {w.service} ({w.detail}), then carrying on"
+        await run.waiting(w)
+
+    patience = dataclasses.replace(run.patience, on_wait=waiting)
     try:
-        result = await run.cpu_call(
-            act.EXECUTE_TASK,
-            task_input,
-            start_to_close_timeout=timedelta(seconds=limits.task_attempt_timeout_s),
-            heartbeat_timeout=timedelta(seconds=limits.heartbeat_timeout_s),
-            # a crashed worker's attempt is retried (it resumes from what it pushed: app.activities.attempt)
-            retry_policy=RetryPolicy(maximum_attempts=3, non_retryable_error_types=NON_RETRYABLE),
-            cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-        )
+        result = await outlast(once, patience, f"task {rec.task.id}")
     except asyncio.CancelledError:
         rec.status = TaskStatus.ERROR
         rec.note = STOPPED_NOTE
         return
     except ActivityError as e:
-        run.spend_failed(e)  # what a failed or stopped attempt spent counts
-        rec.usage = rec.usage + failed_usage(e)
+        if outage_of(e) is None:  # an outage's spend was counted as it happened
+            run.spend_failed(e)  # what a failed or stopped attempt spent counts
+            rec.usage = rec.usage + failed_usage(e)
         rec.status = TaskStatus.ERROR
         rec.note = STOPPED_NOTE if failure_kind(e) == FailureKind.STOPPED else explain(e)
         if failure_kind(e) == FailureKind.SANDBOX_UNAVAILABLE:

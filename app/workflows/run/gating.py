@@ -18,7 +18,6 @@ with workflow.unsafe.imports_passed_through():
     from app.domain.render import render_pilot_analysis
     from app.domain.run import TaskRecord, TaskStatus
     from app.domain.scheduling import NEEDS_DECISION, add_tasks, pending
-    from app.workflows.calls import github
     from app.workflows.explain import explain
     from app.workflows.run.context import Run
 
@@ -62,7 +61,7 @@ async def carry_out(run: Run, decision: PilotDecision, attempt: Attempt) -> list
     for d in decision.tasks:  # the analysis goes on the failed task's PR
         rec = run.state.record(d.task_id)
         if rec.pr_number is not None:
-            await github(
+            await run.github(
                 act.REPLY,
                 ReplyInput(
                     repo=run.inp.repo,

@@ -14,7 +14,6 @@ with workflow.unsafe.imports_passed_through():
     from app.domain.replies import merged_note, merged_on_purpose, red_on_github, refused_merge
     from app.domain.run import TaskRecord, TaskStatus
     from app.domain.scheduling import RESOLVED, pr_base
-    from app.workflows.calls import github
     from app.workflows.run.context import Run
 
 
@@ -72,7 +71,7 @@ async def try_merge(run: Run, rec: TaskRecord, *, override: bool = False) -> Non
         if not isinstance(plan, Merge):
             return
         assert rec.pr_number is not None
-        outcome = await github(
+        outcome = await run.github(
             act.MERGE_TASK_PULL,
             MergeInput(
                 repo=run.inp.repo,
@@ -137,14 +136,14 @@ async def merged(run: Run, rec: TaskRecord, merge_sha: str | None) -> list[TaskR
             continue
         if dep.pr_base == rec.branch:
             new_base = pr_base(run.state, dep, ctx.base_branch)
-            await github(
+            await run.github(
                 act.RETARGET_PULL, RetargetInput(repo=run.inp.repo, pr_number=dep.pr_number, base=new_base)
             )
             dep.pr_base = new_base
         if method != "merge" and old_head and dep.status != TaskStatus.RUNNING:
             await rebase_dependent(run, dep, rec, old_head)
     if run.inp.limits.delete_merged_branches:
-        await github(act.DELETE_BRANCH, BranchInput(repo=run.inp.repo, branch=rec.branch))
+        await run.github(act.DELETE_BRANCH, BranchInput(repo=run.inp.repo, branch=rec.branch))
     await run.publish()
     return waiting_dependents(run.state, rec)
 
@@ -154,7 +153,7 @@ async def rebase_dependent(run: Run, dep: TaskRecord, merged_rec: TaskRecord, ol
     assert ctx is not None
     assert dep.pr_number is not None
     base = ctx.base_branch
-    new_head = await run.cpu_call(
+    new_head = await run.git_call(
         act.REBASE_BRANCH,
         RebaseInput(
             run_id=run.state.run_id,

@@ -13,7 +13,7 @@ with workflow.unsafe.imports_passed_through():
     from app.domain.repo_config import RepoConfigError, parse_repo_config
     from app.domain.run import IssueContext, RunPhase
     from app.domain.scheduling import add_tasks
-    from app.workflows.calls import call, github
+    from app.workflows.calls import call
     from app.workflows.run.context import Run
 
 
@@ -49,21 +49,21 @@ async def release_slot(run: Run) -> None:
 async def plan(run: Run) -> None:
     """From the label to a plan of tasks in the state; raises ``RunEnded`` when the run ends here."""
     repo, number, m = run.inp.repo, run.inp.issue_number, run.m
-    await github(act.REACT_TO_ISSUE, ReactInput(repo=repo, issue_number=number, content="eyes"))
+    await run.github(act.REACT_TO_ISSUE, ReactInput(repo=repo, issue_number=number, content="eyes"))
     await acquire_slot(run)
     if run.stopped():
         return
     run.state.phase = RunPhase.PLANNING
     await run.publish()
 
-    issue = await github(act.LOAD_ISSUE, LoadIssueInput(repo=repo, issue_number=number))
+    issue = await run.github(act.LOAD_ISSUE, LoadIssueInput(repo=repo, issue_number=number))
     try:
         m.config = parse_repo_config(issue.config_text)
     except RepoConfigError as e:
         raise run.end(RunPhase.FAILED, f"{e}. Fix the file and add the label again.") from e
     run.set_budget()
     base = m.config.base_branch or issue.default_branch
-    files = await run.cpu_call(
+    files = await run.git_call(
         act.LIST_REPO_FILES, ListFilesInput(repo=repo, clone_url=issue.clone_url, branch=base)
     )
     labeled = run.inp.trigger  # the text the maintainer saw when labeling, not a later edit

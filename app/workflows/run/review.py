@@ -15,7 +15,6 @@ with workflow.unsafe.imports_passed_through():
     from app.domain.run import TaskStatus
     from app.domain.scheduling import RESOLVED
     from app.domain.usage import worst_case_cost
-    from app.workflows.calls import github
     from app.workflows.run import execution
     from app.workflows.run.context import Run
     from app.workflows.run.merges import merged, try_merge
@@ -44,7 +43,7 @@ async def retry(run: Run, request: RetryRequest) -> None:
     async def react(content: str) -> None:
         if request.comment_id is not None:
             reaction = CommentReaction(repo=repo, comment_id=request.comment_id, content=content)
-            await github(act.REACT_TO_COMMENT, reaction)
+            await run.github(act.REACT_TO_COMMENT, reaction)
 
     refusal = retry_refusal(run, request)
     if refusal is not None:
@@ -170,7 +169,7 @@ async def on_ci_failed(run: Run, s: CiSignal) -> None:
         )
         return
     rec.ci_fix_rounds += 1
-    report = await github(act.CI_REPORT, CiQuery(repo=run.inp.repo, head_sha=s.head_sha))
+    report = await run.github(act.CI_REPORT, CiQuery(repo=run.inp.repo, head_sha=s.head_sha))
     guidance = (
         f"CI ({s.app_name}) failed on {s.head_sha[:7]} "
         f"(CI fix round {rec.ci_fix_rounds} of {limit}):\n{report}"

@@ -39,6 +39,14 @@ with workflow.unsafe.imports_passed_through():
     from app.workflows.run.context import Run, RunEnded
 
 
+def never_started(state: RunState) -> None:
+    """Tasks a run that ended early never reached say so (not "pending" forever)."""
+    why = "the run was stopped" if state.phase == RunPhase.CANCELLED else "the run failed"
+    for r in pending(state):
+        r.status = TaskStatus.SKIPPED
+        r.note = f"never started: {why} before it got here"
+
+
 def _initial_memory(inp: RunInput) -> RunMemory:
     if inp.carried is not None:
         return inp.carried
@@ -204,8 +212,11 @@ class RunWorkflow:
             run.state.finish(
                 RunPhase.FAILED, f"Otto hit an internal error and stopped: {type(e).__name__}: {e}"
             )
+        if run.state.phase in (RunPhase.FAILED, RunPhase.CANCELLED):
+            never_started(run.state)
+        run.state.waiting = None
         await planning.release_slot(run)
-        await run.publish()
+        await run.publish_final()
         await workflow.wait_condition(lambda: workflow.all_handlers_finished() and not run.background)
         return run.state
 
