@@ -227,7 +227,11 @@ async def test_a_stop_during_a_long_agent_command_kills_it_and_counts_every_mode
     assert t1.status == TaskStatus.ERROR
     assert t1.note == "stopped before it finished; nothing more is pushed"
     assert [h.outcome for h in t1.history] == ["stopped"]
-    assert state.record("t2").status == TaskStatus.PENDING
+    t2 = state.record("t2")  # never started: said so, not left "pending"
+    assert (t2.status, t2.note) == (
+        TaskStatus.SKIPPED,
+        "never started: the run was stopped before it got here",
+    )
     # every model call the run made is in its cost (classify, plan, the agent's two)
     assert state.usage.calls == len(otto.world.model.requests) == 4
     assert t1.usage.calls == 2

@@ -303,19 +303,26 @@ async def test_not_actionable_issue_asks_questions(otto: Otto, repo: Callable[..
     assert otto.world.model.requests_for("plan") == []
 
 
-async def test_model_outage_ends_visibly(otto: Otto, repo: Callable[..., Repo]) -> None:
+async def test_a_model_outage_is_waited_out_and_said(otto: Otto, repo: Callable[..., Repo]) -> None:
+    """529 eight times in a row: more than the SDK's retries in both of the activity's tries (6) that used to
+    fail the run. It waits instead, says so in the status comment, and carries on."""
     scenario = demo_scenario()
     overloaded = {"status": 529, "retry_after_ms": 1}
-    scenario["classify"] = [{"errors": [overloaded] * 20, "json": {"actionable": True}}]
+    scenario["classify"] = [{"errors": [overloaded] * 8, "json": {"actionable": True}}]
     otto.world.model.load(scenario)
     r = repo()
     number = open_issue(otto, r)
     otto.sim.add_label(r.owner, r.name, number, "otto", r.maintainer)
+    waiting = await wait_for_state(otto.client, repo_id(otto, r), number, lambda s: s.waiting is not None)
+    assert waiting.waiting is not None
+    assert (waiting.waiting.service, waiting.waiting.detail) == ("the model API", "529 overloaded_error")
+    said = await status_comment(otto, r, number, "⏸️ waiting for the model API: 529 overloaded_error since")
+    assert "retrying" in said.body
     state = await wait_for_state(otto.client, repo_id(otto, r), number, settled)
-    assert state.phase == RunPhase.FAILED
-    assert "529" in state.reason
-    assert "classify" in state.reason
-    assert "529" in (await status_comment(otto, r, number, "run failed")).body
+    assert state.phase == RunPhase.WAITING_REVIEW, state.reason
+    assert state.waiting is None
+    assert len([q for q in otto.world.model.requests_for("classify") if q.status == 529]) == 8
+    assert state.usage.calls == len(otto.world.model.served())
 
 
 async def test_two_runs_at_once_with_the_same_task_id_each_follow_their_own_script(

@@ -69,13 +69,15 @@ class Queue(StrEnum):
     CPU = "cpu"
 
 
+# A few quick tries for a blip (a worker lost mid-call, a 5xx githubkit's own retries didn't outlast); a
+# longer outage comes back to the workflow as the Outage failure, which it waits out visibly (calls.outlast)
 GITHUB_CALL: dict[str, Any] = {
     "start_to_close_timeout": timedelta(seconds=60),
     "retry_policy": RetryPolicy(
         initial_interval=timedelta(seconds=1),
         backoff_coefficient=2.0,
         maximum_interval=timedelta(seconds=30),
-        maximum_attempts=6,
+        maximum_attempts=3,
         non_retryable_error_types=NON_RETRYABLE,
     ),
 }

@@ -104,6 +104,8 @@ class LocalWorld:
             "anthropic_api_key": SecretStr(self.model_api_key),
             "anthropic_base_url": self.model_server.url,
             "model_max_retries": 2,
+            "outage_first_wait_s": 1.0,  # the simulator's and the scripted model's outages end in seconds
+            "outage_max_wait_s": 5.0,
             "temporal_address": temporal_address,
             "data_dir": data_dir,
             "sandbox_tools": list(self.sandbox_tools),

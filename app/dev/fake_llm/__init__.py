@@ -99,7 +99,9 @@ Records: ``requests`` (``requests_for(role, key, run=)``) lists each request onc
 received; ``received`` (``received_for``) each request as it arrived, its answer possibly still held.
 
 Control routes: ``PUT /_scenario`` (JSON scenario; resets counters and records; ``?run=owner/name%23N``:
-that run's own script), ``POST /_holds/<name>/release``, ``GET /_requests``, ``DELETE /_requests``.
+that run's own script), ``POST /_holds/<name>/release``, ``GET /_requests``, ``DELETE /_requests``,
+``PUT /_outage/<status>`` and ``DELETE /_outage`` (``outage(status=529)``, ``end_outage()``: the API down,
+every request answered that error, no script step used).
 Standalone: ``python -m app.dev.fake_llm --scenario FILE --port P``.
 
 Modules: ``scenario`` (format, validation, request routing), ``server`` (state, the ASGI app), ``__main__``.

@@ -113,6 +113,7 @@ class FakeLLM:
         self._scenario: Scenario = {}
         self._runs: dict[str, Scenario] = {}  # run -> its own script
         self._holds: dict[str, Hold] = {}
+        self._outage: int | None = None  # every request answered this error status (529: overloaded)
         self._closed = False
         self._errors_served: dict[tuple[str, str, str, int], int] = {}
         self._cache = PromptCache(min_cache_tokens)
@@ -153,6 +154,16 @@ class FakeLLM:
             holds, self._holds = self._holds, {}
         for hold in holds.values():
             hold.released.set()
+
+    def outage(self, status: int = 529) -> None:
+        """The API down: every request is answered ``status`` (529 overloaded, 500, 503...) until
+        :meth:`end_outage`; no script step is used up."""
+        with self._lock:
+            self._outage = status
+
+    def end_outage(self) -> None:
+        with self._lock:
+            self._outage = None
 
     def clear_requests(self) -> None:
         with self._lock:
@@ -448,6 +459,11 @@ def create_app(fake: FakeLLM) -> FastAPI:
             too_long = f"prompt is too long: {n_prompt} tokens > {fake.context_window} maximum"
             return fail(400, "invalid_request_error", too_long)
 
+        if fake._outage is not None:  # the API is down: nothing of the script is used
+            status = fake._outage
+            err_type = ERROR_TYPES.get(status, "api_error")
+            return fail(status, err_type, "Overloaded" if status == 529 else f"scripted outage ({status})")
+
         # -- the script
         steps, why = fake._steps_for(run, role, key)
         where = f"role={role} key={key} step={step}" + (f" run={run}" if run else "")
@@ -539,6 +555,16 @@ def create_app(fake: FakeLLM) -> FastAPI:
         except (ScenarioError, ValueError) as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
         return JSONResponse({"ok": True, "roles": sorted(load_scenario(scenario))})
+
+    @app.put("/_outage/{status}", response_model=None)
+    async def start_outage(status: int) -> Response:
+        fake.outage(status)
+        return Response(status_code=204)
+
+    @app.delete("/_outage", response_model=None)
+    async def stop_outage() -> Response:
+        fake.end_outage()
+        return Response(status_code=204)
 
     @app.post("/_holds/{name}/release", response_model=None)
     async def release_hold(name: str) -> Response:

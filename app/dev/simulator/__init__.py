@@ -62,7 +62,8 @@ order, then normal service resumes; such calls are logged with ``injected=True``
 (504), ``Fault.secondary_rate_limit(retry_after=60)`` (403; None: no header), ``Fault.too_many_requests(
 retry_after=60)`` (429), ``Fault.primary_rate_limit(reset, installation_id=None)`` (403 with
 ``x-ratelimit-remaining: 0`` and ``x-ratelimit-reset``); or ``Fault(status, headers, body)``.
-``pending_faults``, ``clear_faults()``.
+``pending_faults``, ``clear_faults()``. ``outage(fault=None)``: every REST, GraphQL and git request answered
+``fault`` (502) until ``end_outage()``.
 """
 
 from app.dev.simulator.errors import ApiError

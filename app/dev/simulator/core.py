@@ -91,6 +91,7 @@ class SimulatorCore:
         self._calls: list[CallRecord] = []
         self._pushes: list[PushRecord] = []
         self._faults = FaultInjector()
+        self._outage: Fault | None = None
         self.rate_limits = RateLimits()
         self.web_sessions: dict[str, str] = {}  # browser session cookie → login (see app_manifests)
         self.manifest_codes: dict[str, ManifestCode] = {}
@@ -496,6 +497,19 @@ class SimulatorCore:
 
     def take_fault(self, method: str, path: str) -> Fault | None:
         return self._faults.take(method, path)
+
+    def outage(self, fault: Fault | None = None) -> None:
+        """GitHub down: every REST, GraphQL and git request is answered ``fault`` (default: 502, GitHub's
+        page) until :meth:`end_outage`. Webhooks are still delivered (they are GitHub's, not the App's)."""
+        with self.lock:
+            self._outage = fault or Fault.bad_gateway()
+
+    def end_outage(self) -> None:
+        with self.lock:
+            self._outage = None
+
+    def outage_fault(self) -> Fault | None:
+        return self._outage
 
     @property
     def pending_faults(self) -> int:

@@ -56,6 +56,8 @@ class CallLog:
             kind = "git"
         query = scope.get("query_string", b"").decode("latin-1")
         fault = sim.take_fault(scope["method"], path) if api else None
+        if fault is None and (api or kind == "git"):
+            fault = sim.outage_fault()
         if fault is not None:  # logged before answering: the client finds its call in the log at once
             actor = _actor_of(sim, scope)
             app_id = actor.app.id if actor is not None and actor.app is not None else None
