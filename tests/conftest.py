@@ -125,6 +125,7 @@ async def mc(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[MC]:
 # crash test started last would be the whole run's tail. Files not named here keep their order, after these.
 LONGEST_FIRST = (
     "test_crashes.py",  # real `otto serve` processes, SIGKILLed and restarted
+    "test_outages.py",  # real `otto serve` processes through outages of GitHub, the model and the disk
     "test_operations.py",
     "test_faults.py",
     "test_mission_control.py",  # one group (GROUPS), with the browser tests

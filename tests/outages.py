@@ -9,11 +9,16 @@ failing requests than Otto's retries used to allow before they gave up for good 
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
-from collections.abc import Callable
+import subprocess
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from app.artifacts import snapshot_key
 from app.contracts.ids import run_workflow_id
@@ -135,3 +140,41 @@ async def waiting_for(story: Story, service: str, within: float = 240.0) -> Wait
 async def past_old_budget(story: Story, within: float = 240.0) -> int:
     """Once GitHub has answered more failing requests than a call was allowed before: the count."""
     return int(await eventually(lambda: (n := story.failed_github_calls()) > OLD_GITHUB_TRIES and n, within))
+
+
+@contextlib.contextmanager
+def small_disks(paths: list[Path], size_mb: int) -> Iterator[None]:
+    """A small tmpfs mounted at each of ``paths`` (Otto's checkouts, mirrors, scratch), for a disk that can
+    be filled; skipped, with the reason, where this process may not mount (it needs CAP_SYS_ADMIN)."""
+    mounted: list[Path] = []
+    try:
+        for path in paths:
+            path.mkdir(parents=True, exist_ok=True)
+            options = f"size={size_mb}m,mode=0755"
+            done = subprocess.run(
+                ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True, text=True
+            )
+            if done.returncode != 0:
+                pytest.skip(
+                    f"cannot mount a small tmpfs to fill ({done.stderr.strip()}): needs CAP_SYS_ADMIN"
+                )
+            mounted.append(path)
+        yield
+    finally:
+        for path in reversed(mounted):
+            subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def fill(disk: Path) -> Path:
+    """Write to ``disk`` until it is full; the file that fills it (unlink it to free the space)."""
+    filler = disk / ".filler"
+    chunk = b"\0" * (1 << 20)
+    with filler.open("wb", buffering=0) as f:
+        while True:
+            try:
+                f.write(chunk)
+            except OSError as e:
+                if e.errno != errno.ENOSPC:
+                    raise
+                break
+    return filler

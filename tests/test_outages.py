@@ -14,10 +14,22 @@ import pytest
 from app.dev.local import LocalWorld
 from app.domain.outages import Service
 from app.domain.run import RunPhase, RunState, TaskStatus
+from tests.crashes import CHECK_SLEEP, sandboxed
 from tests.e2e import eventually, settled
-from tests.outages import HOLD, OLD_GITHUB_TRIES, Story, begin, past_old_budget, waiting_for
+from tests.outages import (
+    HOLD,
+    OLD_GITHUB_TRIES,
+    Story,
+    begin,
+    fill,
+    past_old_budget,
+    small_disks,
+    waiting_for,
+)
 
-WAITING_LINE = re.compile(r"⏸️ waiting for (GitHub|the model API): (\S+).* since \d\d:\d\d UTC, retrying")
+WAITING_LINE = re.compile(
+    r"⏸️ waiting for (GitHub|the model API|disk space on the worker): (\S+).* since \d\d:\d\d UTC, retrying"
+)
 
 
 @pytest.fixture
@@ -134,6 +146,62 @@ async def test_the_model_overloaded_the_run_says_it_waits_and_carries_on(
         assert state.phase == RunPhase.WAITING_REVIEW, state.reason
         assert_exact(story, state)
         assert story.agent_steps() == [(0, 200), (1, 200), (2, 200)]
+        assert "Traceback" not in story.otto.log()
+    finally:
+        story.otto.stop()
+
+
+async def test_a_full_disk_is_waited_out_and_no_spend_is_lost(world: LocalWorld, tmp_path: Path) -> None:
+    data = tmp_path / "otto"
+    disks = [data / "checkouts", data / "mirrors", data / "scratch"]
+    with small_disks(disks, 48):
+        story = await begin(world, tmp_path, "disk-full", hold_step=1)
+        try:
+            await world.model.held(HOLD, within=180)  # the agent is mid-step: then the disk fills up
+            fillers = [fill(d) for d in disks]
+            world.model.release(HOLD)
+            waiting = await waiting_for(story, Service.DISK)
+            assert waiting.detail == "no space left on device"
+            line = await eventually(
+                lambda: next((b for b in story.status_bodies() if "⏸️ waiting for disk space" in b), None)
+            )
+            assert WAITING_LINE.search(line), line
+            for filler in fillers:
+                filler.unlink()
+
+            state = await story.state(settled)
+            assert state.phase == RunPhase.WAITING_REVIEW, state.reason
+            assert_exact(story, state)  # the interrupted try's two model calls are in the run's cost
+            steps = story.agent_steps()
+            assert steps[:2] == [(0, 200), (1, 200)], steps  # asked before the disk filled up
+            assert steps[-3:] == [(0, 200), (1, 200), (2, 200)], steps  # the agent again, from the start
+            assert len(story.pushes()) == 1  # nothing was pushed before the disk filled up
+            merged = await story.approve_and_merge()
+            assert merged.phase == RunPhase.DONE, merged.reason
+            assert "Traceback" not in story.otto.log()
+        finally:
+            story.otto.stop()
+
+
+async def test_github_down_mid_check_the_run_resumes_after_the_agent(
+    world: LocalWorld, tmp_path: Path
+) -> None:
+    story = await begin(world, tmp_path, "down-check")
+    try:
+        await eventually(lambda: sandboxed(story.otto, CHECK_SLEEP), within=180)  # the check is running
+        world.sim.outage()
+        waiting = await waiting_for(story, Service.GITHUB)
+        assert waiting.detail == "502"
+        assert await past_old_budget(story) > OLD_GITHUB_TRIES
+        world.sim.end_outage()
+
+        state = await story.state(settled)
+        assert state.phase == RunPhase.WAITING_REVIEW, state.reason
+        assert_exact(story, state)
+        assert story.agent_steps() == [(0, 200), (1, 200), (2, 200)]  # the agent's pushed work was kept
+        assert len(story.pushes()) == 1
+        merged = await story.approve_and_merge()
+        assert merged.phase == RunPhase.DONE, merged.reason
         assert "Traceback" not in story.otto.log()
     finally:
         story.otto.stop()

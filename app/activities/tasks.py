@@ -37,7 +37,7 @@ from app.outages import Outage, as_outage
 from app.sandbox import Sandbox, SandboxUnavailable
 from app.sandbox.proc import command_scope
 from app.settings import Settings
-from app.workspace import MergeConflict, RemoteUnavailable, Workspace, WorkspaceError
+from app.workspace import DiskFull, MergeConflict, RemoteUnavailable, Workspace, WorkspaceError
 
 log = logging.getLogger("otto.tasks")
 
@@ -178,6 +178,20 @@ class TaskActivities:
 
     @activity.defn
     async def execute_task(self, inp: TaskInput) -> TaskResult:
+        attempts: list[Attempt] = []
+        try:
+            return await self._execute(inp, attempts)
+        except (ApplicationError, asyncio.CancelledError):
+            raise
+        except Exception as e:  # around the attempt: its scratch dir, its artifacts' upload (a full disk)
+            outage = as_outage(e)
+            if outage is None:
+                raise
+            spent = attempts[0].usage() if attempts else Usage()
+            log.info("task %s attempt %d interrupted: %s", inp.task.id, inp.attempt, outage)
+            raise outage.failure(spent, retryable=False) from None
+
+    async def _execute(self, inp: TaskInput, attempts: list[Attempt]) -> TaskResult:
         info = activity.info()
         progress = AttemptProgress(
             task=inp.task.id, attempt=inp.attempt, max_steps=self.svc.settings.agent_max_steps
@@ -186,14 +200,14 @@ class TaskActivities:
         s = self.svc.settings
         # artifacts are written to a scratch dir and mirrored to the store; a retried activity (e.g. on
         # another worker after this one died) starts from what the store has
-        scratch = s.scratch_dir / f"{run_key(prefix)}-{info.attempt}"
+        scratch = s.scratch_dir / f"{run_key(prefix)}-r{inp.resumes}-{info.attempt}"
+        again = info.attempt > 1 or inp.resumes > 0
         async with (
             heartbeating(progress, s.heartbeat_every_s, self._reporter(inp.run_id)),
-            mirrored(
-                self.svc.store, scratch, prefix, hydrate=info.attempt > 1, every_s=s.artifact_sync_s
-            ) as artifacts,
+            mirrored(self.svc.store, scratch, prefix, hydrate=again, every_s=s.artifact_sync_s) as artifacts,
         ):
             attempt = Attempt(self.svc, inp, artifacts, info.attempt, progress)
+            attempts.append(attempt)
             attempt.heartbeat_spent = spent_in_heartbeat(info.heartbeat_details, inp)
             try:
                 with command_scope() as commands:
@@ -222,6 +236,11 @@ class TaskActivities:
             except ModelUnavailable as e:
                 what = f"the model API did not answer the agent of task {inp.task.id} ({e.detail})"
                 raise self._interrupted(attempt, Outage(Service.MODEL, e.detail, what)) from None
+            except DiskFull:
+                what = f"the worker's disk is full (task {inp.task.id})"
+                raise self._interrupted(
+                    attempt, Outage(Service.DISK, "no space left on device", what)
+                ) from None
             except WorkspaceError as e:
                 message = f"git failed for task {inp.task.id}: {redact(str(e), self.secrets())}"
                 raise attempt_failed(attempt, message, FailureKind.WORKSPACE) from e

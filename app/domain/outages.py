@@ -66,6 +66,14 @@ def git_outage(stderr: str) -> str | None:
     return None
 
 
+_DISK_FULL = re.compile(r"No space left on device|Disk quota exceeded", re.IGNORECASE)
+
+
+def disk_full(stderr: str) -> bool:
+    """Whether a command failed because it could not write (git says it in its own words)."""
+    return _DISK_FULL.search(stderr) is not None
+
+
 _LOCAL = {
     errno.ENOSPC: (Service.DISK, "no space left on device"),
     errno.EDQUOT: (Service.DISK, "disk quota exceeded"),

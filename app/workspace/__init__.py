@@ -3,6 +3,7 @@ crosses as data before Otto commits and pushes it."""
 
 from app.workspace.checkouts import FileChange, Workspace, Worktree
 from app.workspace.git import (
+    DiskFull,
     GitIdentity,
     Identity,
     MergeConflict,
@@ -15,6 +16,7 @@ from app.workspace.mirrors import REMOTE_REFS
 
 __all__ = [
     "REMOTE_REFS",
+    "DiskFull",
     "FileChange",
     "GitIdentity",
     "Identity",

@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 import git as gitpython
 from pydantic import BaseModel, ConfigDict, field_validator
 
-from app.domain.outages import git_outage
+from app.domain.outages import disk_full, git_outage
 from app.domain.redact import redact
 
 LOCAL_TIMEOUT_S = 300.0
@@ -72,6 +72,10 @@ class RemoteUnavailable(WorkspaceError):
     def __init__(self, message: str, detail: str) -> None:
         super().__init__(message)
         self.detail = detail  # "502", "unreachable", "timed out"
+
+
+class DiskFull(WorkspaceError):
+    """git could not write: the disk (or the quota) is full: an outage of the worker, not the repository."""
 
 
 class MergeConflict(WorkspaceError):
@@ -242,6 +246,8 @@ class Git:
     def failure(self, args: Sequence[str], proc: GitResult) -> WorkspaceError:
         """The error for a failed command: :class:`RemoteUnavailable` when the remote did not answer."""
         message = self.describe(args, proc)
+        if disk_full(proc.stderr):
+            return DiskFull(message)
         outage = git_outage(proc.stderr)
         return RemoteUnavailable(message, outage) if outage else WorkspaceError(message)
 
