@@ -27,6 +27,7 @@ SCENARIOS = {
     "merge-on-purpose",  # an approval refused on red checks, then `/otto merge`
     "plan-approval",  # the plan waits; `/otto plan <feedback>` replans; `/otto go` runs it
     "uninstalled",  # the App uninstalled while the run waits for review: it ends, silenced
+    "model-outage",  # the model answers 529 through several durable waits; the run shows it and carries on
 }
 
 

@@ -323,6 +323,7 @@ async def test_a_model_outage_is_waited_out_and_said(otto: Otto, repo: Callable[
     assert state.waiting is None
     assert len([q for q in otto.world.model.requests_for("classify") if q.status == 529]) == 8
     assert state.usage.calls == len(otto.world.model.served())
+    await keep_history(otto, run_workflow_id(repo_id(otto, r), number), "model-outage")
 
 
 async def test_two_runs_at_once_with_the_same_task_id_each_follow_their_own_script(

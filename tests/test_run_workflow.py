@@ -12,9 +12,17 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from app.contracts.io import MergeInput, MergeOutcome
-from app.contracts.messages import ReviewSignal, RunLimits, StopRequest
+from app.contracts.messages import (
+    OUTAGE_MEMO,
+    OutagePolicy,
+    ReviewRequest,
+    ReviewSignal,
+    RunLimits,
+    StopRequest,
+)
 from app.domain.run import RunPhase, RunState, TaskRecord, TaskStatus
-from tests.workflow_stubs import Stubs, planned, run_input, status, stub_worker, time_skipping
+from app.domain.usage import Usage
+from tests.workflow_stubs import REPO, Stubs, planned, run_input, status, stub_worker, time_skipping
 
 
 @pytest.fixture(scope="module")
@@ -134,3 +142,74 @@ async def test_a_head_that_moved_after_the_approval_merges_nothing(env: Workflow
         final = RunState.model_validate(await handle.result())
         assert final.phase == RunPhase.CANCELLED
         assert "Stopped by @mona" in final.reason
+
+
+async def test_an_attempt_an_outage_interrupts_is_taken_up_again_and_its_spend_counted(
+    env: WorkflowEnvironment,
+) -> None:
+    spent = Usage.of_call("claude-sonnet-4-6", 2000, 200)
+    stubs = Stubs(
+        outages={"execute_task": 2}, outage=("the model API", "529 overloaded_error"), outage_spend=spent
+    )
+    async with stub_worker(env.client, stubs) as queue:
+        run_id = "otto/42/outage-task"
+        await start(env.client, queue, run_id, outage_first_wait_s=30.0, outage_max_wait_s=60.0)
+        for _ in range(100):  # the durable waits pass as the test server's clock is moved on
+            state = await status(env.client, run_id)
+            if state.phase == RunPhase.WAITING_REVIEW:
+                break
+            await env.sleep(20)
+        rec = state.record("t1")
+        assert rec.status == TaskStatus.PASSED
+        assert rec.attempts == 1  # the same attempt, taken up again: not a retry
+        assert [c.resumes for c in stubs.calls["execute_task"]] == [0, 1, 2]
+        assert rec.usage.calls == 2 + 1  # both interrupted tries' calls and the finished one's
+        assert state.waiting is None
+        waits = [p.state.waiting for p in stubs.calls["publish_status"] if p.state.waiting is not None]
+        assert waits  # the status said what it waited for
+        assert waits[0].service == "the model API"
+        handle = env.client.get_workflow_handle(run_id)
+        await handle.execute_update("stop", StopRequest(sender="mona"), result_type=str)
+        assert RunState.model_validate(await handle.result()).phase == RunPhase.CANCELLED
+
+
+async def test_an_outage_past_the_runs_deadline_ends_it_in_words(env: WorkflowEnvironment) -> None:
+    stubs = Stubs(outages={"load_issue": 1_000})
+    async with stub_worker(env.client, stubs) as queue:
+        run_id = "otto/42/outage-deadline"
+        limits = RunLimits(model="claude-sonnet-4-6", outage_deadline_s=3600.0, outage_max_wait_s=600.0)
+        handle = await env.client.start_workflow("RunWorkflow", run_input(limits), id=run_id, task_queue=queue)
+        final = RunState.model_validate(await handle.result())
+        assert final.phase == RunPhase.FAILED
+        assert final.reason.startswith(
+            "GitHub is not available (502), and it did not come back before the run's"
+        )
+        tries = stubs.count("load_issue")
+        assert 6 <= tries <= 12  # 10 s doubling to 600 s within the hour, not a busy loop
+
+
+async def test_an_accepted_delivery_that_an_outage_outlasts_says_so(env: WorkflowEnvironment) -> None:
+    stubs = Stubs(outages={"resolve_task_pull": 1_000})
+    review = ReviewRequest(
+        repo=REPO,
+        pr_number=7,
+        state="approved",
+        commit_id="a" * 40,
+        reviewer="mona",
+        review_id=3,
+        delivery_id="d-1",
+    )
+    policy = OutagePolicy(deadline_s=3600.0, first_wait_s=10.0, max_wait_s=600.0)
+    async with stub_worker(env.client, stubs) as queue:
+        result = await env.client.execute_workflow(
+            "DeliveryWorkflow",
+            review,
+            id="delivery/outage",
+            task_queue=queue,
+            memo={OUTAGE_MEMO: policy.model_dump()},
+            result_type=str,
+        )
+        assert result == "not done: GitHub did not answer (502) before the deadline"
+        (reply,) = stubs.calls["reply"]
+        assert reply.number == 7
+        assert reply.body.startswith("Otto could not act on this review: GitHub did not answer (502) for 1 h")

@@ -35,6 +35,7 @@ from app.contracts.messages import RunInput, RunLimits, Trigger
 from app.domain.plan import PlannedTask
 from app.domain.run import Classification, RepoRef, RunState, TaskStatus
 from app.domain.usage import Usage
+from app.outages import Outage
 from app.workflows.delivery import DeliveryWorkflow
 from app.workflows.gate import InstallationGate
 from app.workflows.run import RunWorkflow
@@ -71,6 +72,9 @@ class Stubs:
     merge: Callable[[Any], MergeOutcome] = lambda m: MergeOutcome(result="merged", merge_sha="m" * 40)
     calls: dict[str, list[Any]] = field(default_factory=dict)
     comment_id: int = 1001
+    outages: dict[str, int] = field(default_factory=dict)  # activity name → how many calls meet an outage
+    outage: tuple[str, str] = ("GitHub", "502")
+    outage_spend: Usage = field(default_factory=Usage)  # what an interrupted call reports it spent
     client: Client | None = None  # the gate grants slots at once, as an idle installation's gate does
 
     def record(self, name: str, arg: Any) -> None:
@@ -85,6 +89,9 @@ class Stubs:
         def stub(spec: act.ActivitySpec[Any, Any], answer: Callable[[Any], Any]) -> Callable[..., Any]:
             async def run(arg: Any) -> Any:
                 s.record(spec.name, arg)
+                if s.outages.get(spec.name, 0) > 0:
+                    s.outages[spec.name] -= 1
+                    raise Outage(*s.outage).failure(s.outage_spend, retryable=False)
                 if spec is act.GATE and arg.action == "acquire" and s.client is not None:
                     await s.client.get_workflow_handle(arg.run_id).signal("granted")
                 return answer(arg)

@@ -10,6 +10,7 @@ worker's log, never retried.
 from __future__ import annotations
 
 from temporalio import workflow
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
@@ -45,8 +46,18 @@ with workflow.unsafe.imports_passed_through():
     )
     from app.domain.commands import HELP
     from app.domain.run import WRITE_PERMISSIONS, RepoRef
-    from app.workflows.calls import call, github
+    from app.workflows.calls import call, default_patience, github, outage_of
     from app.workflows.lifecycle import installation_changed, installation_unavailable
+
+
+_WHAT = {
+    "StartRun": "label",
+    "CommandRequest": "command",
+    "ReviewRequest": "review",
+    "PullChange": "change to the pull request",
+    "IssueClosed": "closing of the issue",
+    "CiFailure": "CI result",
+}
 
 
 @workflow.defn
@@ -56,10 +67,41 @@ class DeliveryWorkflow:
         try:
             return await self._dispatch(request)
         except ActivityError as e:
-            if not installation_unavailable(e):
+            if installation_unavailable(e):
+                # said once by the activity (installation and account); not retried, nothing to answer
+                return "installation unavailable: nothing done"
+            outage = outage_of(e)
+            if outage is None:
                 raise
-            # said once by the activity (installation and account); not retried, nothing to answer
-            return "installation unavailable: nothing done"
+            await self._tell_not_done(request, *outage)
+            return f"not done: {outage[0]} did not answer ({outage[1]}) before the deadline"
+
+    async def _tell_not_done(self, request: DeliveryRequest, service: str, detail: str) -> None:
+        """An accepted delivery whose effect an outage outlasted: said where it happened (one try; GitHub
+        may well still be down, so the worker's log says it too)."""
+        number = (
+            getattr(request, "pr_number", None)
+            or getattr(request, "number", None)
+            or getattr(request, "issue_number", None)
+        )
+        hours = default_patience().policy.deadline_s / 3600
+        what = _WHAT.get(type(request).__name__, "event")
+        words = (
+            f"Otto could not act on this {what}: {service} did not answer ({detail}) for {hours:g} h, so "
+            "nothing was done. Please do it again."
+        )
+        workflow.logger.warning("delivery not done: %s", words)
+        if not isinstance(number, int) or isinstance(request, InstallationChange):
+            return
+        key = f"outage delivery={workflow.info().workflow_id}"
+        try:
+            await call(
+                act.REPLY,
+                ReplyInput(repo=request.repo, number=number, key=key, body=words),
+                retry_policy=RetryPolicy(maximum_attempts=1),
+            )
+        except ActivityError:
+            return
 
     async def _dispatch(self, request: DeliveryRequest) -> str:
         if isinstance(request, InstallationChange):
