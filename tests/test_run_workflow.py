@@ -178,7 +178,8 @@ async def test_an_outage_past_the_runs_deadline_ends_it_in_words(env: WorkflowEn
     async with stub_worker(env.client, stubs) as queue:
         run_id = "otto/42/outage-deadline"
         limits = RunLimits(model="claude-sonnet-4-6", outage_deadline_s=3600.0, outage_max_wait_s=600.0)
-        handle = await env.client.start_workflow("RunWorkflow", run_input(limits), id=run_id, task_queue=queue)
+        inp = run_input(limits)
+        handle = await env.client.start_workflow("RunWorkflow", inp, id=run_id, task_queue=queue)
         final = RunState.model_validate(await handle.result())
         assert final.phase == RunPhase.FAILED
         assert final.reason.startswith(
