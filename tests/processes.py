@@ -105,6 +105,7 @@ class OttoServe:
     pids: list[int] = field(default_factory=list)  # every Otto process started
     engines: list[int] = field(default_factory=list)  # every embedded Temporal server seen
     started_at: float = 0.0
+    port_retries: int = 0
     _client: tuple[int, Client] | None = None
 
     @property
@@ -157,6 +158,12 @@ class OttoServe:
         async with httpx.AsyncClient(timeout=5.0) as http:
             while True:
                 if self.process.poll() is not None:
+                    if "Address already in use" in self.log() and self.port_retries < 3:
+                        # the port picked was taken meanwhile (e.g. as another connection's source port)
+                        self.port_retries += 1
+                        self.port = free_port()
+                        self.start()
+                        continue
                     raise AssertionError(f"otto serve exited with {self.process.returncode}:\n{self.log()}")
                 with contextlib.suppress(httpx.HTTPError):
                     if (await http.get(f"{self.url}/readyz")).status_code == 200:

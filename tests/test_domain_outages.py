@@ -103,3 +103,36 @@ def test_a_run_that_outlived_its_deadline_and_a_refusal_read_as_words() -> None:
         "Response(422 Unprocessable Entity, data_model=typing.Any)", type="RequestFailed"
     )
     assert explain(refused) == "GitHub refused a request Otto made: 422 Unprocessable Entity"
+
+
+def test_a_crashed_tries_spend_is_read_back_from_its_last_heartbeat() -> None:
+    from app.activities.tasks import git_headline, spent_in_heartbeat
+    from app.contracts.io import AttemptProgress, TaskInput
+    from app.domain.usage import Usage
+    from tests.workflow_stubs import planned
+
+    inp = TaskInput.model_validate(
+        {
+            "run_id": "otto/9/7",
+            "repo": REPO.model_dump(),
+            "issue_number": 7,
+            "issue_title": "t",
+            "base_branch": "main",
+            "clone_url": "http://x/a.git",
+            "task": planned("t1").model_dump(),
+            "branch": "otto/7/t1",
+            "attempt": 2,
+            "config": {},
+            "model": "claude-sonnet-4-6",
+        }
+    )
+    spent = Usage.of_call("claude-sonnet-4-6", 1000, 100)
+    beat = AttemptProgress(task="t1", attempt=2, spent=spent).model_dump(mode="json")
+    assert spent_in_heartbeat([beat], inp) == spent
+    other = AttemptProgress(task="t1", attempt=1, spent=spent).model_dump(mode="json")
+    assert spent_in_heartbeat([other], inp) is None  # an earlier attempt's: not this one's spend
+    assert spent_in_heartbeat([], inp) is None
+    assert spent_in_heartbeat(["garbage"], inp) is None
+    long = "git push failed (exit 128): fatal: unable to access 'x'\n" + "remote: detail\n" * 50
+    assert git_headline(long) == "git push failed (exit 128): fatal: unable to access 'x'"
+    assert len(git_headline("x" * 500)) == 200

@@ -4,6 +4,7 @@ verify round's log kept, and plan approval (`/otto go`, `/otto plan <feedback>`)
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -222,7 +223,9 @@ async def test_a_stop_during_a_long_agent_command_kills_it_and_counts_every_mode
     state, _, _ = await stopped_within_bound(otto, r, number, rid, started)
 
     # the command was killed, not left behind (it leaves /proc a moment after bwrap reports its exit)
-    await eventually(lambda: not _sandbox_sleeping("sleep 120"), within=10)
+    with contextlib.suppress(AssertionError):
+        await eventually(lambda: not _sandbox_sleeping("sleep 120"), within=20)
+    assert not _sandbox_sleeping("sleep 120"), _who_runs("sleep 120")
     t1 = state.record("t1")
     assert t1.status == TaskStatus.ERROR
     assert t1.note == "stopped before it finished; nothing more is pushed"
@@ -274,6 +277,30 @@ async def test_closing_the_issue_stops_the_run(otto: Otto, repo: Callable[..., R
     state, _, _ = await stopped_within_bound(otto, r, number, rid, started)
     assert state.stop_requested_by == r.maintainer
     await eventually(lambda: not _sandbox_sleeping("sleep 122"), within=10)
+
+
+def _who_runs(command: str) -> str:
+    """For a failure message: each process running ``command``, its ancestors and its cgroup."""
+    lines = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            if command.encode() not in (entry / "cmdline").read_bytes().replace(b"\0", b" "):
+                continue
+            chain, pid = [], entry.name
+            while pid not in ("0", "1"):
+                status = dict(
+                    line.split(":\t", 1)
+                    for line in (Path("/proc") / pid / "status").read_text().splitlines()
+                    if ":\t" in line
+                )
+                cmd = (Path("/proc") / pid / "cmdline").read_bytes().replace(b"\0", b" ").decode()[:120]
+                chain.append(f"{pid} [{status.get('State', '?')}] {cmd}")
+                pid = status.get("PPid", "0").strip()
+            cgroup = (entry / "cgroup").read_text().strip()
+            lines.append(" <- ".join(chain) + f" (cgroup {cgroup})")
+    return "still running after the stop: " + "; ".join(lines)
 
 
 def _sandbox_sleeping(command: str) -> bool:

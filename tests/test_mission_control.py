@@ -299,6 +299,7 @@ async def test_the_run_page_shows_pilot_decisions_timeline_budget_and_the_tempor
     from datetime import timedelta
 
     from app.artifacts import run_key, snapshot_key
+    from app.domain.outages import Waiting
     from app.domain.pilot import PilotDecision, TaskDecision
     from app.domain.snapshot import advance
     from bench import ui_data
@@ -317,6 +318,8 @@ async def test_the_run_page_shows_pilot_decisions_timeline_budget_and_the_tempor
     state.notices.append("🔁 @alice asked to retry t1.")
     state.tasks[0].status = TaskStatus.RUNNING
     state.tasks[0].attempts = 2
+    since = snap.updated_at.replace(hour=10, minute=2)
+    state.waiting = Waiting(service="GitHub", detail="502", since=since, step="updating this comment")
     later = advance(snap, state, now=snap.updated_at + timedelta(seconds=30), execution="bench")
     store.put_text(snapshot_key(state.run_id), later.model_dump_json())
     store.put_text(f"{run_key(state.run_id)}/pilot-00017.json", '{"input": "..."}')
@@ -336,6 +339,7 @@ async def test_the_run_page_shows_pilot_decisions_timeline_budget_and_the_tempor
         for line in ("planning", "t1 passed", "t1 attempt 2 started", "🔁 @alice asked to retry t1."):
             assert line in text, line
         assert "&lt;b&gt;import&lt;/b&gt;" in page.text  # the model's analysis is text, not HTML
+        assert "⏸️ waiting for GitHub: 502 since 10:02 UTC, retrying (updating this comment)" in text
 
 
 async def test_a_cookie_kept_after_sign_out_opens_nothing_on_any_web_process(mc: MC) -> None:

@@ -33,7 +33,7 @@ from app.domain.run import RunState
 from app.domain.usage import Usage
 from app.github_auth import GitHubApp
 from app.llm import LLM, ModelError, ModelUnavailable
-from app.outages import Outage, as_outage
+from app.outages import Outage, as_outage, outages_are_waited_out
 from app.sandbox import Sandbox, SandboxUnavailable
 from app.sandbox.proc import command_scope
 from app.settings import Settings
@@ -81,6 +81,12 @@ async def heartbeating(
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+def git_headline(text: str, limit: int = 200) -> str:
+    """The first line of a git failure, bounded: a status line, not git's whole stderr."""
+    line = text.strip().splitlines()[0] if text.strip() else "no message"
+    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 def spent_in_heartbeat(details: Sequence[Any], inp: TaskInput) -> Usage | None:
@@ -132,7 +138,21 @@ class TaskActivities:
     def secrets(self) -> list[str]:
         return self.svc.secrets()
 
+    def _git_failed(self, e: WorkspaceError, what: str) -> ApplicationError:
+        """A git step's failure: an outage (GitHub's remote, the disk) the workflow waits out, else the
+        first line of git's words (the rest goes to the log)."""
+        if isinstance(e, RemoteUnavailable):
+            return Outage(
+                Service.GITHUB, e.detail, f"{what}: GitHub did not answer git ({e.detail})"
+            ).failure()
+        if isinstance(e, DiskFull):
+            return Outage(Service.DISK, "no space left on device", f"{what}: the disk is full").failure()
+        text = redact(str(e), self.secrets())
+        log.warning("%s: %s", what, text)
+        return ApplicationError(f"{what}: {git_headline(text)}", type=FailureKind.WORKSPACE)
+
     @activity.defn
+    @outages_are_waited_out
     async def list_repo_files(self, inp: ListFilesInput) -> RepoFiles:
         ws = self.svc.workspace
         token = await self.svc.app.installation_token(inp.repo.installation_id)
@@ -140,12 +160,11 @@ class TaskActivities:
             mirror = await asyncio.to_thread(ws.sync_mirror, inp.repo.full_name, inp.clone_url, token)
             files = await asyncio.to_thread(ws.list_files, mirror, inp.branch)
         except WorkspaceError as e:
-            raise ApplicationError(
-                f"Could not read the repository: {redact(str(e), self.secrets())}", type=FailureKind.WORKSPACE
-            ) from e
+            raise self._git_failed(e, "Could not read the repository") from None
         return RepoFiles(files=files[:2000], total=len(files))
 
     @activity.defn
+    @outages_are_waited_out
     async def rebase_branch(self, inp: RebaseInput) -> str | None:
         """Rebase a dependent's branch onto the base branch after its dependency was squash/rebase-merged and
         push it with a lease. Returns the new head, or None when the rebase conflicts (nothing is pushed)."""
@@ -172,9 +191,7 @@ class TaskActivities:
             finally:
                 await asyncio.to_thread(ws.remove_worktree, worktree)
         except WorkspaceError as e:
-            raise ApplicationError(
-                f"Rebasing {inp.branch} failed: {redact(str(e), self.secrets())}", type=FailureKind.WORKSPACE
-            ) from e
+            raise self._git_failed(e, f"Rebasing {inp.branch} failed") from None
 
     @activity.defn
     async def execute_task(self, inp: TaskInput) -> TaskResult:
@@ -242,7 +259,9 @@ class TaskActivities:
                     attempt, Outage(Service.DISK, "no space left on device", what)
                 ) from None
             except WorkspaceError as e:
-                message = f"git failed for task {inp.task.id}: {redact(str(e), self.secrets())}"
+                text = redact(str(e), self.secrets())
+                log.warning("git failed for task %s: %s", inp.task.id, text)
+                message = f"git failed for task {inp.task.id}: {git_headline(text)}"
                 raise attempt_failed(attempt, message, FailureKind.WORKSPACE) from e
             except ModelError as e:
                 raise attempt_failed(attempt, f"Task {inp.task.id}: {e}.", FailureKind.MODEL) from e
