@@ -97,32 +97,6 @@ async def test_github_down_mid_agent_the_run_waits_and_pushes_the_kept_work_when
         story.otto.stop()
 
 
-async def test_an_approval_during_a_github_outage_merges_when_github_is_back(
-    world: LocalWorld, tmp_path: Path
-) -> None:
-    story = await begin(world, tmp_path, "down-approval")
-    try:
-        state = await story.state(settled)
-        assert state.record("t1").status == TaskStatus.PASSED, state.record("t1").note
-        world.sim.outage()
-        before = story.failed_github_calls()
-        pulls = story.sim.pulls(story.owner, story.name)
-        story.sim.submit_review(story.owner, story.name, pulls[0].number, story.maintainer, "APPROVED")
-        # the delivery was accepted; Otto can't look the PR up: it keeps trying past the old budget
-        await eventually(lambda: story.failed_github_calls() > before + OLD_GITHUB_TRIES, within=120)
-        assert not story.sim.pulls(story.owner, story.name)[0].merged
-        world.sim.end_outage()
-
-        merged = await story.state(lambda s: s.phase.final, within=180)
-        assert merged.phase == RunPhase.DONE, merged.reason
-        assert story.shouts_on_main() == 1
-        merge = rf"/repos/{story.owner}/{story.name}/pulls/\d+/merge"
-        assert story.sim.count_calls("PUT", merge, 200) == 1
-        assert "Traceback" not in story.otto.log()
-    finally:
-        story.otto.stop()
-
-
 async def test_the_model_overloaded_the_run_says_it_waits_and_carries_on(
     world: LocalWorld, tmp_path: Path
 ) -> None:
@@ -183,7 +157,7 @@ async def test_a_full_disk_is_waited_out_and_no_spend_is_lost(world: LocalWorld,
             story.otto.stop()
 
 
-async def test_github_down_mid_check_the_run_resumes_after_the_agent(
+async def test_github_down_mid_check_then_during_the_approval_the_run_resumes_and_merges(
     world: LocalWorld, tmp_path: Path
 ) -> None:
     story = await begin(world, tmp_path, "down-check")
@@ -200,8 +174,21 @@ async def test_github_down_mid_check_the_run_resumes_after_the_agent(
         assert_exact(story, state)
         assert story.agent_steps() == [(0, 200), (1, 200), (2, 200)]  # the agent's pushed work was kept
         assert len(story.pushes()) == 1
-        merged = await story.approve_and_merge()
+
+        # approved while GitHub is down: the delivery is accepted, the PR can't be looked up; it keeps trying
+        # past the old budget, and merges once GitHub is back
+        world.sim.outage()
+        before = story.failed_github_calls()
+        pulls = story.sim.pulls(story.owner, story.name)
+        story.sim.submit_review(story.owner, story.name, pulls[0].number, story.maintainer, "APPROVED")
+        await eventually(lambda: story.failed_github_calls() > before + OLD_GITHUB_TRIES, within=120)
+        assert not story.sim.pulls(story.owner, story.name)[0].merged
+        world.sim.end_outage()
+        merged = await story.state(lambda s: s.phase.final, within=180)
         assert merged.phase == RunPhase.DONE, merged.reason
+        assert story.shouts_on_main() == 1
+        merge = rf"/repos/{story.owner}/{story.name}/pulls/\d+/merge"
+        assert story.sim.count_calls("PUT", merge, 200) == 1
         assert "Traceback" not in story.otto.log()
     finally:
         story.otto.stop()
