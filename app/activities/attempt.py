@@ -50,6 +50,7 @@ from app.domain.logs import tail
 from app.domain.progress import Outcome, failure_signature, made_progress
 from app.domain.redact import redact
 from app.domain.render import render_pr_body
+from app.domain.repo_config import RepoConfig
 from app.domain.run import AttemptRecord, TaskStatus
 from app.domain.sanitize import quote_untrusted
 from app.domain.terminal import plain_text
@@ -325,56 +326,28 @@ class Attempt:
     # --- stage 1b: setup with network, on files no agent wrote ----------------------------------------
     @property
     def setup_network(self) -> bool:
-        s, inp = self.svc.settings, self.inp
-        return s.sandbox_setup_network == "always" or (
-            s.sandbox_setup_network == "repo" and inp.config.network == "setup"
-        )
+        return setup_network(self.svc.settings, self.inp.config)
 
     async def prime(self) -> None:
-        """When setup may use the network: run the setup commands once, before the agent, in a checkout of
-        the base branch's head that no agent has written (not the task's: a retry's or a dependent's holds
-        agent code), with the task's ``$HOME`` (so what they install is there for the checks), then move what
-        they made that the repository ignores (``node_modules``, ``.venv``) into the task's checkout. Setup
-        never runs with network again in this attempt: the checks run on what the agent wrote."""
+        """When setup may use the network: :func:`prime_setup` before the agent (see there). Setup never
+        runs with network again in this attempt: the checks run on what the agent wrote."""
         if not self.setup_network:
             return
-        svc, inp, ws = self.svc, self.inp, self.svc.workspace
         assert self.mirror is not None
         assert self.worktree is not None
         assert self.identity is not None
-        pristine = await asyncio.to_thread(
-            ws.create_worktree,
-            self.mirror,
-            f"{inp.run_id}-{inp.task.id}-{inp.attempt}-setup",
-            inp.base_branch,
-            [],
-            None,
-            self.identity,
+        self.progress.stage = "setup (network)"
+        inp = self.inp
+        self.primed = await prime_setup(
+            self.svc,
+            mirror=self.mirror,
+            worktree=self.worktree,
+            identity=self.identity,
+            base_branch=inp.base_branch,
+            config=inp.config,
+            name=f"{inp.run_id}-{inp.task.id}-{inp.attempt}-setup",
+            artifacts=self.artifacts,
         )
-        try:
-            plan = resolve_plan(pristine.path, inp.config.setup, inp.config.verify)
-            if not plan.setup:
-                return
-            self.progress.stage = "setup (network)"
-            before = {e.name for e in pristine.path.iterdir()}
-            objects = ((pristine.objects, SANDBOX_OBJECTS),) if svc.sandbox.enabled else ()
-            mounts = Mounts(pristine.path, self.worktree.home, self.worktree.tmp, ro_binds=objects)
-            passed, setup_log = await asyncio.to_thread(
-                run_setup,
-                svc.sandbox,
-                mounts,
-                plan.setup,
-                svc.settings.verify_timeout_s,
-                svc.settings.verify_log_limit,
-                network=True,
-            )
-            (self.artifacts / "setup.log").write_text(redact(setup_log, svc.secrets()), encoding="utf-8")
-            if passed:
-                made = sorted({e.name for e in pristine.path.iterdir()} - before)
-                await asyncio.to_thread(ws.move_ignored, pristine, self.worktree, made)
-                self.primed = list(plan.setup)
-        finally:
-            await asyncio.to_thread(ws.remove_worktree, pristine)
 
     # --- stage 2: the agent, and its work pushed at once --------------------------------------------
     async def work(self) -> TaskResult | None:
@@ -678,6 +651,57 @@ class Attempt:
     async def release(self) -> None:
         if self.worktree is not None:
             await asyncio.to_thread(self.svc.workspace.remove_worktree, self.worktree)
+
+
+def setup_network(settings: Settings, config: RepoConfig) -> bool:
+    """Whether the repository's setup may use the network (then only on files no agent or person wrote)."""
+    return settings.sandbox_setup_network == "always" or (
+        settings.sandbox_setup_network == "repo" and config.network == "setup"
+    )
+
+
+async def prime_setup(
+    svc: Services,
+    *,
+    mirror: Path,
+    worktree: Worktree,
+    identity: GitIdentity,
+    base_branch: str,
+    config: RepoConfig,
+    name: str,
+    artifacts: Path,
+) -> list[str] | None:
+    """Run the setup commands once, with network, in a checkout of the base branch's head that nobody but
+    the repository wrote (not the task's: a retry's or a dependent's holds agent code, a pushed head a
+    person's), with the task's ``$HOME`` (so what they install is there for the checks), then move what
+    they made that the repository ignores (``node_modules``, ``.venv``) into ``worktree``. Returns the
+    commands that ran and passed (None: setup did not run, or failed: the checks run it again offline)."""
+    ws = svc.workspace
+    pristine = await asyncio.to_thread(ws.create_worktree, mirror, name, base_branch, [], None, identity)
+    try:
+        plan = resolve_plan(pristine.path, config.setup, config.verify)
+        if not plan.setup:
+            return None
+        before = {e.name for e in pristine.path.iterdir()}
+        objects = ((pristine.objects, SANDBOX_OBJECTS),) if svc.sandbox.enabled else ()
+        mounts = Mounts(pristine.path, worktree.home, worktree.tmp, ro_binds=objects)
+        passed, setup_log = await asyncio.to_thread(
+            run_setup,
+            svc.sandbox,
+            mounts,
+            plan.setup,
+            svc.settings.verify_timeout_s,
+            svc.settings.verify_log_limit,
+            network=True,
+        )
+        (artifacts / "setup.log").write_text(redact(setup_log, svc.secrets()), encoding="utf-8")
+        if not passed:
+            return None
+        made = sorted({e.name for e in pristine.path.iterdir()} - before)
+        await asyncio.to_thread(ws.move_ignored, pristine, worktree, made)
+        return list(plan.setup)
+    finally:
+        await asyncio.to_thread(ws.remove_worktree, pristine)
 
 
 async def run_attempt(attempt: Attempt) -> TaskResult:

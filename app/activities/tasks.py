@@ -16,6 +16,7 @@ from temporalio.client import Client
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from app.activities.attempt import Attempt, Services, Stopped, run_attempt
+from app.activities.pushes import progress_of, verify_pushed_head
 from app.artifacts import (
     ArtifactStore,
     append_learning,
@@ -25,7 +26,16 @@ from app.artifacts import (
     store_from_settings,
 )
 from app.contracts.failures import FailureKind
-from app.contracts.io import AttemptProgress, ListFilesInput, RebaseInput, RepoFiles, TaskInput, TaskResult
+from app.contracts.io import (
+    AttemptProgress,
+    ListFilesInput,
+    RebaseInput,
+    RepoFiles,
+    TaskInput,
+    TaskResult,
+    VerifyHeadInput,
+    VerifyHeadResult,
+)
 from app.contracts.messages import RunMessage
 from app.domain.outages import Service
 from app.domain.redact import redact
@@ -192,6 +202,17 @@ class TaskActivities:
                 await asyncio.to_thread(ws.remove_worktree, worktree)
         except WorkspaceError as e:
             raise self._git_failed(e, f"Rebasing {inp.branch} failed") from None
+
+    @activity.defn
+    @outages_are_waited_out
+    async def verify_head(self, inp: VerifyHeadInput) -> VerifyHeadResult:
+        """A head a person pushed to a task branch: the repository's checks and its `otto/verify` check run
+        (see ``app.activities.pushes``)."""
+        try:
+            async with heartbeating(progress_of(inp), self.svc.settings.heartbeat_every_s):
+                return await verify_pushed_head(self.svc, inp, activity.info().attempt)
+        except WorkspaceError as e:
+            raise self._git_failed(e, f"Checking {inp.sha[:7]} on {inp.branch}") from None
 
     @activity.defn
     async def execute_task(self, inp: TaskInput) -> TaskResult:

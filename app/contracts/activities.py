@@ -56,6 +56,8 @@ from app.contracts.io import (
     TaskPull,
     TaskPullQuery,
     TaskResult,
+    VerifyHeadInput,
+    VerifyHeadResult,
 )
 from app.contracts.messages import StartRun
 
@@ -194,6 +196,14 @@ LIST_REPO_FILES: ActivitySpec[ListFilesInput, RepoFiles] = ActivitySpec(
 REBASE_BRANCH: ActivitySpec[RebaseInput, str | None] = ActivitySpec(
     "rebase_branch", Queue.CPU, RebaseInput, str | None, GIT_CALL
 )
+# a person's push to a task branch: the repository's checks on that head, and its `otto/verify` check run
+VERIFY_HEAD: ActivitySpec[VerifyHeadInput, VerifyHeadResult] = ActivitySpec(
+    "verify_head",
+    Queue.CPU,
+    VerifyHeadInput,
+    VerifyHeadResult,
+    {**GIT_CALL, "start_to_close_timeout": timedelta(hours=1), "heartbeat_timeout": timedelta(minutes=2)},
+)
 # timeouts per run (RunLimits): start-to-close, heartbeat; see app.workflows.run.execution
 EXECUTE_TASK: ActivitySpec[TaskInput, TaskResult] = ActivitySpec(
     "execute_task", Queue.CPU, TaskInput, TaskResult
@@ -226,6 +236,7 @@ ALL: tuple[ActivitySpec[Any, Any], ...] = (
     REPLAN,
     LIST_REPO_FILES,
     REBASE_BRANCH,
+    VERIFY_HEAD,
     EXECUTE_TASK,
 )
 BY_NAME: dict[str, ActivitySpec[Any, Any]] = {spec.name: spec for spec in ALL}

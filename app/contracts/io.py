@@ -109,6 +109,29 @@ class RebaseInput(BaseModel):
     expected_sha: str | None  # the branch's head as Otto knows it: never force over anyone else's commits
 
 
+class VerifyHeadInput(BaseModel):
+    """The repository's checks on a head a person pushed to a task branch (Otto is CI for its branches)."""
+
+    run_id: str
+    repo: RepoRef
+    clone_url: str
+    base_branch: str
+    branch: str
+    sha: str  # the head the person pushed (checked only while it is still the branch's head)
+    pusher: str
+    task_id: str
+    config: RepoConfig
+
+
+class VerifyHeadResult(BaseModel):
+    sha: str  # the head that was checked (or, when ``moved``, the branch's head now)
+    moved: bool = False  # the branch moved on before the checks ran: nothing was checked
+    passed: bool = False
+    no_checks: bool = False
+    failures: int | None = None
+    log_tail: str = ""
+
+
 class RepoFiles(BaseModel):
     files: list[str]
     total: int

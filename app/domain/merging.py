@@ -19,6 +19,13 @@ class WaitFor:
 
 
 @dataclass(frozen=True)
+class Verifying:
+    """A person pushed this head; Otto's checks on it are running: the approval waits for them."""
+
+    sha: str
+
+
+@dataclass(frozen=True)
 class Nothing:
     why: str
 
@@ -30,12 +37,13 @@ class Refuse:
     reason: str  # "red", "running", "skipped", "abandoned"
 
 
-MergePlan = Merge | WaitFor | Nothing | Refuse
+MergePlan = Merge | WaitFor | Verifying | Nothing | Refuse
 
 
 def merge_plan(state: RunState, rec: TaskRecord, *, override: bool = False) -> MergePlan:
-    """Merge the approved head now, wait for unmerged dependencies, refuse (red checks, a task that is
-    running, skipped or closed), or do nothing. ``override``: a writer's `/otto merge` merges red checks."""
+    """Merge the approved head now, wait for unmerged dependencies or for Otto's checks on a head a person
+    pushed, refuse (red checks, a task that is running, skipped or closed), or do nothing. ``override``: a
+    writer's `/otto merge` merges red (or unchecked) heads."""
     if rec.status == TaskStatus.MERGED:
         return Nothing("the task is already merged")
     if rec.pr_number is None:
@@ -50,6 +58,8 @@ def merge_plan(state: RunState, rec: TaskRecord, *, override: bool = False) -> M
         return Refuse("red")
     if rec.approved_sha is None or rec.approved_sha != rec.head_sha:
         return Nothing("the approval is not for the current head")
+    if rec.verifying_sha is not None and rec.verifying_sha == rec.head_sha and not override:
+        return Verifying(rec.verifying_sha)
     unmerged = [d for d in rec.task.depends_on if state.record(d).status != TaskStatus.MERGED]
     if unmerged:
         return WaitFor(unmerged)

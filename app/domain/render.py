@@ -109,6 +109,11 @@ def _task_state(r: TaskRecord) -> str:
     if r.status == TaskStatus.ERROR and r.history and r.history[-1].outcome == "stopped":
         return _cell(f"⏹️ {r.note or 'stopped'}")  # a stop asked for is not an error
     text = _TASK_STATE[r.status]
+    pushed = f" (pushed by @{r.pushed_by})" if r.pushed_by else ""
+    if r.verifying_sha and r.verifying_sha == r.head_sha:
+        text = f"🔄 running the checks on {r.verifying_sha[:7]}{pushed}"
+    elif r.pushed_by and r.head_sha and r.status in (TaskStatus.PASSED, TaskStatus.FAILED):
+        text = f"{text} at {r.head_sha[:7]}{pushed}"
     if r.status == TaskStatus.RUNNING and r.stage:
         text = f"🔄 {r.stage}"
     elif r.status == TaskStatus.FAILED and r.failures:

@@ -114,6 +114,8 @@ class TaskRecord(BaseModel):
     history: list[AttemptRecord] = Field(default_factory=list)
     merged_by: str = ""  # who merged it (the App's bot on an approval, or a human on GitHub)
     override_by: str | None = None  # a writer merged it on purpose although its checks were red
+    pushed_by: str | None = None  # a person who pushed the current head (None: Otto pushed it)
+    verifying_sha: str | None = None  # a person's head whose checks Otto is running now
 
 
 class RunState(BaseModel):

@@ -191,6 +191,8 @@ def apply(run: Run, rec: TaskRecord, result: TaskResult) -> None:
     rec.fix_rounds = result.fix_rounds
     rec.verify_log_tail = result.verify_log_tail
     rec.refused_changes = result.refused_changes
+    if result.head_sha:  # Otto's own push, checked by this attempt
+        rec.pushed_by, rec.verifying_sha = None, None
     rec.head_sha = result.head_sha or rec.head_sha
     rec.pr_number = result.pr_number or rec.pr_number
     rec.pr_url = result.pr_url or rec.pr_url

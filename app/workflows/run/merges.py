@@ -10,7 +10,7 @@ with workflow.unsafe.imports_passed_through():
     from app.contracts.io import BranchInput, MergeInput, RebaseInput, RetargetInput
     from app.contracts.messages import MergeRequest
     from app.domain.links import attempt_url
-    from app.domain.merging import Merge, Refuse, WaitFor, merge_plan, waiting_dependents
+    from app.domain.merging import Merge, Refuse, Verifying, WaitFor, merge_plan, waiting_dependents
     from app.domain.replies import merged_note, merged_on_purpose, red_on_github, refused_merge
     from app.domain.run import TaskRecord, TaskStatus
     from app.domain.scheduling import RESOLVED, pr_base
@@ -57,6 +57,16 @@ async def try_merge(run: Run, rec: TaskRecord, *, override: bool = False) -> Non
                 rec.pr_number,
                 f"refused sha={rec.head_sha} by={approver}",
                 refused_merge(plan.reason, rec, approver, link),
+            )
+            return
+        if isinstance(plan, Verifying):
+            assert rec.pr_number is not None
+            who = f" (pushed by @{rec.pushed_by})" if rec.pushed_by else ""
+            await run.say(
+                rec.pr_number,
+                f"verifying sha={plan.sha} by={rec.approved_by}",
+                f"Approved. Otto is running the repository's checks on {plan.sha[:7]}{who}: this merges when "
+                "they pass, and Otto says so here if they don't.",
             )
             return
         if isinstance(plan, WaitFor):

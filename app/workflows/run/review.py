@@ -3,22 +3,25 @@ change or close. Merges follow ``app.domain.merging``'s plan: SHA-guarded, in de
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from datetime import timedelta
+
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from app.contracts import activities as act
-    from app.contracts.io import (
-        CiQuery,
-        CommentReaction,
-    )
+    from app.contracts.io import CiQuery, CommentReaction, VerifyHeadInput
     from app.contracts.messages import CiSignal, PullSignal, RetryRequest, ReviewSignal
-    from app.domain.run import TaskStatus
+    from app.domain.run import TaskRecord, TaskStatus
     from app.domain.scheduling import RESOLVED
     from app.domain.usage import worst_case_cost
     from app.workflows.run import execution
     from app.workflows.run.context import Run
     from app.workflows.run.merges import merged, try_merge
 
+VERIFY_PUSHED_HEADS = "verify-pushed-heads"  # patched(): a person's push gets Otto's checks (was: a note)
+PUSH_EVENT_WAIT = timedelta(seconds=60)  # how long an approval of an unknown head waits for its push event
 WHY = {"command": "asked to retry", "review": "requested changes on", "ci": "CI failed on"}
 
 
@@ -110,6 +113,10 @@ async def on_review(run: Run, s: ReviewSignal) -> None:
         await run.say(s.pr_number, f"review={s.review_id}", f"@{s.reviewer} approved; it is already merged.")
         return
     rec.approved_sha, rec.approved_by = s.commit_id, s.reviewer
+    if s.commit_id != rec.head_sha and s.commit_id and workflow.patched(VERIFY_PUSHED_HEADS):
+        # approved right after a push whose event has not reached the run yet: wait for it a little
+        with contextlib.suppress(asyncio.TimeoutError):
+            await workflow.wait_condition(lambda: rec.head_sha == s.commit_id, timeout=PUSH_EVENT_WAIT)
     if s.commit_id != rec.head_sha:
         await run.say(
             s.pr_number,
@@ -127,10 +134,14 @@ async def on_pull_changed(run: Run, s: PullSignal) -> None:
     except KeyError:
         return
     if s.action == "synchronize":
-        if s.head_sha != rec.head_sha:
+        if s.head_sha == rec.head_sha:
+            return
+        if not workflow.patched(VERIFY_PUSHED_HEADS):
             rec.head_sha = s.head_sha
             rec.note = f"@{s.sender} pushed {s.head_sha[:7]}; approve the new head to merge"
             await run.publish()
+            return
+        await verify_pushed_head(run, rec, s)
         return
     if rec.status in RESOLVED:
         return
@@ -147,6 +158,49 @@ async def on_pull_changed(run: Run, s: PullSignal) -> None:
                 dep.status = TaskStatus.SKIPPED
             dep.note = f"blocked: depends on {s.task_id}, whose PR was closed"
     await run.publish()
+
+
+def settled_or_running(rec: TaskRecord) -> bool:
+    return rec.status in RESOLVED or rec.status == TaskStatus.RUNNING
+
+
+async def verify_pushed_head(run: Run, rec: TaskRecord, s: PullSignal) -> None:
+    """A person pushed to the task's branch: run the repository's checks on that head (Otto is the CI for its
+    branches), say its truth, and merge it if it was approved and is green. While an attempt runs, it takes
+    the push in itself (it rebases onto it and checks what it pushes)."""
+    rec.head_sha, rec.pushed_by = s.head_sha, s.sender
+    if settled_or_running(rec) or rec.pr_number is None:
+        await run.publish()
+        return
+    ctx = run.m.context
+    assert ctx is not None
+    rec.verifying_sha, rec.note = s.head_sha, ""
+    run.state.notice(f"⬆️ @{s.sender} pushed {s.head_sha[:7]} to `{rec.branch}`; Otto runs the checks on it.")
+    await run.publish()
+    check = VerifyHeadInput(
+        run_id=run.state.run_id,
+        repo=run.inp.repo,
+        clone_url=ctx.clone_url,
+        base_branch=ctx.base_branch,
+        branch=rec.branch,
+        sha=s.head_sha,
+        pusher=s.sender,
+        task_id=rec.task.id,
+        config=run.m.config,
+    )
+    result = await run.git_call(act.VERIFY_HEAD, check, step=f"checking {s.head_sha[:7]}")
+    if rec.head_sha != s.head_sha or result.moved:
+        return  # pushed again meanwhile: the newer head's own check answers
+    rec.verifying_sha = None
+    if settled_or_running(rec):  # merged, closed or retried meanwhile
+        await run.publish()
+        return
+    rec.status = TaskStatus.PASSED if result.passed else TaskStatus.FAILED
+    rec.failures = result.failures
+    rec.verify_log_tail = result.log_tail
+    await run.publish()
+    if rec.approved_sha == rec.head_sha:  # approved while its checks ran: now merge, or say why not
+        await try_merge(run, rec)
 
 
 async def on_ci_failed(run: Run, s: CiSignal) -> None:

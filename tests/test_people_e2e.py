@@ -1,0 +1,118 @@
+"""People share Otto's branches: a head a person pushes to a task branch gets Otto's checks, its own
+`otto/verify` check run and the truth in the status comment; an approval merges only a head Otto verified
+green, and an approval given while those checks run waits for them. Counted from the simulator's records."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from app.dev.demo import SAMPLE_REPO
+from app.domain.run import RunPhase, TaskStatus
+from tests.e2e import Otto, Repo, eventually, label_new_issue, settled, wait_for_state
+from tests.test_failures_e2e import NO_FIX_ROUNDS, SINGLE, create, pr_of, scenario
+
+FAILING = create("tests/test_b.py", "def test_b():\n    assert False\n")
+PASSING = create("tests/test_b.py", "def test_b():\n    assert True\n")
+SLOW_CHECKS = {
+    **SAMPLE_REPO,
+    ".github/otto.yml": "verify: sleep 3 && python -m pytest -q\nmax_fix_rounds: 0\n",
+}
+
+
+def otto_checks(otto: Otto, r: Repo, sha: str) -> list[Any]:
+    return [c for c in otto.sim.check_runs(r.owner, r.name, sha) if c.name == "otto/verify"]
+
+
+def bot_comments(otto: Otto, r: Repo, number: int) -> list[str]:
+    return [c.body for c in otto.sim.comments(r.owner, r.name, number) if c.user.login == "otto[bot]"]
+
+
+def merges(otto: Otto, r: Repo) -> int:
+    return int(otto.sim.count_calls("PUT", rf"/repos/{r.owner}/{r.name}/pulls/\d+/merge", 200))
+
+
+async def test_a_fix_a_person_pushes_to_a_red_pr_is_verified_and_the_approval_merges_it(
+    otto: Otto, repo: Callable[..., Repo]
+) -> None:
+    otto.world.model.load(scenario(SINGLE, {"t1": [FAILING, {"text": "Added b's test."}]}))
+    r = repo(NO_FIX_ROUNDS)
+    number, rid = label_new_issue(otto.sim, r)
+    rec = (await wait_for_state(otto.client, rid, number, settled)).record("t1")
+    assert rec.status == TaskStatus.FAILED
+    pr = pr_of(otto, r, rec.branch)
+    fix = otto.sim.push_commit(
+        r.owner,
+        r.name,
+        rec.branch,
+        {"tests/test_b.py": PASSING["tool_use"]["input"]["file_text"]},
+        "Fix test_b",
+        r.maintainer,
+    )
+
+    state = await wait_for_state(
+        otto.client,
+        rid,
+        number,
+        lambda s: (
+            s.record("t1").head_sha == fix
+            and s.record("t1").verifying_sha is None
+            and s.record("t1").status == TaskStatus.PASSED
+        ),
+    )
+    t1 = state.record("t1")
+    assert t1.pushed_by == r.maintainer
+    (check,) = otto_checks(otto, r, fix)  # one check run, on the person's head
+    assert check.conclusion == "success"
+    assert f"pushed by @{r.maintainer}" in check.output["summary"]
+    row = f"✅ verified at {fix[:7]} (pushed by @{r.maintainer})"
+    await eventually(lambda: any(row in b for b in bot_comments(otto, r, number)))
+
+    otto.sim.submit_review(r.owner, r.name, pr.number, r.maintainer, "APPROVED", commit_id=fix)
+    done = await wait_for_state(otto.client, rid, number, lambda s: s.phase.final)
+    assert done.phase == RunPhase.DONE, done.reason
+    assert merges(otto, r) == 1
+    assert (
+        otto.sim.read_file(r.owner, r.name, "main", "tests/test_b.py") == "def test_b():\n    assert True\n"
+    )
+
+
+async def test_an_approval_while_otto_checks_a_pushed_head_waits_and_a_red_head_is_not_merged(
+    otto: Otto, repo: Callable[..., Repo]
+) -> None:
+    otto.world.model.load(scenario(SINGLE, {"t1": [PASSING, {"text": "Added b's test."}]}))
+    r = repo(SLOW_CHECKS)
+    number, rid = label_new_issue(otto.sim, r)
+    rec = (await wait_for_state(otto.client, rid, number, settled)).record("t1")
+    assert rec.status == TaskStatus.PASSED
+    pr = pr_of(otto, r, rec.branch)
+    broken = otto.sim.push_commit(
+        r.owner,
+        r.name,
+        rec.branch,
+        {"tests/test_c.py": "def test_c():\n    assert 1 == 2\n"},
+        "Add c",
+        r.maintainer,
+    )
+    await wait_for_state(otto.client, rid, number, lambda s: s.record("t1").verifying_sha == broken)
+    otto.sim.submit_review(r.owner, r.name, pr.number, r.maintainer, "APPROVED", commit_id=broken)
+    said = await eventually(
+        lambda: next(
+            (b for b in bot_comments(otto, r, pr.number) if "Otto is running the repository's checks" in b),
+            None,
+        )
+    )
+    assert broken[:7] in said
+
+    state = await wait_for_state(
+        otto.client, rid, number, lambda s: s.record("t1").status == TaskStatus.FAILED
+    )
+    assert state.record("t1").head_sha == broken
+    (check,) = otto_checks(otto, r, broken)
+    assert check.conclusion == "failure"
+    refused = await eventually(
+        lambda: next((b for b in bot_comments(otto, r, pr.number) if "nothing was merged" in b.lower()), None)
+    )
+    assert refused
+    assert merges(otto, r) == 0
+    assert state.phase == RunPhase.WAITING_REVIEW
