@@ -4,6 +4,7 @@ green, and an approval given while those checks run waits for them. Counted from
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -68,6 +69,11 @@ async def test_a_fix_a_person_pushes_to_a_red_pr_is_verified_and_the_approval_me
     row = f"✅ verified at {fix[:7]} (pushed by @{r.maintainer})"
     await eventually(lambda: any(row in b for b in bot_comments(otto, r, number)))
 
+    body = otto.sim.pull(r.owner, r.name, pr.number).body
+    assert f"**Verification at {fix[:7]} (pushed by @{r.maintainer}): ✅ passed**" in body
+    assert "The checks fail" not in body  # the footer is about this head now
+    assert re.search(r"\b\d+ passed in\b", body), body  # the log's tail is this head's (pytest's summary)
+    assert " failed" not in body.split("Verify log (tail)")[1]
     otto.sim.submit_review(r.owner, r.name, pr.number, r.maintainer, "APPROVED", commit_id=fix)
     done = await wait_for_state(otto.client, rid, number, lambda s: s.phase.final)
     assert done.phase == RunPhase.DONE, done.reason
@@ -115,4 +121,7 @@ async def test_an_approval_while_otto_checks_a_pushed_head_waits_and_a_red_head_
     )
     assert refused
     assert merges(otto, r) == 0
+    body = otto.sim.pull(r.owner, r.name, pr.number).body
+    assert f"**Verification at {broken[:7]} (pushed by @{r.maintainer}): ❌ failed**" in body
+    assert "push a fix (Otto checks every push)" in body
     assert state.phase == RunPhase.WAITING_REVIEW

@@ -12,6 +12,7 @@ import json
 import logging
 import re
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, cast
@@ -221,6 +222,18 @@ class RepoGitHub:
             raise
         pr = resp.parsed_data
         return PullRef(pr.number, pr.html_url, pr.node_id, pr.head.sha)
+
+    async def restate_pull(self, number: int, rewrite: Callable[[str], str]) -> bool:
+        """Rewrite the body of pull request ``number`` if the App opened it; whether it changed."""
+        pr = (await self.gh.rest.pulls.async_get(self.owner, self.name, number)).parsed_data
+        if not self._mine(pr.user):
+            return False
+        body = pr.body or ""
+        new = rewrite(body)
+        if new == body:
+            return False
+        await self.gh.rest.pulls.async_update(self.owner, self.name, number, body=new)
+        return True
 
     async def failing_checks(self, head_sha: str) -> list[str]:
         """Names of the check runs on ``head_sha`` (any app's, the latest of each) that did not pass."""
@@ -436,7 +449,12 @@ class GitHubActivities:
         m = _TASK_MARKER.search(pr.body or "")
         if m is None:
             return None
-        return TaskPull(run_id=m.group("run"), task_id=m.group("task"), issue_number=int(m.group("issue")))
+        return TaskPull(
+            run_id=m.group("run"),
+            task_id=m.group("task"),
+            issue_number=int(m.group("issue")),
+            head_sha=pr.head.sha,
+        )
 
     @activity.defn
     @durable_rate_limits

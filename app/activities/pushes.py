@@ -15,6 +15,7 @@ from app.contracts.io import AttemptProgress, VerifyHeadInput, VerifyHeadResult
 from app.domain.links import run_url
 from app.domain.logs import tail
 from app.domain.redact import redact
+from app.domain.render import restate_checks
 from app.domain.terminal import plain_text
 from app.sandbox import Mounts
 from app.sandbox.proc import command_scope
@@ -84,12 +85,29 @@ async def verify_pushed_head(svc: Services, inp: VerifyHeadInput, try_no: int) -
         text=f"```\n{plain_text(log)}\n```",
         details_url=run_url(s.public_url, inp.run_id),
     )
+    log_tail = tail(plain_text(log), LOG_TAIL_BYTES)
+    await gh.restate_pull(
+        inp.pr_number,
+        lambda body: redact(
+            restate_checks(
+                body,
+                sha=inp.sha,
+                pusher=inp.pusher,
+                passed=result.passed,
+                no_checks=result.no_checks,
+                failures=result.failures,
+                commands=result.commands,
+                log_tail=log_tail,
+            ),
+            svc.secrets(),
+        ),
+    )
     return VerifyHeadResult(
         sha=inp.sha,
         passed=result.passed,
         no_checks=result.no_checks,
         failures=result.failures,
-        log_tail=tail(plain_text(log), LOG_TAIL_BYTES),
+        log_tail=log_tail,
     )
 
 

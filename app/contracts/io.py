@@ -120,6 +120,7 @@ class VerifyHeadInput(BaseModel):
     sha: str  # the head the person pushed (checked only while it is still the branch's head)
     pusher: str
     task_id: str
+    pr_number: int
     config: RepoConfig
 
 
@@ -187,6 +188,7 @@ class TaskPull(BaseModel):
     run_id: str
     task_id: str
     issue_number: int
+    head_sha: str | None = None  # the PR's head as GitHub has it now
 
 
 class MergeInput(BaseModel):

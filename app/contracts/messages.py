@@ -178,6 +178,7 @@ class ReviewSignal(BaseModel):
     reviewer: str
     review_id: int
     guidance: str = ""
+    pr_head_sha: str | None = None  # the PR's head as GitHub had it when the review came in
 
 
 class PullSignal(BaseModel):

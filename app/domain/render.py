@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import jinja2
@@ -184,6 +185,41 @@ def render_pr_body(
         attempt=attempt,
         fix_rounds=fix_rounds,
     )
+
+
+_VERIFICATION_LINE = re.compile(r"^\*\*Verification[^\n]*$", re.M)
+_LOG_TAIL = re.compile(r"(<summary>Verify log \(tail\)</summary>\n\n```\n)(.*?)(\n```\n</details>)", re.S)
+_FOOTER = re.compile(r"^<sub>(?:Draft opened by Otto|Checks by Otto)[^\n]*</sub>$", re.M)
+
+
+def restate_checks(
+    body: str,
+    *,
+    sha: str,
+    pusher: str,
+    passed: bool,
+    no_checks: bool,
+    failures: int | None,
+    commands: Sequence[str],
+    log_tail: str,
+) -> str:
+    """A task PR's body (Otto's own) told the truth of the head a person pushed: its verification line,
+    the log's tail and the footer say what Otto's checks found on that head, not on Otto's last attempt."""
+    verdict = "✅ passed" if passed else ("⚪ no checks found" if no_checks else "❌ failed")
+    failing = f" ({failures} failing)" if failures else ""
+    ran = f" — `{'`, `'.join(commands)}`" if commands else ""
+    line = f"**Verification at {sha[:7]} (pushed by @{pusher}): {verdict}**{failing}{ran}"
+    if passed or no_checks:
+        advice = "Approve to merge; comment `/otto retry <guidance>` to have Otto work on it again."
+    else:
+        advice = (
+            "The checks fail, so an approval does not merge it: push a fix (Otto checks every push) or "
+            "comment `/otto retry <guidance>`; a writer can comment `/otto merge` to merge it as it is."
+        )
+    footer = f"<sub>Checks by Otto on {sha[:7]}, pushed by @{pusher}. {advice}</sub>"
+    body = _VERIFICATION_LINE.sub(lambda _m: line, body, count=1)
+    body = _LOG_TAIL.sub(lambda m: m.group(1) + log_tail.replace("```", "ˋˋˋ") + m.group(3), body, count=1)
+    return _FOOTER.sub(lambda _m: footer, body, count=1)
 
 
 def refusal_marker(delivery_id: str) -> str:

@@ -166,6 +166,7 @@ class DeliveryWorkflow:
             reviewer=request.reviewer,
             review_id=request.review_id,
             guidance=guidance,
+            pr_head_sha=pull.head_sha,
         )
         delivered = await self._signal(pull.run_id, RunMessage.REVIEW, signal.model_dump(mode="json"))
         return "signalled review" if delivered else "no run"

@@ -113,7 +113,8 @@ async def on_review(run: Run, s: ReviewSignal) -> None:
         await run.say(s.pr_number, f"review={s.review_id}", f"@{s.reviewer} approved; it is already merged.")
         return
     rec.approved_sha, rec.approved_by = s.commit_id, s.reviewer
-    if s.commit_id != rec.head_sha and s.commit_id and workflow.patched(VERIFY_PUSHED_HEADS):
+    pushed_now = s.commit_id is not None and s.commit_id == s.pr_head_sha  # GitHub's head, new to the run
+    if s.commit_id != rec.head_sha and pushed_now and workflow.patched(VERIFY_PUSHED_HEADS):
         # approved right after a push whose event has not reached the run yet: wait for it a little
         with contextlib.suppress(asyncio.TimeoutError):
             await workflow.wait_condition(lambda: rec.head_sha == s.commit_id, timeout=PUSH_EVENT_WAIT)
@@ -186,6 +187,7 @@ async def verify_pushed_head(run: Run, rec: TaskRecord, s: PullSignal) -> None:
         sha=s.head_sha,
         pusher=s.sender,
         task_id=rec.task.id,
+        pr_number=rec.pr_number,
         config=run.m.config,
     )
     result = await run.git_call(act.VERIFY_HEAD, check, step=f"checking {s.head_sha[:7]}")
