@@ -233,7 +233,7 @@ async def test_a_stop_during_a_long_agent_command_kills_it_and_counts_every_mode
     t2 = state.record("t2")  # never started: said so, not left "pending"
     assert (t2.status, t2.note) == (
         TaskStatus.SKIPPED,
-        "never started: the run was stopped before it got here",
+        "not started — the run was stopped",
     )
     # every model call the run made is in its cost (classify, plan, the agent's two)
     assert state.usage.calls == len(otto.world.model.requests) == 4

@@ -197,7 +197,8 @@ def test_a_pilot_skip_says_what_happens_to_the_pr_and_how_to_go_on() -> None:
     assert text[4] == (
         "**Decision.** ⏭️ skip this task: this pull request stays open as a failing draft and is not merged "
         "by an approval; tasks that depend on it are skipped too. To continue, comment "
-        "`/otto retry <guidance>` here, push a fix yourself, or close it"
+        "`/otto retry <guidance>` here, push a fix to this branch (Otto runs the checks on every push), or "
+        "close it."
     )
 
 
@@ -223,3 +224,24 @@ def test_replies_to_approvals_that_merge_nothing_say_what_is_red_and_what_to_do(
         "Merged on purpose by @hubot with `/otto merge`, although 1 failing test "
         "(Otto's own checks were red)."
     )
+
+
+def test_counts_in_the_status_are_plural_only_when_they_should_be() -> None:
+    state = RunState(run_id="otto/9/7", repo=REPO, issue_number=7, phase=RunPhase.RUNNING)
+    state.usage = Usage.of_call("claude-sonnet-4-6", 10, 10)
+    assert "· 1 model call ·" in render_status(state)
+    state.usage = state.usage + Usage.of_call("claude-sonnet-4-6", 10, 10)
+    assert "· 2 model calls ·" in render_status(state)
+
+
+def test_a_stopped_task_reads_stopped_in_mission_control_not_error() -> None:
+    from app.web.views import task_state
+
+    rec = TaskRecord(task=PlannedTask(id="t1", title="A", intent="a", acceptance=[]), batch=0, branch="b")
+    rec.status = TaskStatus.ERROR
+    rec.history = [AttemptRecord(attempt=1, trigger="first run", outcome="stopped", duration_s=1, cost_usd=0)]
+    assert task_state(rec) == "stopped"
+    rec.history = [
+        AttemptRecord(attempt=1, trigger="first run", outcome="error: git", duration_s=1, cost_usd=0)
+    ]
+    assert task_state(rec) == "error"

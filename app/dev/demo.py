@@ -146,13 +146,28 @@ async def _follow(client: object, world: LocalWorld, number: int, timeout_s: flo
     return state
 
 
+def _where_it_is(state: RunState) -> str:
+    """Where the run is, in words (never a state name)."""
+    if state.phase == RunPhase.WAITING_REVIEW:
+        return "The run has done its work and now waits for your review of its pull requests"
+    if state.phase == RunPhase.DONE:
+        return "The run is done"
+    if state.phase == RunPhase.FAILED:
+        return "The run failed"
+    if state.phase == RunPhase.CANCELLED:
+        return "The run was stopped"
+    if state.phase == RunPhase.NEEDS_INFO:
+        return "The run needs answers from the issue's author"
+    return "The run is still working"
+
+
 def _report(world: LocalWorld, number: int, state: RunState | None, wall_s: float, artifacts: Path) -> None:
     sim = world.sim
     _say("")
     if state is None:
         _say("No run was started: see the deliveries above.")
         return
-    _say(f"Run ended in state '{state.phase.value}' after {wall_s:.1f}s. {state.reason}")
+    _say(f"{_where_it_is(state)} ({wall_s:.1f} s after the label). {state.reason}")
     for r in state.tasks:
         if r.pr_number is None:
             _say(f"  {r.task.id}: no PR ({r.note})")

@@ -139,6 +139,7 @@ def render_status(
         label=label,
         check=_check,
         task_state=_task_state,
+        plural=_plural,
     )
 
 
@@ -239,7 +240,7 @@ _ACTIONS = {
     "skip": (
         "⏭️ skip this task: this pull request stays open as a failing draft and is not merged by an "
         "approval; tasks that depend on it are skipped too. To continue, comment `/otto retry <guidance>` "
-        "here, push a fix yourself, or close it"
+        "here, push a fix to this branch (Otto runs the checks on every push), or close it."
     ),
     "replan": "🗺️ replan the remaining work",
 }

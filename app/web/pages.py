@@ -80,6 +80,7 @@ _env.filters.update(
     duration=views.duration,
     tokens=views.tokens,
     phase=phase_label,
+    task_state=views.task_state,
     pid=lambda ref: "p-" + hashlib.sha1(str(ref).encode(), usedforsecurity=False).hexdigest()[:12],
 )
 _env.globals.update(run_path=run_path, quote=quote)

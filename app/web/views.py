@@ -96,6 +96,13 @@ class TaskView:
     can_retry: bool
 
 
+def task_state(rec: TaskRecord) -> str:
+    """The word a task's badge shows: a stop asked for is "stopped", not an error."""
+    if rec.status == TaskStatus.ERROR and rec.history and rec.history[-1].outcome == "stopped":
+        return "stopped"
+    return rec.status.value
+
+
 @dataclass
 class RunView:
     snap: RunSnapshot
@@ -141,7 +148,9 @@ def run_view(reads: CachedReads, snap: RunSnapshot, now: datetime) -> RunView:
                 attempts=[
                     (n, attempt_path(state.run_id, rec.task.id, n) or "#") for n in range(1, rec.attempts + 1)
                 ],
-                can_retry=not snap.final and rec.status not in (TaskStatus.RUNNING, TaskStatus.PENDING),
+                can_retry=not snap.final
+                and rec.status
+                not in (TaskStatus.RUNNING, TaskStatus.PENDING, TaskStatus.MERGED, TaskStatus.ABANDONED),
             )
         )
     run = run_key(state.run_id)

@@ -39,12 +39,15 @@ with workflow.unsafe.imports_passed_through():
     from app.workflows.run.context import Run, RunEnded
 
 
+RELABELED_WHILE_ACTIVE = "while this run is active"  # a notice that is only true until the run ends
+
+
 def never_started(state: RunState) -> None:
     """Tasks a run that ended early never reached say so (not "pending" forever)."""
-    why = "the run was stopped" if state.phase == RunPhase.CANCELLED else "the run failed"
+    why = "the run was stopped" if state.phase == RunPhase.CANCELLED else "the run failed first"
     for r in pending(state):
         r.status = TaskStatus.SKIPPED
-        r.note = f"never started: {why} before it got here"
+        r.note = f"not started — {why}"
 
 
 def _initial_memory(inp: RunInput) -> RunMemory:
@@ -73,7 +76,7 @@ class RunWorkflow:
         m.triggers += 1
         if m.triggers > 1:
             self.run_.state.notice(
-                f"@{trigger.sender} added the `{trigger.label}` label again while this run is active; "
+                f"@{trigger.sender} added the `{trigger.label}` label again {RELABELED_WHILE_ACTIVE}; "
                 "it is already running, so nothing new was started."
             )
             await self.run_.publish()
@@ -215,6 +218,7 @@ class RunWorkflow:
         if run.state.phase in (RunPhase.FAILED, RunPhase.CANCELLED):
             never_started(run.state)
         run.state.waiting = None
+        run.state.notices = [n for n in run.state.notices if RELABELED_WHILE_ACTIVE not in n]
         await planning.release_slot(run)
         await run.publish_final()
         await workflow.wait_condition(lambda: workflow.all_handlers_finished() and not run.background)
