@@ -89,7 +89,7 @@ async def test_the_demo_runs_pages_show_plan_tasks_transcripts_logs_and_diff(mc:
         assert "passed" in page  # pytest's output in a tool result and the verify log
         assert "first check" in page  # the verify round's log
         assert "+def shout(name: str) -> str:" in page  # the diff
-        assert "</span>\n<span" not in page.split('<pre class="diff">')[1]  # a line each, no blank between
+        assert "</span>\n<span" not in attempt.text.split('<pre class="diff">')[1]  # no blank lines
         assert "Step 5" in page
         assert "Added `shout(name)`" in page
         # raw artifacts are plain text, never HTML
