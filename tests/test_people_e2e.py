@@ -81,6 +81,9 @@ async def test_a_fix_a_person_pushes_to_a_red_pr_is_verified_and_the_approval_me
     assert (
         otto.sim.read_file(r.owner, r.name, "main", "tests/test_b.py") == "def test_b():\n    assert True\n"
     )
+    merged_body = otto.sim.pull(r.owner, r.name, pr.number).body
+    assert f"<sub>Merged into `main` by @otto[bot] on @{r.maintainer}'s approval.</sub>" in merged_body
+    assert "Approve to merge" not in merged_body
 
 
 async def test_an_approval_while_otto_checks_a_pushed_head_waits_and_a_red_head_is_not_merged(

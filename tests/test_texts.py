@@ -245,3 +245,46 @@ def test_a_stopped_task_reads_stopped_in_mission_control_not_error() -> None:
         AttemptRecord(attempt=1, trigger="first run", outcome="error: git", duration_s=1, cost_usd=0)
     ]
     assert task_state(rec) == "error"
+
+
+def test_a_merged_pr_body_says_who_merged_it_and_asks_for_nothing() -> None:
+    from app.domain.render import restate_merged
+
+    body = pr_body(passed=True, failures=0, stacked_on=11, history=HISTORY)
+    merged = restate_merged(body, base="main", merged_by="otto[bot]", approved_by="mona", override=False)
+    assert lines_of(merged)[-1] == "<sub>Merged into `main` by @otto[bot] on @mona's approval.</sub>"
+    assert "Approve to merge" not in merged
+    assert "Stacked on" not in merged
+    assert "retargets" not in merged
+    red = restate_merged(
+        pr_body(passed=False, failures=2, stacked_on=None, history=HISTORY[:1]),
+        base="main",
+        merged_by="otto[bot]",
+        approved_by="mona",
+        override=True,
+    )
+    assert (
+        lines_of(red)[-1]
+        == "<sub>Merged into `main` by @otto[bot] on purpose, with `/otto merge` by @mona.</sub>"
+    )
+
+
+def test_a_pushed_heads_checks_restate_the_pr_body() -> None:
+    from app.domain.render import restate_checks
+
+    body = pr_body(passed=False, failures=2, stacked_on=None, history=HISTORY[:1])
+    now = restate_checks(
+        body,
+        sha="1a2b3c4d5e",
+        pusher="mona",
+        passed=True,
+        no_checks=False,
+        failures=0,
+        commands=["python -m pytest -q"],
+        log_tail="3 passed in 0.1s",
+    )
+    lines = lines_of(now)
+    assert "**Verification at 1a2b3c4 (pushed by @mona): ✅ passed** — `python -m pytest -q`" in lines
+    assert "3 passed in 0.1s" in lines
+    assert lines[-1].startswith("<sub>Checks by Otto on 1a2b3c4, pushed by @mona. Approve to merge;")
+    assert "❌ failed" not in now

@@ -51,7 +51,7 @@ from app.contracts.io import (
 )
 from app.domain.links import run_url
 from app.domain.redact import redact
-from app.domain.render import refusal_marker, render_refusal, render_status, status_marker
+from app.domain.render import refusal_marker, render_refusal, render_status, restate_merged, status_marker
 from app.domain.repo_config import CONFIG_PATH
 from app.domain.run import WRITE_PERMISSIONS, RepoRef, RunState
 from app.domain.snapshot import RunSnapshot, advance
@@ -504,11 +504,22 @@ class GitHubActivities:
                     return MergeOutcome(result="red", head_sha=pr.head.sha, failing=failing, message=message)
                 return MergeOutcome(result="not_mergeable", head_sha=pr.head.sha, message=message)
             raise
+        merged_by = await self.app.bot_login()
+        try:  # the body stops asking for an approval; a failure here must not undo what was done
+            await gh.restate_pull(
+                m.pr_number,
+                lambda body: restate_merged(
+                    body,
+                    base=pr.base.ref,
+                    merged_by=merged_by,
+                    approved_by=m.approved_by,
+                    override=m.override,
+                ),
+            )
+        except Exception:
+            log.warning("could not restate the body of merged #%d", m.pr_number, exc_info=True)
         return MergeOutcome(
-            result="merged",
-            merge_sha=resp.parsed_data.sha,
-            head_sha=m.approved_sha,
-            merged_by=await self.app.bot_login(),
+            result="merged", merge_sha=resp.parsed_data.sha, head_sha=m.approved_sha, merged_by=merged_by
         )
 
     @activity.defn

@@ -200,6 +200,7 @@ class MergeInput(BaseModel):
     # `/otto merge`: a writer merges it although Otto's checks fail (GitHub's own rules still apply); the
     # merge commit says so
     override: bool = False
+    approved_by: str | None = None  # for the PR body once merged ("on @mona's approval")
 
 
 class MergeOutcome(BaseModel):

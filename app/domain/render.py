@@ -190,7 +190,7 @@ def render_pr_body(
 
 _VERIFICATION_LINE = re.compile(r"^\*\*Verification[^\n]*$", re.M)
 _LOG_TAIL = re.compile(r"(<summary>Verify log \(tail\)</summary>\n\n```\n)(.*?)(\n```\n</details>)", re.S)
-_FOOTER = re.compile(r"^<sub>(?:Draft opened by Otto|Checks by Otto)[^\n]*</sub>$", re.M)
+_FOOTER = re.compile(r"^<sub>(?:Draft opened by Otto|Checks by Otto|Merged into)[^\n]*</sub>$", re.M)
 
 
 def restate_checks(
@@ -220,6 +220,21 @@ def restate_checks(
     footer = f"<sub>Checks by Otto on {sha[:7]}, pushed by @{pusher}. {advice}</sub>"
     body = _VERIFICATION_LINE.sub(lambda _m: line, body, count=1)
     body = _LOG_TAIL.sub(lambda m: m.group(1) + log_tail.replace("```", "ˋˋˋ") + m.group(3), body, count=1)
+    return _FOOTER.sub(lambda _m: footer, body, count=1)
+
+
+_STACKED = re.compile(r"^> Stacked on #\d+:[^\n]*\n", re.M)
+
+
+def restate_merged(body: str, *, base: str, merged_by: str, approved_by: str | None, override: bool) -> str:
+    """A task PR's body once it is merged: no "approve to merge", no "retargets when …" any more."""
+    how = (
+        f" on purpose, with `/otto merge` by @{approved_by}"
+        if override and approved_by
+        else (f" on @{approved_by}'s approval" if approved_by else "")
+    )
+    footer = f"<sub>Merged into `{base}` by @{merged_by}{how}.</sub>"
+    body = _STACKED.sub("", body, count=1)
     return _FOOTER.sub(lambda _m: footer, body, count=1)
 
 

@@ -90,6 +90,7 @@ async def try_merge(run: Run, rec: TaskRecord, *, override: bool = False) -> Non
                 method=run.m.config.merge_method,
                 title=rec.task.title,
                 override=override,
+                approved_by=rec.approved_by,
             ),
         )
         if outcome.result in ("merged", "already_merged"):
