@@ -370,3 +370,37 @@ async def test_a_cookie_kept_after_sign_out_opens_nothing_on_any_web_process(mc:
             assert (await again.get("/runs")).status_code == 200
     finally:
         second.stop()
+
+
+async def test_every_link_to_github_in_the_demo_opens_on_the_simulator(mc: MC) -> None:
+    """The status comment's, the PR bodies' and Mission Control's links to issues and pull requests answer
+    200 with the page a person expects (the simulator serves them), never a 404."""
+    import re
+
+    import httpx
+
+    sim, a = mc.sim, mc.a
+    base = mc.world.sim_server.url
+    state = await mc.state(a, mc.demo_issue)
+    texts = [c.body for c in sim.comments(a.owner, a.name, mc.demo_issue)]
+    texts += [sim.pull(a.owner, a.name, r.pr_number).body or "" for r in state.tasks if r.pr_number]
+    async with mc.signed_in("alice") as http:
+        texts.append((await http.get(mc.run_path(a, mc.demo_issue))).text)
+        texts.append((await http.get(mc.run_path(a, mc.demo_issue) + "/tasks/t1/attempts/1")).text)
+    links = {
+        link.rstrip(".,")
+        for text in texts
+        for link in re.findall(r"https?://[^\s\"'<>()\]]+", text)
+        if link.startswith(base) and ("/issues/" in link or "/pull/" in link)
+    }
+    assert any("/pull/" in link for link in links), links
+    assert any("/issues/" in link for link in links), links
+    async with httpx.AsyncClient(follow_redirects=True, timeout=10) as web:
+        for link in sorted(links):
+            page = await web.get(link)
+            assert page.status_code == 200, link
+            assert "<h1>" in page.text
+        pr = state.tasks[0].pr_number
+        shown = (await web.get(f"{base}/{a.owner}/{a.name}/pull/{pr}")).text
+    assert "otto/verify: success" in shown  # its checks, commits and body are there to read
+    assert "Commits" in shown

@@ -21,6 +21,7 @@ from app.dev.simulator import (
     graphql,
     oauth,
     web_apps,
+    web_pages,
 )
 from app.dev.simulator.auth import Actor
 from app.dev.simulator.core import rate_resource
@@ -129,7 +130,7 @@ def create_app(sim: Simulator) -> FastAPI:
     # order matters: literal paths before parameterised ones; oauth before git smart HTTP's catch-all
     # (/{owner}/{repo}/... would take /login/oauth/...), which comes last
     routers = (api_app, api_meta, api_repos, api_labels, api_issues, api_pulls, api_checks, api_commits)
-    for module in (*routers, web_apps, graphql, oauth, git_http):
+    for module in (*routers, web_apps, web_pages, graphql, oauth, git_http):  # git_http: a catch-all, last
         app.include_router(module.router)
 
     @app.exception_handler(ApiError)
