@@ -304,15 +304,30 @@ def _who_runs(command: str) -> str:
 
 
 def _sandbox_sleeping(command: str) -> bool:
-    """A process running ``command`` exists (a sandboxed command, seen from the host's /proc)."""
+    """A sandboxed process running ``command`` exists (seen from the host's /proc: one with bwrap among its
+    ancestors, so that the same command run by anything else on the machine is not mistaken for it)."""
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
                 argv = (entry / "cmdline").read_bytes().split(b"\0")
             except OSError:  # it exited meanwhile
                 continue
-            if command.encode() in b" ".join(argv):
+            if command.encode() in b" ".join(argv) and _under_bwrap(entry.name):
                 return True
+    return False
+
+
+def _under_bwrap(pid: str) -> bool:
+    seen = 0
+    while pid not in ("0", "1") and seen < 64:
+        seen += 1
+        try:
+            if b"bwrap" in (Path("/proc") / pid / "cmdline").read_bytes():
+                return True
+            status = (Path("/proc") / pid / "status").read_text()
+        except OSError:
+            return False
+        pid = next((line.split()[1] for line in status.splitlines() if line.startswith("PPid:")), "0")
     return False
 
 
