@@ -11,10 +11,10 @@ delivery is never rejected for a field Otto doesn't read, and one missing a fiel
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from githubkit_schemas.latest.models import SimpleUser
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class Model(BaseModel):
@@ -118,6 +118,12 @@ class IssuesLabeled(Event):
 class IssuesClosed(Event):
     action: Literal["closed"]
     issue: IssueRef
+
+
+class IssuesEdited(Event):
+    action: Literal["edited"]
+    issue: IssueRef
+    changes: dict[str, Any] = Field(default_factory=dict)  # {"title": {"from": …}, "body": {"from": …}}
 
 
 class IssueCommentCreated(Event):

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from app.contracts.messages import IssueClosed, StartRun, Trigger
-from app.events import IssuesClosed, IssuesLabeled
+from app.contracts.messages import IssueClosed, IssueEdited, StartRun, Trigger
+from app.events import IssuesClosed, IssuesEdited, IssuesLabeled
 from app.routing import HandlerContext, Outcome, Routes, ignored
 from handlers.common import is_bot, repo_ref
 
@@ -33,6 +33,28 @@ async def labeled(ctx: HandlerContext, event: IssuesLabeled) -> Outcome:
         ),
     )
     return await ctx.hand_off(request, "accepted: run requested")
+
+
+@routes.register("issues", action="edited")
+async def edited(ctx: HandlerContext, event: IssuesEdited) -> Outcome:
+    """The title or body changed: a run on the issue says it saw the edit (and that it keeps the labeled
+    text: an edit never reaches the model on its own)."""
+    fields = sorted(f for f in ("title", "body") if f in event.changes)
+    if not fields:
+        return ignored("nothing a run reads changed")
+    if is_bot(event.sender):
+        return ignored("edited by a bot")
+    repo = repo_ref(event)
+    if repo is None:
+        return ignored("no installation in payload")
+    request = IssueEdited(
+        repo=repo,
+        issue_number=event.issue.number,
+        sender=event.sender.login,
+        fields=fields,
+        delivery_id=ctx.delivery_id,
+    )
+    return await ctx.hand_off(request, "accepted: a run on this issue is told")
 
 
 @routes.register("issues", action="closed")

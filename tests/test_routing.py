@@ -40,6 +40,7 @@ def test_the_shipped_table_is_what_otto_acts_on() -> None:
     assert pairs == {
         ("issues", "labeled"),
         ("issues", "closed"),
+        ("issues", "edited"),
         ("issue_comment", "created"),
         ("pull_request", "closed"),
         ("pull_request", "synchronize"),

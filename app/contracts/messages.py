@@ -151,6 +151,22 @@ class IssueClosed(BaseModel):
     delivery_id: str
 
 
+class IssueEdited(BaseModel):
+    """The run's issue was edited (its title or body): acknowledged; the run keeps the labeled text."""
+
+    kind: Literal["issue_edited"] = "issue_edited"
+    repo: RepoRef
+    issue_number: int
+    sender: str
+    fields: list[str]  # "title", "body"
+    delivery_id: str
+
+
+class EditSignal(BaseModel):
+    sender: str
+    fields: list[str]
+
+
 class InstallationChange(BaseModel):
     """The App was uninstalled or suspended (``installation.deleted`` / ``.suspend``), or repositories were
     taken out of its installation (``installation_repositories.removed``): the runs there stop."""
@@ -165,7 +181,14 @@ class InstallationChange(BaseModel):
 
 
 DeliveryRequest = Annotated[
-    StartRun | CommandRequest | ReviewRequest | PullChange | CiFailure | IssueClosed | InstallationChange,
+    StartRun
+    | CommandRequest
+    | ReviewRequest
+    | PullChange
+    | CiFailure
+    | IssueClosed
+    | IssueEdited
+    | InstallationChange,
     Field(discriminator="kind"),
 ]
 
@@ -247,6 +270,7 @@ class RunMessage(StrEnum):
     CI_FAILED = "ci_failed"
     REFRESH = "refresh"
     PROGRESS = "progress"  # a running attempt's stage (from the task activity)
+    ISSUE_EDITED = "issue_edited"
     # updates (validated: a rejected one is answered at once and changes nothing)
     RETRY = "retry"
     STOP = "stop"
@@ -258,7 +282,13 @@ class RunMessage(StrEnum):
 
 
 RUN_SIGNALS = frozenset(
-    {RunMessage.REVIEW, RunMessage.PULL_CHANGED, RunMessage.CI_FAILED, RunMessage.REFRESH}
+    {
+        RunMessage.REVIEW,
+        RunMessage.PULL_CHANGED,
+        RunMessage.CI_FAILED,
+        RunMessage.REFRESH,
+        RunMessage.ISSUE_EDITED,
+    }
 )
 RUN_UPDATES = frozenset({RunMessage.RETRY, RunMessage.STOP, RunMessage.MERGE, RunMessage.GO, RunMessage.PLAN})
 

@@ -31,8 +31,10 @@ with workflow.unsafe.imports_passed_through():
         CiSignal,
         CommandRequest,
         DeliveryRequest,
+        EditSignal,
         InstallationChange,
         IssueClosed,
+        IssueEdited,
         MergeRequest,
         PlanCommand,
         PullChange,
@@ -56,6 +58,7 @@ _WHAT = {
     "ReviewRequest": "review",
     "PullChange": "change to the pull request",
     "IssueClosed": "closing of the issue",
+    "IssueEdited": "edit of the issue",
     "CiFailure": "CI result",
 }
 
@@ -116,6 +119,8 @@ class DeliveryWorkflow:
             return await self._pull_change(request)
         if isinstance(request, IssueClosed):
             return await self._issue_closed(request)
+        if isinstance(request, IssueEdited):
+            return await self._issue_edited(request)
         return await self._ci(request)
 
     async def _is_writer(self, request: StartRun | CommandRequest | ReviewRequest, login: str) -> bool:
@@ -192,6 +197,12 @@ class DeliveryWorkflow:
         run_id = run_workflow_id(request.repo.repo_id, request.issue_number)
         delivered = await self._signal(run_id, RunMessage.STOP, stop.model_dump(mode="json"))
         return "stopping the run" if delivered else "no run"
+
+    async def _issue_edited(self, request: IssueEdited) -> str:
+        edit = EditSignal(sender=request.sender, fields=request.fields)
+        run_id = run_workflow_id(request.repo.repo_id, request.issue_number)
+        delivered = await self._signal(run_id, RunMessage.ISSUE_EDITED, edit.model_dump(mode="json"))
+        return "told the run" if delivered else "no run"
 
     async def _ci(self, request: CiFailure) -> str:
         signalled = 0

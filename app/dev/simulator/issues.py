@@ -178,9 +178,12 @@ class IssueOps(SimulatorCore):
             reason = fields.get("state_reason")
             if reason is not None and reason not in ("completed", "not_planned", "duplicate", "reopened"):
                 raise validation_failed([{"resource": "Issue", "field": "state_reason", "code": "invalid"}])
-            if "title" in fields and fields["title"] is not None:
+            changes: dict[str, Any] = {}
+            if "title" in fields and fields["title"] is not None and str(fields["title"]) != issue.title:
+                changes["title"] = {"from": issue.title}
                 issue.title = str(fields["title"])
-            if "body" in fields:
+            if "body" in fields and fields["body"] != issue.body:
+                changes["body"] = {"from": issue.body}
                 issue.body = fields["body"]
             if "labels" in fields and isinstance(fields["labels"], list):
                 issue.labels = [self.ensure_label(r, str(name)).name for name in fields["labels"]]
@@ -200,6 +203,12 @@ class IssueOps(SimulatorCore):
             elif reason is not None:
                 issue.state_reason = reason
             issue.updated_at = now()
+            if changes and not issue.is_pull:
+                payload = self.event_base(r, "edited", actor) | {
+                    "issue": self.render_issue(r, issue),
+                    "changes": changes,
+                }
+                self.emit(r.owner, "issues", payload, sync=False)
             if action is not None and not issue.is_pull:
                 payload = self.event_base(r, action, actor) | {"issue": self.render_issue(r, issue)}
                 self.emit(r.owner, "issues", payload, sync=False)

@@ -12,7 +12,7 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from app.contracts import activities as act
     from app.contracts.io import CiQuery, CommentReaction, VerifyHeadInput
-    from app.contracts.messages import CiSignal, PullSignal, RetryRequest, ReviewSignal
+    from app.contracts.messages import CiSignal, EditSignal, PullSignal, RetryRequest, ReviewSignal
     from app.domain.run import TaskRecord, TaskStatus
     from app.domain.scheduling import RESOLVED
     from app.domain.usage import worst_case_cost
@@ -203,6 +203,21 @@ async def verify_pushed_head(run: Run, rec: TaskRecord, s: PullSignal) -> None:
     await run.publish()
     if rec.approved_sha == rec.head_sha:  # approved while its checks ran: now merge, or say why not
         await try_merge(run, rec)
+
+
+async def on_issue_edited(run: Run, edit: EditSignal) -> None:
+    """Acknowledged, with who and when; the run keeps the text it was labeled with (the model never reads an
+    edit on its own)."""
+    if run.state.phase.final:
+        return
+    what = " and ".join(edit.fields) or "text"
+    label = run.inp.trigger.label
+    run.state.notice(
+        f"✏️ @{edit.sender} edited the issue's {what} at {workflow.now():%H:%M} UTC. This run goes on from "
+        f"the text it was labeled with: the edit does not reach the model. To work from the new text, stop "
+        f"this run (`/otto stop`) and add the `{label}` label again."
+    )
+    await run.publish()
 
 
 async def on_ci_failed(run: Run, s: CiSignal) -> None:

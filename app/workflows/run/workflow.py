@@ -21,6 +21,7 @@ with workflow.unsafe.imports_passed_through():
     from app.contracts.io import AttemptProgress
     from app.contracts.messages import (
         CiSignal,
+        EditSignal,
         MergeRequest,
         PlanCommand,
         PullSignal,
@@ -103,6 +104,10 @@ class RunWorkflow:
     @workflow.signal
     async def ci_failed(self, signal: CiSignal) -> None:
         await self._handled(review.on_ci_failed(self.run_, signal))
+
+    @workflow.signal
+    async def issue_edited(self, edit: EditSignal) -> None:
+        await self._handled(review.on_issue_edited(self.run_, edit))
 
     @workflow.signal
     async def refresh(self, payload: dict[str, str]) -> None:
