@@ -141,6 +141,7 @@ LONGEST_FIRST = (
 # built once, not once per worker. (pytest-xdist's own `xdist_group` mark renames the tests' node ids, which
 # pytest 9 no longer lets it do, so `make test`'s `--dist loadgroup` uses this scheduler instead.)
 GROUPS = {
+    "tests/test_outages.py": "outages",  # one world and one `otto serve` for its stories
     "tests/test_mission_control.py": "mission-control",
     "tests/test_mission_control_browser.py": "mission-control",
 }

@@ -13,12 +13,10 @@ import contextlib
 import errno
 import json
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from app.artifacts import snapshot_key
 from app.contracts.ids import run_workflow_id
@@ -50,6 +48,7 @@ class Story:
     number: int
     repo_id: int
     maintainer: str
+    baseline: int = 0  # failing GitHub answers before this story began (the world is shared)
 
     @property
     def sim(self) -> Simulator:
@@ -64,7 +63,8 @@ class Story:
         return dict(json.loads(state.read_text())) if state.is_file() else {}
 
     def failed_github_calls(self) -> int:
-        return len([c for c in self.sim.calls if c.injected and c.status == 502])
+        """GitHub's failing answers (the outage's 502s) since this story began."""
+        return failed_502(self.sim) - self.baseline
 
     def status_bodies(self) -> list[str]:
         """Every body the status comment had, oldest first."""
@@ -104,20 +104,46 @@ class Story:
         )
 
 
+def failed_502(sim: Simulator) -> int:
+    return len([c for c in sim.calls if c.injected and c.status == 502])
+
+
+@dataclass
+class Served:
+    """One world and one real ``otto serve`` for the outage stories (one after another)."""
+
+    world: LocalWorld
+    otto: OttoServe
+    disks: list[Path]  # small tmpfs mounts under Otto's data dir, to fill (empty: they could not be mounted)
+    why_no_disks: str = ""
+
+
+@contextlib.asynccontextmanager
+async def serve(root: Path) -> AsyncIterator[Served]:
+    """The world and ``otto serve`` (short waits); its checkouts, mirrors and scratch on small disks."""
+    world = LocalWorld.start(root / "world")
+    try:
+        data = root / "otto"
+        with small_disks([data / "checkouts", data / "mirrors", data / "scratch"], 48) as (disks, why):
+            otto = OttoServe(world, root, {"shutdown_grace_s": 2.0, **FAST})
+            otto.start()
+            try:
+                await otto.wait_ready()
+                yield Served(world, otto, disks, why)
+            finally:
+                otto.stop()
+    finally:
+        world.stop()
+
+
 async def begin(
-    world: LocalWorld,
-    root: Path,
-    name: str,
-    hold_step: int | None = None,
-    *,
-    model_down: bool = False,
-    **settings: object,
+    served: Served, name: str, hold_step: int | None = None, *, model_down: bool = False
 ) -> Story:
-    """A fresh ``otto serve`` and the shout issue labelled (``hold_step``: that agent step's answer waits at
+    """The shout issue labelled on a new repository (``hold_step``: that agent step's answer waits at
     :data:`HOLD` until the test releases it; ``model_down``: the model answers 529 from the start)."""
-    otto = OttoServe(world, root, {"shutdown_grace_s": 2.0, **FAST, **settings})
-    otto.start()
-    await otto.wait_ready()
+    world = served.world
+    world.sim.end_outage()
+    world.model.end_outage()
     files = {**SAMPLE_REPO, ".github/otto.yml": f"verify: {CHECK}\n"}
     r = new_repo(world.sim, world.app_id, name, files)
     script = shout_scenario(None)
@@ -126,8 +152,9 @@ async def begin(
     world.model.load(script)
     if model_down:
         world.model.outage(529)
+    baseline = failed_502(world.sim)
     number, rid = label_new_issue(world.sim, r, title="Add a shout mode", body="shout(name), in capitals.")
-    return Story(otto, world, r.owner, r.name, number, rid, r.maintainer)
+    return Story(served.otto, world, r.owner, r.name, number, rid, r.maintainer, baseline)
 
 
 async def waiting_for(story: Story, service: str, within: float = 240.0) -> Waiting:
@@ -143,10 +170,11 @@ async def past_old_budget(story: Story, within: float = 240.0) -> int:
 
 
 @contextlib.contextmanager
-def small_disks(paths: list[Path], size_mb: int) -> Iterator[None]:
+def small_disks(paths: list[Path], size_mb: int) -> Iterator[tuple[list[Path], str]]:
     """A small tmpfs mounted at each of ``paths`` (Otto's checkouts, mirrors, scratch), for a disk that can
-    be filled; skipped, with the reason, where this process may not mount (it needs CAP_SYS_ADMIN)."""
+    be filled: yields the mounts, or none and why where this process may not mount (CAP_SYS_ADMIN)."""
     mounted: list[Path] = []
+    why = ""
     try:
         for path in paths:
             path.mkdir(parents=True, exist_ok=True)
@@ -155,11 +183,10 @@ def small_disks(paths: list[Path], size_mb: int) -> Iterator[None]:
                 ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True, text=True
             )
             if done.returncode != 0:
-                pytest.skip(
-                    f"cannot mount a small tmpfs to fill ({done.stderr.strip()}): needs CAP_SYS_ADMIN"
-                )
+                why = f"cannot mount a small tmpfs to fill ({done.stderr.strip()}): it needs CAP_SYS_ADMIN"
+                break
             mounted.append(path)
-        yield
+        yield ([] if why else mounted), why
     finally:
         for path in reversed(mounted):
             subprocess.run(["umount", "-l", str(path)], check=False)

@@ -6,12 +6,10 @@ back, and the world's own records show nothing done twice and no spend lost."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import pytest
 
-from app.dev.local import LocalWorld
 from app.domain.outages import Service
 from app.domain.run import RunPhase, RunState, TaskStatus
 from tests.crashes import CHECK_SLEEP, sandboxed
@@ -19,11 +17,12 @@ from tests.e2e import eventually, settled
 from tests.outages import (
     HOLD,
     OLD_GITHUB_TRIES,
+    Served,
     Story,
     begin,
     fill,
     past_old_budget,
-    small_disks,
+    serve,
     waiting_for,
 )
 
@@ -32,11 +31,11 @@ WAITING_LINE = re.compile(
 )
 
 
-@pytest.fixture
-def world(tmp_path: Path) -> Iterator[LocalWorld]:
-    w = LocalWorld.start(tmp_path / "world")
-    yield w
-    w.stop()
+@pytest.fixture(scope="module")
+async def served(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Served]:
+    """One world and one ``otto serve`` for the stories, one after another (``GROUPS``: one worker)."""
+    async with serve(tmp_path_factory.mktemp("outages")) as running:
+        yield running
 
 
 async def assert_exact(story: Story, state: RunState) -> None:
@@ -65,9 +64,10 @@ async def assert_exact(story: Story, state: RunState) -> None:
 
 
 async def test_github_down_mid_agent_the_run_waits_and_pushes_the_kept_work_when_it_is_back(
-    world: LocalWorld, tmp_path: Path
+    served: Served,
 ) -> None:
-    story = await begin(world, tmp_path, "down-agent", hold_step=1)
+    story = await begin(served, "down-agent", hold_step=1)
+    world = served.world
     try:
         await world.model.held(HOLD, within=180)  # the agent is mid-step: then GitHub goes down
         world.sim.outage()
@@ -95,13 +95,13 @@ async def test_github_down_mid_agent_the_run_waits_and_pushes_the_kept_work_when
         assert story.shouts_on_main() == 1
         assert "Traceback" not in story.otto.log()
     finally:
-        story.otto.stop()
+        served.world.sim.end_outage()  # a failed story leaves no outage behind for the next one
+        served.world.model.end_outage()
 
 
-async def test_the_model_overloaded_the_run_says_it_waits_and_carries_on(
-    world: LocalWorld, tmp_path: Path
-) -> None:
-    story = await begin(world, tmp_path, "down-model", model_down=True)
+async def test_the_model_overloaded_the_run_says_it_waits_and_carries_on(served: Served) -> None:
+    story = await begin(served, "down-model", model_down=True)
+    world = served.world
     try:
         waiting = await waiting_for(story, Service.MODEL)
         assert waiting.detail == "529 overloaded_error"
@@ -123,45 +123,49 @@ async def test_the_model_overloaded_the_run_says_it_waits_and_carries_on(
         assert story.agent_steps() == [(0, 200), (1, 200), (2, 200)]
         assert "Traceback" not in story.otto.log()
     finally:
-        story.otto.stop()
+        served.world.sim.end_outage()  # a failed story leaves no outage behind for the next one
+        served.world.model.end_outage()
 
 
-async def test_a_full_disk_is_waited_out_and_no_spend_is_lost(world: LocalWorld, tmp_path: Path) -> None:
-    data = tmp_path / "otto"
-    disks = [data / "checkouts", data / "mirrors", data / "scratch"]
-    with small_disks(disks, 48):
-        story = await begin(world, tmp_path, "disk-full", hold_step=1)
-        try:
-            await world.model.held(HOLD, within=180)  # the agent is mid-step: then the disk fills up
-            fillers = [fill(d) for d in disks]
-            world.model.release(HOLD)
-            waiting = await waiting_for(story, Service.DISK)
-            assert waiting.detail == "no space left on device"
-            line = await eventually(
-                lambda: next((b for b in story.status_bodies() if "⏸️ waiting for disk space" in b), None)
-            )
-            assert WAITING_LINE.search(line), line
-            for filler in fillers:
-                filler.unlink()
+async def test_a_full_disk_is_waited_out_and_no_spend_is_lost(served: Served) -> None:
+    if not served.disks:
+        pytest.skip(served.why_no_disks)
+    story = await begin(served, "disk-full", hold_step=1)
+    world = served.world
+    fillers = []
+    try:
+        await world.model.held(HOLD, within=180)  # the agent is mid-step: then the disk fills up
+        fillers = [fill(d) for d in served.disks]
+        world.model.release(HOLD)
+        waiting = await waiting_for(story, Service.DISK)
+        assert waiting.detail == "no space left on device"
+        line = await eventually(
+            lambda: next((b for b in story.status_bodies() if "⏸️ waiting for disk space" in b), None)
+        )
+        assert WAITING_LINE.search(line), line
+        for filler in fillers:
+            filler.unlink()
 
-            state = await story.state(settled)
-            assert state.phase == RunPhase.WAITING_REVIEW, state.reason
-            await assert_exact(story, state)  # the interrupted try's two model calls are in the run's cost
-            steps = story.agent_steps()
-            assert steps[:2] == [(0, 200), (1, 200)], steps  # asked before the disk filled up
-            assert steps[-3:] == [(0, 200), (1, 200), (2, 200)], steps  # the agent again, from the start
-            assert len(story.pushes()) == 1  # nothing was pushed before the disk filled up
-            merged = await story.approve_and_merge()
-            assert merged.phase == RunPhase.DONE, merged.reason
-            assert "Traceback" not in story.otto.log()
-        finally:
-            story.otto.stop()
+        state = await story.state(settled)
+        assert state.phase == RunPhase.WAITING_REVIEW, state.reason
+        await assert_exact(story, state)  # the interrupted try's two model calls are in the run's cost
+        steps = story.agent_steps()
+        assert steps[:2] == [(0, 200), (1, 200)], steps  # asked before the disk filled up
+        assert steps[-3:] == [(0, 200), (1, 200), (2, 200)], steps  # the agent again, from the start
+        assert len(story.pushes()) == 1  # nothing was pushed before the disk filled up
+        merged = await story.approve_and_merge()
+        assert merged.phase == RunPhase.DONE, merged.reason
+        assert "Traceback" not in story.otto.log()
+    finally:
+        for filler in fillers:
+            filler.unlink(missing_ok=True)
 
 
 async def test_github_down_mid_check_then_during_the_approval_the_run_resumes_and_merges(
-    world: LocalWorld, tmp_path: Path
+    served: Served,
 ) -> None:
-    story = await begin(world, tmp_path, "down-check")
+    story = await begin(served, "down-check")
+    world = served.world
     try:
         await eventually(lambda: sandboxed(story.otto, CHECK_SLEEP), within=180)  # the check is running
         world.sim.outage()
@@ -192,4 +196,5 @@ async def test_github_down_mid_check_then_during_the_approval_the_run_resumes_an
         assert story.sim.count_calls("PUT", merge, 200) == 1
         assert "Traceback" not in story.otto.log()
     finally:
-        story.otto.stop()
+        served.world.sim.end_outage()  # a failed story leaves no outage behind for the next one
+        served.world.model.end_outage()
