@@ -69,6 +69,8 @@ async def test_a_fix_a_person_pushes_to_a_red_pr_is_verified_and_the_approval_me
     assert f"pushed by @{r.maintainer}" in check.output["summary"]
     row = f"✅ verified at {fix[:7]} (pushed by @{r.maintainer})"
     await eventually(lambda: any(row in b for b in bot_comments(otto, r, number)))
+    said = f"⬆️ @{r.maintainer} pushed {fix[:7]} to `{rec.branch}`; Otto ran the checks on it: ✅ they pass."
+    await eventually(lambda: any(said in b for b in bot_comments(otto, r, number)))
 
     body = otto.sim.pull(r.owner, r.name, pr.number).body
     assert f"**Verification at {fix[:7]} (pushed by @{r.maintainer}): ✅ passed**" in body

@@ -176,7 +176,9 @@ async def verify_pushed_head(run: Run, rec: TaskRecord, s: PullSignal) -> None:
     ctx = run.m.context
     assert ctx is not None
     rec.verifying_sha, rec.note = s.head_sha, ""
-    run.state.notice(f"⬆️ @{s.sender} pushed {s.head_sha[:7]} to `{rec.branch}`; Otto runs the checks on it.")
+    pushed = f"⬆️ @{s.sender} pushed {s.head_sha[:7]} to `{rec.branch}`"
+    running = f"{pushed}; Otto runs the checks on it."
+    run.state.notice(running)
     await run.publish()
     check = VerifyHeadInput(
         run_id=run.state.run_id,
@@ -200,6 +202,11 @@ async def verify_pushed_head(run: Run, rec: TaskRecord, s: PullSignal) -> None:
     rec.status = TaskStatus.PASSED if result.passed else TaskStatus.FAILED
     rec.failures = result.failures
     rec.verify_log_tail = result.log_tail
+    failing = f" ({result.failures} failing)" if result.failures else ""
+    verdict = "✅ they pass" if result.passed else f"❌ they fail{failing}"
+    run.state.notices = [
+        f"{pushed}; Otto ran the checks on it: {verdict}." if n == running else n for n in run.state.notices
+    ]
     await run.publish()
     if rec.approved_sha == rec.head_sha:  # approved while its checks ran: now merge, or say why not
         await try_merge(run, rec)
