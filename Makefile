@@ -63,7 +63,8 @@ HISTORY_TESTS := tests/test_run_e2e.py tests/test_failures_e2e.py tests/test_mer
 HISTORY_TESTS += tests/test_lifecycle_e2e.py
 HISTORY_SCENARIOS := labeled_issue_becomes or pilot_skips_it or human_retry_with_guidance or budget_fails_closed
 HISTORY_SCENARIOS += or merges_in_order or squash_or_rebase or long_agent_command or otto_merge_merges or plan_approval
-HISTORY_SCENARIOS += or posts_nothing or model_outage_is_waited_out
+HISTORY_SCENARIOS += or posts_nothing or model_outage_is_waited_out or red_pr_is_verified
+HISTORY_TESTS += tests/test_people_e2e.py
 histories: $(STAMP) $(SANDBOX_TOOLS)/.done
 	OTTO_RECORD_HISTORIES=1 $(BIN)/pytest -q $(HISTORY_TESTS) -k "$(HISTORY_SCENARIOS)"
 	$(BIN)/pytest -q tests/test_replay.py

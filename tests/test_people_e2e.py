@@ -9,9 +9,10 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from app.contracts.ids import run_workflow_id
 from app.dev.demo import SAMPLE_REPO
 from app.domain.run import RunPhase, TaskStatus
-from tests.e2e import Otto, Repo, eventually, label_new_issue, settled, wait_for_state
+from tests.e2e import Otto, Repo, eventually, keep_history, label_new_issue, settled, wait_for_state
 from tests.test_failures_e2e import NO_FIX_ROUNDS, SINGLE, create, pr_of, scenario, task
 
 FAILING = create("tests/test_b.py", "def test_b():\n    assert False\n")
@@ -84,6 +85,7 @@ async def test_a_fix_a_person_pushes_to_a_red_pr_is_verified_and_the_approval_me
     assert (
         otto.sim.read_file(r.owner, r.name, "main", "tests/test_b.py") == "def test_b():\n    assert True\n"
     )
+    await keep_history(otto, run_workflow_id(rid, number), "pushed-head")
     merged_body = otto.sim.pull(r.owner, r.name, pr.number).body
     assert f"<sub>Merged into `main` by @otto[bot] on @{r.maintainer}'s approval.</sub>" in merged_body
     assert "Approve to merge" not in merged_body

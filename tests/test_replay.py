@@ -28,6 +28,7 @@ SCENARIOS = {
     "plan-approval",  # the plan waits; `/otto plan <feedback>` replans; `/otto go` runs it
     "uninstalled",  # the App uninstalled while the run waits for review: it ends, silenced
     "model-outage",  # the model answers 529 through several durable waits; the run shows it and carries on
+    "pushed-head",  # a person pushes a fix to a red PR: Otto's checks on that head, then the approval merges
 }
 
 
