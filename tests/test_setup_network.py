@@ -98,3 +98,19 @@ async def test_the_agents_code_never_runs_with_setups_network(
     # the agent's change is what the PR carries: it is there, and it never ran with network
     assert rec.head_sha is not None
     assert world.sim.read_file(r.owner, r.name, rec.head_sha, "tools/bootstrap.py") == EVIL
+
+    # the same attack through a person's push: Otto checks the pushed head (the agent's evil bootstrap is
+    # still on the branch), and setup's network again runs only the base branch's files
+    pushed = world.sim.push_commit(
+        r.owner, r.name, rec.branch, {"NOTES.md": "reviewed\n"}, "Notes", r.maintainer
+    )
+    checked = await wait_for_state(
+        client,
+        rid,
+        number,
+        lambda s: s.record("t1").head_sha == pushed and s.record("t1").verifying_sha is None,
+        within=120,
+    )
+    assert checked.record("t1").status == TaskStatus.PASSED, checked.record("t1").note
+    assert registry.paths == ["/simple/ok", "/simple/ok"]  # once for the attempt, once for the pushed head
+    assert not any(CANARY in p or "exfil" in p for p in registry.paths)
