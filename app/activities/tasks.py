@@ -93,6 +93,15 @@ async def heartbeating(
             await task
 
 
+def workspace_outage(e: WorkspaceError, what: str) -> Outage | None:
+    """The outage behind a git failure: GitHub's remote not answering, or the worker's disk full."""
+    if isinstance(e, RemoteUnavailable):
+        return Outage(Service.GITHUB, e.detail, f"{what}: GitHub did not answer git ({e.detail})")
+    if isinstance(e, DiskFull):
+        return Outage(Service.DISK, "no space left on device", f"{what}: the worker's disk is full")
+    return None
+
+
 def git_headline(text: str, limit: int = 200) -> str:
     """The first line of a git failure, bounded: a status line, not git's whole stderr."""
     line = text.strip().splitlines()[0] if text.strip() else "no message"
@@ -151,12 +160,9 @@ class TaskActivities:
     def _git_failed(self, e: WorkspaceError, what: str) -> ApplicationError:
         """A git step's failure: an outage (GitHub's remote, the disk) the workflow waits out, else the
         first line of git's words (the rest goes to the log)."""
-        if isinstance(e, RemoteUnavailable):
-            return Outage(
-                Service.GITHUB, e.detail, f"{what}: GitHub did not answer git ({e.detail})"
-            ).failure()
-        if isinstance(e, DiskFull):
-            return Outage(Service.DISK, "no space left on device", f"{what}: the disk is full").failure()
+        outage = workspace_outage(e, what)
+        if outage is not None:
+            return outage.failure()
         text = redact(str(e), self.secrets())
         log.warning("%s: %s", what, text)
         return ApplicationError(f"{what}: {git_headline(text)}", type=FailureKind.WORKSPACE)
@@ -268,18 +274,13 @@ class TaskActivities:
                 raise attempt_failed(attempt, message, FailureKind.SANDBOX_UNAVAILABLE) from e
             except Stopped as e:
                 raise attempt_failed(attempt, str(e), FailureKind.STOPPED) from e
-            except RemoteUnavailable as e:
-                what = f"git could not reach GitHub for task {inp.task.id} ({e.detail})"
-                raise self._interrupted(attempt, Outage(Service.GITHUB, e.detail, what)) from None
             except ModelUnavailable as e:
                 what = f"the model API did not answer the agent of task {inp.task.id} ({e.detail})"
                 raise self._interrupted(attempt, Outage(Service.MODEL, e.detail, what)) from None
-            except DiskFull:
-                what = f"the worker's disk is full (task {inp.task.id})"
-                raise self._interrupted(
-                    attempt, Outage(Service.DISK, "no space left on device", what)
-                ) from None
             except WorkspaceError as e:
+                outage = workspace_outage(e, f"Task {inp.task.id}")
+                if outage is not None:
+                    raise self._interrupted(attempt, outage) from None
                 text = redact(str(e), self.secrets())
                 log.warning("git failed for task %s: %s", inp.task.id, text)
                 message = f"git failed for task {inp.task.id}: {git_headline(text)}"
