@@ -29,22 +29,28 @@ def demo_scenario() -> dict[str, Any]:
     return copy.deepcopy(yaml.safe_load(DEMO_SCENARIO.read_text()))
 
 
-async def run_state(client: Client, repo_id: int, number: int) -> RunState:
+async def run_state(client: Client, repo_id: int, number: int, labeling: int = 1) -> RunState:
     from app.workflows.run import RunWorkflow
 
-    handle = client.get_workflow_handle_for(RunWorkflow.run, run_workflow_id(repo_id, number))
+    handle = client.get_workflow_handle_for(RunWorkflow.run, run_workflow_id(repo_id, number, labeling))
     return await handle.query(RunWorkflow.status)
 
 
 async def wait_for_state(
-    client: Client, repo_id: int, number: int, until: Callable[[RunState], bool], within: float = 90.0
+    client: Client,
+    repo_id: int,
+    number: int,
+    until: Callable[[RunState], bool],
+    within: float = 90.0,
+    labeling: int = 1,
 ) -> RunState:
+    """The run of the issue's ``labeling``-th labeling once ``until`` holds of its state."""
     deadline = time.monotonic() + within
     state: RunState | None = None
     error: Exception | None = None
     while time.monotonic() < deadline:
         try:
-            state = await run_state(client, repo_id, number)
+            state = await run_state(client, repo_id, number, labeling)
             if until(state):
                 return state
         except Exception as e:  # not started yet

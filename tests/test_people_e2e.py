@@ -9,11 +9,14 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+import httpx
+
 from app.contracts.ids import run_workflow_id
 from app.dev.demo import SAMPLE_REPO
 from app.domain.run import RunPhase, TaskStatus
 from tests.e2e import Otto, Repo, eventually, keep_history, label_new_issue, settled, wait_for_state
-from tests.test_failures_e2e import NO_FIX_ROUNDS, SINGLE, create, pr_of, scenario, task
+from tests.mission_control import sign_in
+from tests.test_failures_e2e import NO_FIX_ROUNDS, SINGLE, SINGLE_AGENTS, create, pr_of, scenario, task
 
 FAILING = create("tests/test_b.py", "def test_b():\n    assert False\n")
 PASSING = create("tests/test_b.py", "def test_b():\n    assert True\n")
@@ -165,3 +168,97 @@ async def test_an_issue_edited_mid_run_is_acknowledged_and_never_reaches_the_mod
     await eventually(
         lambda: any(f"✏️ @{r.maintainer} edited the issue's title" in b for b in bot_comments(otto, r, number))
     )
+
+
+async def test_labeling_again_after_a_stop_starts_a_second_run_and_the_first_stays_readable(
+    otto: Otto, repo: Callable[..., Repo]
+) -> None:
+    agents = {"t1": [create("b.py", "B = 1\n"), {"text": "Added b.py.", "hold": "first-labeling"}]}
+    otto.world.model.load(scenario(SINGLE, agents))
+    r = repo()
+    number, rid = label_new_issue(otto.sim, r)
+    await otto.world.model.held("first-labeling")
+    otto.sim.comment(r.owner, r.name, number, "/otto stop", r.maintainer)
+    await wait_for_state(otto.client, rid, number, lambda s: s.stop_requested_by is not None)
+    otto.world.model.release("first-labeling")  # stays open: the second run's agent goes through
+    first = await wait_for_state(otto.client, rid, number, lambda s: s.phase.final)
+    assert first.phase == RunPhase.CANCELLED
+    first_comment = await eventually(
+        lambda: next((c for c in otto.sim.comments(r.owner, r.name, number) if "⏹️" in c.body), None)
+    )
+    first_branch = first.record("t1").branch
+
+    sim = otto.sim
+    sim.remove_label(sim.repo(r.owner, r.name), number, "otto", sim.user(r.maintainer))
+    sim.add_label(r.owner, r.name, number, "otto", r.maintainer)
+    second = await wait_for_state(otto.client, rid, number, settled, labeling=2)
+    assert second.run_id == run_workflow_id(rid, number, 2) == f"otto/{rid}/{number}.2"
+    t1 = second.record("t1")
+    assert t1.status == TaskStatus.PASSED
+    assert t1.branch.startswith(f"otto/{number}.2/")
+    assert t1.branch != first_branch
+    # its own branch from main: one commit on top of main, none of the first run's work in progress
+    main = sim.branches(r.owner, r.name)["main"]
+    assert [c.sha for c in sim.git_log(r.owner, r.name, t1.branch)][1] == main
+    (pr,) = [p for p in sim.pulls(r.owner, r.name) if p.head_ref.startswith(f"otto/{number}")]
+    assert pr.head_ref == t1.branch
+
+    # the first run is as it ended: its state, and its status comment untouched by the second run
+    again = await wait_for_state(otto.client, rid, number, lambda s: True)
+    assert (again.phase, again.stop_requested_by) == (RunPhase.CANCELLED, r.maintainer)
+    statuses = [c for c in sim.comments(r.owner, r.name, number) if "<!-- otto:status run=" in c.body]
+    assert len(statuses) == 2
+    (kept,) = [c for c in statuses if c.id == first_comment.id]
+    assert kept.body == first_comment.body
+    newer = next(c.body for c in statuses if c.id != first_comment.id)
+    assert "Run 2 on this issue" in newer
+    assert f"run `otto/{rid}/{number}.2`" in newer
+    # both readable in Mission Control
+    async with httpx.AsyncClient(base_url=otto.server.url, timeout=30) as http:
+        await sign_in(http, r.maintainer)
+        for path in (f"/runs/{rid}/{number}", f"/runs/{rid}/{number}.2"):
+            page = await http.get(path)
+            assert page.status_code == 200, path
+        listing = (await http.get("/runs")).text
+        assert f"/runs/{rid}/{number}.2" in listing
+        assert f'/runs/{rid}/{number}"' in listing
+
+    # the issue's commands now reach the second run
+    otto.sim.comment(r.owner, r.name, number, "/otto stop", r.maintainer)
+    ended = await wait_for_state(otto.client, rid, number, lambda s: s.phase.final, labeling=2)
+    assert ended.phase == RunPhase.CANCELLED
+
+
+PLAN_APPROVAL = {**SAMPLE_REPO, ".github/otto.yml": "verify: python -m pytest -q\nplan_approval: true\n"}
+
+
+async def test_an_edit_reaches_the_model_only_through_a_writers_otto_plan(
+    otto: Otto, repo: Callable[..., Repo]
+) -> None:
+    otto.world.model.load(scenario(SINGLE, SINGLE_AGENTS))
+    r = repo(PLAN_APPROVAL)
+    number, rid = label_new_issue(otto.sim, r, title="Add b", body="Please add b.")
+    await wait_for_state(otto.client, rid, number, lambda s: s.phase == RunPhase.PLAN_REVIEW)
+    sim = otto.sim
+    edited = "Please add b. EDITED-BEFORE-GO: and make it uppercase."
+    sim.update_issue(sim.repo(r.owner, r.name), number, {"body": edited}, sim.user(r.outsider))
+    said = await eventually(lambda: next((b for b in bot_comments(otto, r, number) if "✏️" in b), None))
+    assert "a writer comments `/otto plan`" in said
+    assert all("EDITED-BEFORE-GO" not in json.dumps(q.body) for q in otto.world.model.requests)
+
+    sim.comment(r.owner, r.name, number, "/otto plan", r.outsider)  # not a writer: refused, nothing planned
+    await eventually(lambda: any("write access" in b for b in bot_comments(otto, r, number)))
+    assert len(otto.world.model.requests_for("plan")) == 1
+    sim.comment(r.owner, r.name, number, "/otto plan", r.maintainer)
+    replanned = await eventually(lambda: otto.world.model.requests_for("plan")[1:])
+    assert "EDITED-BEFORE-GO" in json.dumps(replanned[0].body)
+    notice = (
+        f"🗺️ @{r.maintainer} asked for a new plan from the issue as it reads now (edited by @{r.outsider})."
+    )
+    await eventually(lambda: any(notice in b for b in bot_comments(otto, r, number)))
+    # with nothing edited since, `/otto plan` needs feedback
+    await wait_for_state(otto.client, rid, number, lambda s: s.phase == RunPhase.PLAN_REVIEW)
+    sim.comment(r.owner, r.name, number, "/otto plan", r.maintainer)
+    await eventually(lambda: any("Say what to change" in b for b in bot_comments(otto, r, number)))
+    sim.comment(r.owner, r.name, number, "/otto stop", r.maintainer)
+    await wait_for_state(otto.client, rid, number, lambda s: s.phase.final)

@@ -287,7 +287,7 @@ class RepoGitHub:
 
 
 _TASK_MARKER = re.compile(
-    r"<!-- otto:task run=(?P<run>otto/\d+/(?P<issue>\d+)) task=(?P<task>[a-z0-9_-]+) -->"
+    r"<!-- otto:task run=(?P<run>otto/(?P<repo>\d+)/(?P<issue>\d+)(?:\.\d+)?) task=(?P<task>[a-z0-9_-]+) -->"
 )
 
 
@@ -447,8 +447,8 @@ class GitHubActivities:
         if pr.user is None or pr.user.login != await self.app.bot_login():
             return None
         m = _TASK_MARKER.search(pr.body or "")
-        if m is None:
-            return None
+        if m is None or int(m.group("repo")) != q.repo.repo_id:
+            return None  # a writer may edit the body: a marker naming another repository's run is not Otto's
         return TaskPull(
             run_id=m.group("run"),
             task_id=m.group("task"),

@@ -11,7 +11,9 @@ from temporalio.client import (
     WorkflowHandle,
     WorkflowUpdateFailedError,
 )
-from temporalio.service import RPCError
+from temporalio.common import WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
 
 from app.contracts.ids import gate_workflow_id, run_workflow_id
 from app.contracts.io import Delivered, GateInput, SignalInput
@@ -26,6 +28,7 @@ from app.contracts.messages import (
     RunMessage,
     StartRun,
 )
+from app.domain.links import RUN_ID
 from app.settings import Settings
 
 
@@ -37,31 +40,63 @@ class IntakeActivities:
     def limits(self) -> RunLimits:
         return RunLimits.of(self.settings)
 
+    async def latest_labeling(self, repo_id: int, issue_number: int) -> tuple[int, bool]:
+        """The issue's latest run (its labeling number, 0 when it never had one) and whether it is active.
+        Temporal's records of ``otto/<repo>/<issue>``, ``….2``, … are the source (kept for the namespace's
+        retention)."""
+        n, active = 0, False
+        while True:
+            handle = self.client.get_workflow_handle(run_workflow_id(repo_id, issue_number, n + 1))
+            try:
+                desc = await handle.describe()
+            except RPCError as e:
+                if e.status == RPCStatusCode.NOT_FOUND:
+                    return n, active
+                raise
+            n, active = n + 1, desc.status == WorkflowExecutionStatus.RUNNING
+
     @activity.defn
     async def start_or_signal_run(self, request: StartRun) -> str:
-        """Signal-with-start: a new run starts with this trigger; an active run receives it as a notice."""
+        """The issue's active run receives this labeling as a notice; with none active, the labeling starts
+        a new run of its own (``otto/<repo>/<issue>``, then ``….2``, …): an earlier run's history, status
+        comment, branches and Mission Control page stay as they were."""
         run = RunInput(
             repo=request.repo,
             issue_number=request.issue_number,
             trigger=request.trigger,
             limits=self.limits(),
         )
-        handle: WorkflowHandle[Any, Any] = await self.client.start_workflow(
-            RUN_WORKFLOW,
-            run,
-            id=run_workflow_id(request.repo.repo_id, request.issue_number),
-            task_queue=self.settings.task_queue,
-            start_signal=RunMessage.TRIGGER,
-            start_signal_args=[request.trigger],
-        )
-        return handle.id
+        for _ in range(3):  # a run that ends, or another labeling that starts one, between look and start
+            latest, active = await self.latest_labeling(request.repo.repo_id, request.issue_number)
+            labeling = latest if active else latest + 1
+            try:
+                handle: WorkflowHandle[Any, Any] = await self.client.start_workflow(
+                    RUN_WORKFLOW,
+                    run,
+                    id=run_workflow_id(request.repo.repo_id, request.issue_number, labeling),
+                    task_queue=self.settings.task_queue,
+                    start_signal=RunMessage.TRIGGER,
+                    start_signal_args=[request.trigger],
+                    id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,  # never a second run under one id
+                )
+            except WorkflowAlreadyStartedError:
+                continue
+            return handle.id
+        raise RuntimeError(f"the runs of issue #{request.issue_number} kept changing while starting one")
 
     @activity.defn
     async def signal_run(self, inp: SignalInput) -> Delivered:
         """A signal or an update to an open run. Not delivered when there is none (never started, finished or
         cancelled); an update the run's validator rejects comes back with the run's answer. An accepted update
         is not waited for: the run answers on GitHub itself when its work is done."""
-        handle = self.client.get_workflow_handle(inp.run_id)
+        run_id = inp.run_id
+        if inp.latest:
+            m = RUN_ID.fullmatch(run_id)
+            if m is None:
+                raise ValueError(f"not a run id: {run_id!r}")
+            latest, _ = await self.latest_labeling(int(m["repo"]), int(m["issue"]))
+            run_id = run_workflow_id(int(m["repo"]), int(m["issue"]), max(latest, 1))
+        handle = self.client.get_workflow_handle(run_id)
         try:
             desc = await handle.describe()
         except RPCError:

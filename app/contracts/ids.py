@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import re
 
-RUN_PREFIX = "otto"
+from app.domain.links import RUN_PREFIX
 
 
-def run_workflow_id(repo_id: int, issue_number: int) -> str:
-    """The issue's run: ``otto/<repo-id>/<issue>`` (one active run per issue)."""
-    return f"{RUN_PREFIX}/{repo_id}/{issue_number}"
+def run_workflow_id(repo_id: int, issue_number: int, labeling: int = 1) -> str:
+    """The run of an issue's ``labeling``-th labeling: ``otto/<repo-id>/<issue>``, then
+    ``otto/<repo-id>/<issue>.2``, … Each labeling is its own run (own history, status comment, branches and
+    Mission Control page); one is active per issue at a time."""
+    suffix = f".{labeling}" if labeling > 1 else ""
+    return f"{RUN_PREFIX}/{repo_id}/{issue_number}{suffix}"
 
 
 def delivery_workflow_id(delivery_id: str) -> str:

@@ -247,6 +247,8 @@ class SignalInput(BaseModel):
     run_id: str
     signal: str
     payload: dict[str, Any]
+    # run_id names an issue (its first run's id): the signal goes to the issue's latest labeling's run
+    latest: bool = False
 
 
 class Delivered(BaseModel):

@@ -77,5 +77,8 @@ def slugify(text: str, max_len: int = 40) -> str:
     return slug[:max_len].rstrip("-") or "task"
 
 
-def branch_name(issue_number: int, task: PlannedTask) -> str:
-    return f"otto/{issue_number}/{task.id}-{slugify(task.title)}"
+def branch_name(issue_number: int, task: PlannedTask, labeling: int = 1) -> str:
+    """``otto/7/t1-…`` for the issue's first run, ``otto/7.2/t1-…`` for its second labeling's: each run has
+    its own branches, so a later run never builds on an earlier one's work in progress."""
+    run = f"{issue_number}.{labeling}" if labeling > 1 else str(issue_number)
+    return f"otto/{run}/{task.id}-{slugify(task.title)}"

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import jinja2
 
+from app.domain.links import labeling_of
 from app.domain.pilot import TaskDecision
 from app.domain.plan import PlannedTask
 from app.domain.run import AttemptRecord, RunPhase, RunState, TaskRecord, TaskStatus
@@ -132,6 +133,7 @@ def render_status(
     return _env.get_template("status.md.j2").render(
         run_url=run_url,
         marker=status_marker(state.run_id),
+        labeling=labeling_of(state.run_id),
         warning=warning,
         headline=headline(state),
         pr_summary=pr_summary(state),

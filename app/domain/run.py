@@ -178,5 +178,6 @@ class RunMemory(BaseModel):
     planned: bool = False  # planning is behind it (a continued run resumes after it)
     go_by: str | None = None  # `/otto go`: who approved the plan
     plan_feedback: str = ""  # `/otto plan <feedback>` waiting to be planned with
-    plan_feedback_by: str | None = None
+    plan_feedback_by: str | None = None  # set: a new plan was asked for (feedback may be empty after an edit)
+    edited_by: str | None = None  # who last edited the text since the model last read it
     silenced: bool = False  # GitHub can't be written to there any more (App uninstalled or suspended, ...)

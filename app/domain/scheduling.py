@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from app.domain.links import labeling_of
 from app.domain.plan import Plan, PlannedTask, batches, branch_name
 from app.domain.run import RunState, TaskRecord, TaskStatus
 
@@ -20,9 +21,8 @@ def add_tasks(state: RunState, tasks: list[PlannedTask], first_batch: int) -> No
     levels = batches(Plan(tasks=among_new)) if tasks else []
     level_of = {tid: i for i, level in enumerate(levels) for tid in level}
     for t in tasks:
-        state.tasks.append(
-            TaskRecord(task=t, batch=first_batch + level_of[t.id], branch=branch_name(state.issue_number, t))
-        )
+        branch = branch_name(state.issue_number, t, labeling_of(state.run_id))
+        state.tasks.append(TaskRecord(task=t, batch=first_batch + level_of[t.id], branch=branch))
 
 
 def pending(state: RunState) -> list[TaskRecord]:

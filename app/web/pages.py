@@ -22,6 +22,7 @@ from urllib.parse import parse_qsl, quote, urlencode
 import jinja2
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from temporalio.client import Client
 
@@ -30,7 +31,7 @@ from app.artifacts import ArtifactInfo, ArtifactKeyError, ArtifactStore, attempt
 from app.contracts.ids import run_workflow_id
 from app.contracts.io import SignalInput
 from app.contracts.messages import RetryRequest, StopRequest
-from app.domain.links import run_path
+from app.domain.links import RUN_REF, run_path
 from app.domain.run import TaskRecord, TaskStatus
 from app.domain.snapshot import RunSnapshot, phase_label
 from app.domain.transcript import Conversation, piece
@@ -170,9 +171,11 @@ class MissionControl:
         )
 
     # --- lookups ----------------------------------------------------------------------------------
-    async def visible_run(self, user: User, repo_id: int, issue: int) -> tuple[RunSnapshot, str] | None:
-        """The run and the person's permission on its repository, if they may read it."""
-        snap = await self.catalog.get(run_workflow_id(repo_id, issue))
+    async def visible_run(self, user: User, repo_id: int, issue: str) -> tuple[RunSnapshot, str] | None:
+        """The run (``issue`` is ``7`` or ``7.2``: the issue and which labeling) and the person's
+        permission on its repository, if they may read it."""
+        number, _, labeling = issue.partition(".")
+        snap = await self.catalog.get(run_workflow_id(repo_id, int(number), int(labeling or 1)))
         if snap is None:
             return None
         level = await self.access.permission(user.login, snap.state.repo)
@@ -216,6 +219,21 @@ async def _form(request: Request) -> dict[str, str] | None:
         if len(body) > MAX_FORM_BYTES:
             return None
     return dict(parse_qsl(body.decode("utf-8", errors="replace"), keep_blank_values=True))
+
+
+class RunRefConvertor(Convertor[str]):
+    """``{issue:run}`` in a path: ``7`` (the issue's first run) or ``7.2`` (its second labeling's)."""
+
+    regex = RUN_REF
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("run", RunRefConvertor())
 
 
 def create_router(mc: MissionControl) -> APIRouter:
@@ -295,8 +313,8 @@ def create_router(mc: MissionControl) -> APIRouter:
 
         return mc.page(request, "runs.html", listing=listing, states=views.STATE_FILTERS, page_url=page_url)
 
-    @router.get("/runs/{repo_id:int}/{issue:int}")
-    async def run_page(request: Request, repo_id: int, issue: int, sent: str = "") -> Response:
+    @router.get("/runs/{repo_id:int}/{issue:run}")
+    async def run_page(request: Request, repo_id: int, issue: str, sent: str = "") -> Response:
         user = mc.sessions.user(request)
         if user is None:
             return mc.sign_in(request)
@@ -309,8 +327,8 @@ def create_router(mc: MissionControl) -> APIRouter:
             request, "run.html", v=view, writer=can_write(level), permission=level, notice=SENT.get(sent, "")
         )
 
-    @router.get("/runs/{repo_id:int}/{issue:int}/live")
-    async def run_live(request: Request, repo_id: int, issue: int, since: str = "") -> Response:
+    @router.get("/runs/{repo_id:int}/{issue:run}/live")
+    async def run_live(request: Request, repo_id: int, issue: str, since: str = "") -> Response:
         user = mc.sessions.user(request)
         if user is None:
             return PlainTextResponse("sign in", status_code=401)
@@ -324,7 +342,7 @@ def create_router(mc: MissionControl) -> APIRouter:
         return mc.page(request, "run_live.html", v=view, writer=can_write(level), permission=level, notice="")
 
     async def attempt_or_404(
-        request: Request, repo_id: int, issue: int, task_id: str, n: int, show_all: bool
+        request: Request, repo_id: int, issue: str, task_id: str, n: int, show_all: bool
     ) -> tuple[views.AttemptView, str] | Response:
         user = mc.sessions.user(request)
         if user is None:
@@ -337,18 +355,18 @@ def create_router(mc: MissionControl) -> APIRouter:
             return mc.not_found(request)
         return view, found[1]
 
-    @router.get("/runs/{repo_id:int}/{issue:int}/tasks/{task_id}/attempts/{n:int}")
+    @router.get("/runs/{repo_id:int}/{issue:run}/tasks/{task_id}/attempts/{n:int}")
     async def attempt_page(
-        request: Request, repo_id: int, issue: int, task_id: str, n: int, all: str = ""
+        request: Request, repo_id: int, issue: str, task_id: str, n: int, all: str = ""
     ) -> Response:
         got = await attempt_or_404(request, repo_id, issue, task_id, n, all == "1")
         if isinstance(got, Response):
             return got
         return mc.page(request, "attempt.html", a=got[0])
 
-    @router.get("/runs/{repo_id:int}/{issue:int}/tasks/{task_id}/attempts/{n:int}/live")
+    @router.get("/runs/{repo_id:int}/{issue:run}/tasks/{task_id}/attempts/{n:int}/live")
     async def attempt_live(
-        request: Request, repo_id: int, issue: int, task_id: str, n: int, since: str = "", all: str = ""
+        request: Request, repo_id: int, issue: str, task_id: str, n: int, since: str = "", all: str = ""
     ) -> Response:
         if mc.sessions.user(request) is None:
             return PlainTextResponse("sign in", status_code=401)
@@ -359,9 +377,9 @@ def create_router(mc: MissionControl) -> APIRouter:
             return Response(status_code=204)
         return mc.page(request, "attempt_live.html", a=got[0])
 
-    @router.get("/runs/{repo_id:int}/{issue:int}/tasks/{task_id}/attempts/{n:int}/transcript/{ref}")
+    @router.get("/runs/{repo_id:int}/{issue:run}/tasks/{task_id}/attempts/{n:int}/transcript/{ref}")
     async def transcript_piece(
-        request: Request, repo_id: int, issue: int, task_id: str, n: int, ref: str
+        request: Request, repo_id: int, issue: str, task_id: str, n: int, ref: str
     ) -> Response:
         user = mc.sessions.user(request)
         if user is None:
@@ -382,8 +400,8 @@ def create_router(mc: MissionControl) -> APIRouter:
             return PlainTextResponse("not found", status_code=404)
         return PlainTextResponse(text)
 
-    @router.get("/runs/{repo_id:int}/{issue:int}/artifacts/{path:path}")
-    async def artifact(request: Request, repo_id: int, issue: int, path: str) -> Response:
+    @router.get("/runs/{repo_id:int}/{issue:run}/artifacts/{path:path}")
+    async def artifact(request: Request, repo_id: int, issue: str, path: str) -> Response:
         user = mc.sessions.user(request)
         if user is None:
             return mc.sign_in(request)
@@ -403,7 +421,7 @@ def create_router(mc: MissionControl) -> APIRouter:
 
     # --- actions -------------------------------------------------------------------------------------
     async def authorise(
-        request: Request, repo_id: int, issue: int, what: str
+        request: Request, repo_id: int, issue: str, what: str
     ) -> tuple[User, RunSnapshot, dict[str, str]] | Response:
         user = mc.sessions.user(request)
         if user is None:
@@ -440,8 +458,8 @@ def create_router(mc: MissionControl) -> APIRouter:
             return mc.error(request, 409, "Not now", f"{outcome.rejected} Nothing was sent.")
         return RedirectResponse(f"{run_path(snap.run_id)}?sent={signal}", status_code=303)
 
-    @router.post("/runs/{repo_id:int}/{issue:int}/stop")
-    async def stop(request: Request, repo_id: int, issue: int) -> Response:
+    @router.post("/runs/{repo_id:int}/{issue:run}/stop")
+    async def stop(request: Request, repo_id: int, issue: str) -> Response:
         got = await authorise(request, repo_id, issue, "stop this run")
         if isinstance(got, Response):
             return got
@@ -449,8 +467,8 @@ def create_router(mc: MissionControl) -> APIRouter:
         log.info("%s asked Mission Control to stop %s", user.login, snap.run_id)
         return await deliver(request, snap, "stop", StopRequest(sender=user.login).model_dump(mode="json"))
 
-    @router.post("/runs/{repo_id:int}/{issue:int}/tasks/{task_id}/retry")
-    async def retry(request: Request, repo_id: int, issue: int, task_id: str) -> Response:
+    @router.post("/runs/{repo_id:int}/{issue:run}/tasks/{task_id}/retry")
+    async def retry(request: Request, repo_id: int, issue: str, task_id: str) -> Response:
         got = await authorise(request, repo_id, issue, "retry its tasks")
         if isinstance(got, Response):
             return got

@@ -130,8 +130,11 @@ class DeliveryWorkflow:
     async def _task_pull(self, repo: RepoRef, pr_number: int) -> TaskPull | None:
         return await github(act.RESOLVE_TASK_PULL, TaskPullQuery(repo=repo, pr_number=pr_number))
 
-    async def _signal(self, run_id: str, signal: str, payload: dict[str, object]) -> bool:
-        outcome = await call(act.SIGNAL_RUN, SignalInput(run_id=run_id, signal=signal, payload=payload))
+    async def _signal(
+        self, run_id: str, signal: str, payload: dict[str, object], latest: bool = False
+    ) -> bool:
+        inp = SignalInput(run_id=run_id, signal=signal, payload=payload, latest=latest)
+        outcome = await call(act.SIGNAL_RUN, inp)
         return outcome.delivered
 
     async def _review(self, request: ReviewRequest) -> str:
@@ -195,13 +198,15 @@ class DeliveryWorkflow:
         """Closing the issue stops its run (GitHub decided who may close it; there is nothing to answer)."""
         stop = StopRequest(sender=request.sender, number=request.issue_number)
         run_id = run_workflow_id(request.repo.repo_id, request.issue_number)
-        delivered = await self._signal(run_id, RunMessage.STOP, stop.model_dump(mode="json"))
+        delivered = await self._signal(run_id, RunMessage.STOP, stop.model_dump(mode="json"), latest=True)
         return "stopping the run" if delivered else "no run"
 
     async def _issue_edited(self, request: IssueEdited) -> str:
         edit = EditSignal(sender=request.sender, fields=request.fields)
         run_id = run_workflow_id(request.repo.repo_id, request.issue_number)
-        delivered = await self._signal(run_id, RunMessage.ISSUE_EDITED, edit.model_dump(mode="json"))
+        delivered = await self._signal(
+            run_id, RunMessage.ISSUE_EDITED, edit.model_dump(mode="json"), latest=True
+        )
         return "told the run" if delivered else "no run"
 
     async def _ci(self, request: CiFailure) -> str:
@@ -285,7 +290,7 @@ class DeliveryWorkflow:
             await self._reply(request, prefix + HELP)
             return "help"
 
-        run_id = run_workflow_id(request.repo.repo_id, request.number)
+        run_id, latest = run_workflow_id(request.repo.repo_id, request.number), True  # the issue's latest run
         task_id: str | None = None
         on_a_task = command.name in ("retry", "merge")  # these name a task: they go on its PR
         if request.is_pull_request:
@@ -293,7 +298,7 @@ class DeliveryWorkflow:
                 act.RESOLVE_TASK_PULL, TaskPullQuery(repo=request.repo, pr_number=request.number)
             )
             if pull is not None:
-                run_id, task_id = pull.run_id, pull.task_id
+                run_id, task_id, latest = pull.run_id, pull.task_id, False  # exactly the PR's own run
             elif on_a_task:
                 await self._reply(
                     request, f"`/otto {command.name}` works on pull requests Otto opened for a task."
@@ -305,7 +310,8 @@ class DeliveryWorkflow:
             )
             return f"{command.name} on an issue"
         message, payload = self._message(request, command.name, command.text, task_id)
-        outcome = await call(act.SIGNAL_RUN, SignalInput(run_id=run_id, signal=message, payload=payload))
+        signal = SignalInput(run_id=run_id, signal=message, payload=payload, latest=latest)
+        outcome = await call(act.SIGNAL_RUN, signal)
         if not outcome.delivered:
             where = "pull request" if request.is_pull_request else "issue"
             await self._reply(

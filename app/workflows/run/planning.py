@@ -108,6 +108,20 @@ async def plan(run: Run) -> None:
     await run.publish()
 
 
+PLAN_FROM_EDITED_ISSUE = (
+    "plan-from-edited-issue"  # patched(): `/otto plan` after an edit reads the issue again
+)
+
+
+async def read_issue_again(run: Run) -> None:
+    ctx = run.m.context
+    assert ctx is not None
+    issue = await run.github(
+        act.LOAD_ISSUE, LoadIssueInput(repo=run.inp.repo, issue_number=run.inp.issue_number)
+    )
+    ctx.title, ctx.body = issue.title, issue.body
+
+
 async def await_approval(run: Run) -> None:
     """`plan_approval: true`: post the plan and wait — holding no slot and spending nothing — for a writer's
     `/otto go` (work starts), `/otto plan <feedback>` (plan again with it) or `/otto stop`."""
@@ -121,7 +135,9 @@ async def await_approval(run: Run) -> None:
         )
         await release_slot(run)
         await run.publish()
-        await workflow.wait_condition(lambda: run.stopped() or m.go_by is not None or bool(m.plan_feedback))
+        await workflow.wait_condition(
+            lambda: run.stopped() or m.go_by is not None or m.plan_feedback_by is not None
+        )
         if run.stopped():
             return
         if m.go_by is not None:
@@ -133,7 +149,14 @@ async def await_approval(run: Run) -> None:
         feedback, by = m.plan_feedback, m.plan_feedback_by
         m.plan_feedback, m.plan_feedback_by = "", None
         state.phase = RunPhase.PLANNING
-        state.notice(f"🗺️ @{by} asked for a new plan.")
+        edited_by, m.edited_by = m.edited_by, None
+        if edited_by is not None and workflow.patched(PLAN_FROM_EDITED_ISSUE):
+            await read_issue_again(run)  # a writer's command is what lets an edit reach the model
+            state.notice(
+                f"🗺️ @{by} asked for a new plan from the issue as it reads now (edited by @{edited_by})."
+            )
+        else:
+            state.notice(f"🗺️ @{by} asked for a new plan.")
         await run.publish()
         previous = [r.task for r in state.tasks]
         inp = run.model_input().model_copy(update={"previous_plan": previous, "feedback": feedback})

@@ -13,7 +13,7 @@ with workflow.unsafe.imports_passed_through():
     from app.contracts import activities as act
     from app.contracts.io import CiQuery, CommentReaction, VerifyHeadInput
     from app.contracts.messages import CiSignal, EditSignal, PullSignal, RetryRequest, ReviewSignal
-    from app.domain.run import TaskRecord, TaskStatus
+    from app.domain.run import RunPhase, TaskRecord, TaskStatus
     from app.domain.scheduling import RESOLVED
     from app.domain.usage import worst_case_cost
     from app.workflows.run import execution
@@ -213,17 +213,27 @@ async def verify_pushed_head(run: Run, rec: TaskRecord, s: PullSignal) -> None:
 
 
 async def on_issue_edited(run: Run, edit: EditSignal) -> None:
-    """Acknowledged, with who and when; the run keeps the text it was labeled with (the model never reads an
-    edit on its own)."""
+    """Acknowledged, with who and when. The model never reads an edit on its own: while the plan waits for
+    approval a writer's `/otto plan` plans again from the issue as it reads then; otherwise the run keeps the
+    text it was labeled with (a new labeling after this run reads the issue anew)."""
     if run.state.phase.final:
         return
+    run.m.edited_by = edit.sender
     what = " and ".join(edit.fields) or "text"
     label = run.inp.trigger.label
-    run.state.notice(
-        f"✏️ @{edit.sender} edited the issue's {what} at {workflow.now():%H:%M} UTC. This run goes on from "
-        f"the text it was labeled with: the edit does not reach the model. To work from the new text, stop "
-        f"this run (`/otto stop`) and add the `{label}` label again."
-    )
+    said = f"✏️ @{edit.sender} edited the issue's {what} at {workflow.now():%H:%M} UTC."
+    if run.state.phase == RunPhase.PLAN_REVIEW:
+        said += (
+            " The plan above was made from the text as labeled: the edit does not reach the model unless a "
+            "writer comments `/otto plan`, which plans again from the issue as it reads now."
+        )
+    else:
+        said += (
+            " This run goes on from the text it was labeled with: the edit does not reach the model. To work "
+            f"from the new text, stop this run (`/otto stop`) and add the `{label}` label again: a new run "
+            "reads the issue as it is then."
+        )
+    run.state.notice(said)
     await run.publish()
 
 

@@ -172,8 +172,10 @@ class RunWorkflow:
     def _validate_plan(self, command: PlanCommand) -> None:
         if self.run_.state.phase != RunPhase.PLAN_REVIEW:
             raise ValueError("There is no plan waiting for approval in this run.")
-        if not command.feedback.strip():
-            raise ValueError("Say what to change: `/otto plan <feedback>`.")
+        if not command.feedback.strip() and self.run_.m.edited_by is None:
+            raise ValueError(
+                "Say what to change (`/otto plan <feedback>`), or edit the issue and say `/otto plan`."
+            )
 
     @workflow.signal
     async def progress(self, progress: AttemptProgress) -> None:
