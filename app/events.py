@@ -115,6 +115,12 @@ class IssuesLabeled(Event):
     label: Label | None = None
 
 
+class IssuesUnlabeled(Event):
+    action: Literal["unlabeled"]
+    issue: IssueRef
+    label: Label | None = None
+
+
 class IssuesClosed(Event):
     action: Literal["closed"]
     issue: IssueRef
@@ -133,7 +139,7 @@ class IssueCommentCreated(Event):
 
 
 class PullRequestEvent(Event):
-    action: Literal["closed", "synchronize", "reopened", "edited"]
+    action: Literal["closed", "synchronize", "reopened", "edited", "ready_for_review"]
     pull_request: PullRequestRef
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from app.contracts.messages import IssueClosed, IssueEdited, StartRun, Trigger
-from app.events import IssuesClosed, IssuesEdited, IssuesLabeled
+from app.events import IssuesClosed, IssuesEdited, IssuesLabeled, IssuesUnlabeled
 from app.routing import HandlerContext, Outcome, Routes, ignored
 from handlers.common import is_bot, repo_ref
 
@@ -52,6 +52,26 @@ async def edited(ctx: HandlerContext, event: IssuesEdited) -> Outcome:
         issue_number=event.issue.number,
         sender=event.sender.login,
         fields=fields,
+        delivery_id=ctx.delivery_id,
+    )
+    return await ctx.hand_off(request, "accepted: a run on this issue is told")
+
+
+@routes.register("issues", action="unlabeled")
+async def unlabeled(ctx: HandlerContext, event: IssuesUnlabeled) -> Outcome:
+    """The trigger label removed: a run on the issue goes on and says so (removing it stops nothing)."""
+    if (event.label.name if event.label else None) != ctx.settings.trigger_label:
+        return ignored("not the trigger label")
+    if is_bot(event.sender):
+        return ignored("unlabeled by a bot")
+    repo = repo_ref(event)
+    if repo is None:
+        return ignored("no installation in payload")
+    request = IssueEdited(
+        repo=repo,
+        issue_number=event.issue.number,
+        sender=event.sender.login,
+        fields=["label"],
         delivery_id=ctx.delivery_id,
     )
     return await ctx.hand_off(request, "accepted: a run on this issue is told")

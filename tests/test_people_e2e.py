@@ -262,3 +262,160 @@ async def test_an_edit_reaches_the_model_only_through_a_writers_otto_plan(
     await eventually(lambda: any("Say what to change" in b for b in bot_comments(otto, r, number)))
     sim.comment(r.owner, r.name, number, "/otto stop", r.maintainer)
     await wait_for_state(otto.client, rid, number, lambda s: s.phase.final)
+
+
+def status_body(otto: Otto, r: Repo, number: int) -> str:
+    return next(b for b in bot_comments(otto, r, number) if "<!-- otto:status run=" in b)
+
+
+async def test_a_person_closes_reopens_readies_and_merges_with_the_button_and_the_stack_follows(
+    otto: Otto, repo: Callable[..., Repo]
+) -> None:
+    plan = [task("t1", "Add module a"), task("t2", "Add module b", "t1")]
+    agents = {
+        "t1": [create("a.py", "A = 1\n"), {"text": "Added a.py."}],
+        "t2": [create("b.py", "B = 2\n"), {"text": "Added b.py."}],
+    }
+    otto.world.model.load(scenario(plan, agents))
+    r = repo()
+    number, rid = label_new_issue(otto.sim, r)
+    state = await wait_for_state(otto.client, rid, number, settled)
+    t1, t2 = state.record("t1"), state.record("t2")
+    pr1, pr2 = pr_of(otto, r, t1.branch), pr_of(otto, r, t2.branch)
+    assert pr2.base_ref == t1.branch  # stacked
+    sim, m = otto.sim, r.maintainer
+    repo_ = sim.repo(r.owner, r.name)
+
+    def said(text: str) -> Any:
+        return eventually(lambda: text in status_body(otto, r, number))
+
+    # closed without merging: abandoned, its dependent blocked
+    otto.sim.close_pull_request(r.owner, r.name, pr2.number, m)
+    s = await wait_for_state(
+        otto.client, rid, number, lambda s: s.record("t2").status == TaskStatus.ABANDONED
+    )
+    assert s.record("t2").note == f"PR closed by @{m} without merging; reopen it to take it up again"
+    # reopened: followed again, as it was
+    sim.update_pull(repo_, pr2.number, {"state": "open"}, sim.user(m))
+    s = await wait_for_state(otto.client, rid, number, lambda s: s.record("t2").status == TaskStatus.PASSED)
+    await said(f"↩️ @{m} reopened #{pr2.number} (t2): Otto follows it again.")
+    # the label removed: said, nothing stops
+    sim.remove_label(repo_, number, "otto", sim.user(m))
+    await said(f"🏷️ @{m} removed the `otto` label at ")
+    # marked ready for review, then merged with GitHub's button by the person
+    sim.set_draft(repo_, sim.get_pull(repo_, pr1.number), False, sim.user(m))
+    await said(
+        f"👀 @{m} marked #{pr1.number} (t1) ready for review; Otto's checks pass on its head. A writer's "
+        "approval merges it."
+    )
+    sim.merge_pull(repo_, pr1.number, sim.user(m), None, "merge", None, None)
+    s = await wait_for_state(otto.client, rid, number, lambda s: s.record("t1").status == TaskStatus.MERGED)
+    assert s.record("t1").merged_by == f"@{m}"
+    # its dependent retargets as if Otto had merged it, and an approval merges it
+    await eventually(lambda: sim.pull(r.owner, r.name, pr2.number).base_ref == "main")
+    head2 = sim.branches(r.owner, r.name)[t2.branch]
+    sim.submit_review(r.owner, r.name, pr2.number, m, "APPROVED", commit_id=head2)
+    done = await wait_for_state(otto.client, rid, number, lambda s: s.phase.final)
+    assert done.phase == RunPhase.DONE, done.reason
+    assert merges(otto, r) == 1  # Otto merged t2 only; the person merged t1
+    assert sim.read_file(r.owner, r.name, "main", "a.py") == "A = 1\n"
+    assert sim.read_file(r.owner, r.name, "main", "b.py") == "B = 2\n"
+    final = await eventually(lambda: next((b for b in bot_comments(otto, r, number) if "is done" in b), None))
+    assert f"#{pr1.number} merged" in final
+
+
+async def test_a_deleted_branch_abandons_its_task_and_a_pr_of_an_ended_run_is_answered(
+    otto: Otto, repo: Callable[..., Repo]
+) -> None:
+    otto.world.model.load(scenario(SINGLE, {"t1": [PASSING, {"text": "Added b's test."}]}))
+    r = repo()
+    number, rid = label_new_issue(otto.sim, r)
+    rec = (await wait_for_state(otto.client, rid, number, settled)).record("t1")
+    pr = pr_of(otto, r, rec.branch)
+    sim, m = otto.sim, r.maintainer
+    repo_ = sim.repo(r.owner, r.name)
+    sim.delete_branch_ref(repo_, f"heads/{rec.branch}", sim.user(m))  # GitHub closes its PR
+    s = await wait_for_state(
+        otto.client, rid, number, lambda s: s.record("t1").status == TaskStatus.ABANDONED
+    )
+    assert s.record("t1").note == (
+        f"branch deleted by @{m}, so GitHub closed the PR without merging; restore the branch and reopen the "
+        "PR to take it up again"
+    )
+    assert s.phase == RunPhase.WAITING_REVIEW  # nothing merged yet: a reopen can still come
+    # the person restores the branch with a commit of theirs and reopens: followed again, that head verified
+    restored = sim.push_commit(
+        r.owner, r.name, rec.branch, {"note.txt": "back\n"}, "Restore", m, from_ref=rec.head_sha, force=True
+    )
+    sim.update_pull(repo_, pr.number, {"state": "open"}, sim.user(m))
+    s = await wait_for_state(
+        otto.client,
+        rid,
+        number,
+        lambda s: (
+            s.record("t1").head_sha == restored
+            and s.record("t1").verifying_sha is None
+            and s.record("t1").status == TaskStatus.PASSED
+        ),
+    )
+    (check,) = otto_checks(otto, r, restored)
+    assert check.conclusion == "success"
+    # the run is stopped; what the person does on its PR afterwards is answered, not silently dropped
+    sim.comment(r.owner, r.name, number, "/otto stop", m)
+    await wait_for_state(otto.client, rid, number, lambda s: s.phase.final)
+    later = sim.push_commit(r.owner, r.name, rec.branch, {"note.txt": "later\n"}, "Later", m)
+    answer = await eventually(
+        lambda: next((b for b in bot_comments(otto, r, pr.number) if "has ended" in b), None)
+    )
+    assert f"@{m} Otto's run for this pull request has ended" in answer
+    assert otto_checks(otto, r, later) == []  # nothing checked after the run's end
+
+
+async def test_a_force_push_is_verified_and_a_retry_builds_on_it_told_what_the_person_changed(
+    otto: Otto, repo: Callable[..., Repo]
+) -> None:
+    agents = {
+        "t1": [PASSING, {"text": "Added b's test."}],
+        "t1.2": [create("tests/test_z.py", "def test_z():\n    assert 1\n"), {"text": "Fixed z."}],
+    }
+    otto.world.model.load(scenario(SINGLE, agents))
+    r = repo(NO_FIX_ROUNDS)
+    number, rid = label_new_issue(otto.sim, r)
+    rec = (await wait_for_state(otto.client, rid, number, settled)).record("t1")
+    pr = pr_of(otto, r, rec.branch)
+    sim, m = otto.sim, r.maintainer
+    # the person throws Otto's commit away and pushes their own (red) one on main
+    forced = sim.push_commit(
+        r.owner,
+        r.name,
+        rec.branch,
+        {"tests/test_z.py": "def test_z():\n    assert 0\n"},
+        "Redo z",
+        m,
+        from_ref="main",
+        force=True,
+    )
+    assert rec.head_sha not in [c.sha for c in sim.git_log(r.owner, r.name, rec.branch)]
+    state = await wait_for_state(
+        otto.client,
+        rid,
+        number,
+        lambda s: s.record("t1").head_sha == forced and s.record("t1").status == TaskStatus.FAILED,
+    )
+    (check,) = otto_checks(otto, r, forced)
+    assert check.conclusion == "failure"
+    assert state.record("t1").pushed_by == m
+    # a retry: the agent is told what the person pushed and works on top of it; nothing is forced over it
+    sim.comment(r.owner, r.name, pr.number, "/otto retry", m)
+    after = await wait_for_state(
+        otto.client,
+        rid,
+        number,
+        lambda s: s.record("t1").attempts == 2 and s.record("t1").status == TaskStatus.PASSED,
+    )
+    log = [c.sha for c in sim.git_log(r.owner, r.name, rec.branch)]
+    assert log[0] == after.record("t1").head_sha
+    assert log[1] == forced  # Otto's commit sits on the person's
+    prompt = json.dumps(otto.world.model.requests_for("agent", "t1.2")[0].body)
+    assert f"{forced[:7]} by " in prompt
+    assert "Redo z (files: tests/test_z.py)" in prompt

@@ -41,8 +41,11 @@ def test_the_shipped_table_is_what_otto_acts_on() -> None:
         ("issues", "labeled"),
         ("issues", "closed"),
         ("issues", "edited"),
+        ("issues", "unlabeled"),
         ("issue_comment", "created"),
         ("pull_request", "closed"),
+        ("pull_request", "reopened"),
+        ("pull_request", "ready_for_review"),
         ("pull_request", "synchronize"),
         ("pull_request_review", "submitted"),
         ("check_suite", "completed"),
@@ -60,7 +63,7 @@ def test_the_shipped_table_is_what_otto_acts_on() -> None:
     assert ROUTES.ignores("issues", "opened")
     assert ROUTES.ignores("star", "created")
     assert not ROUTES.ignores("pull_request", "closed")
-    assert ROUTES.ignores("pull_request", "reopened")
+    assert ROUTES.ignores("pull_request", "edited")
 
 
 def test_registering_reads_the_model_from_the_annotation_or_refuses() -> None:

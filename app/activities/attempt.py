@@ -124,6 +124,7 @@ class Attempt:
     progress: AttemptProgress
     token: str = ""
     identity: GitIdentity | None = None
+    people_changes: list[str] = field(default_factory=list)  # commits people pushed to the task's branch
     mirror: Path | None = None
     remote_sha: str | None = None  # the task branch's head as Otto knows it
     worktree: Worktree | None = None
@@ -177,6 +178,11 @@ class Attempt:
             inp.branch if self.remote_sha else None,
             self.identity,
         )
+        if self.remote_sha is not None:  # building on the branch: what people pushed to it, for the agent
+            assert self.identity is not None
+            self.people_changes = await asyncio.to_thread(
+                ws.commits_by_others, self.mirror, inp.base_branch, self.remote_sha, self.identity.email
+            )
         self.agent = self._agent()
         return resumed
 
@@ -643,6 +649,11 @@ class Attempt:
             dependencies=inp.task.depends_on,
             learnings=quote_untrusted("learnings", inp.learnings) if inp.learnings else "",
             guidance=quote_untrusted("guidance", inp.guidance) if inp.guidance else "",
+            people_changes=(
+                quote_untrusted("commits people pushed", "\n".join(self.people_changes))
+                if self.people_changes
+                else ""
+            ),
             route_context=quote_untrusted("pilot note", inp.route_context) if inp.route_context else "",
             attempt=inp.attempt,
             verify_commands=plan.setup + plan.verify,

@@ -449,11 +449,20 @@ class GitHubActivities:
         m = _TASK_MARKER.search(pr.body or "")
         if m is None or int(m.group("repo")) != q.repo.repo_id:
             return None  # a writer may edit the body: a marker naming another repository's run is not Otto's
+        deleted = False
+        if pr.state == "closed" and not pr.merged:  # closed because its branch was deleted?
+            try:
+                await gh.gh.rest.git.async_get_ref(q.repo.owner, q.repo.name, f"heads/{pr.head.ref}")
+            except RequestFailed as e:
+                if _status(e) != 404:
+                    raise
+                deleted = True
         return TaskPull(
             run_id=m.group("run"),
             task_id=m.group("task"),
             issue_number=int(m.group("issue")),
             head_sha=pr.head.sha,
+            branch_deleted=deleted,
         )
 
     @activity.defn

@@ -189,6 +189,7 @@ class TaskPull(BaseModel):
     task_id: str
     issue_number: int
     head_sha: str | None = None  # the PR's head as GitHub has it now
+    branch_deleted: bool = False  # the PR is closed and its head branch is gone
 
 
 class MergeInput(BaseModel):

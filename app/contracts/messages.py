@@ -117,13 +117,17 @@ class ReviewRequest(BaseModel):
     delivery_id: str
 
 
+PullAction = Literal["closed", "synchronize", "reopened", "ready_for_review"]
+
+
 class PullChange(BaseModel):
-    """A pull request closed, merged, or pushed to by someone other than Otto."""
+    """A pull request closed, merged, reopened, marked ready for review, or pushed to by someone other than
+    Otto."""
 
     kind: Literal["pull"] = "pull"
     repo: RepoRef
     pr_number: int
-    action: Literal["closed", "synchronize"]
+    action: PullAction
     merged: bool = False
     head_sha: str
     sender: str
@@ -152,13 +156,14 @@ class IssueClosed(BaseModel):
 
 
 class IssueEdited(BaseModel):
-    """The run's issue was edited (its title or body): acknowledged; the run keeps the labeled text."""
+    """The run's issue was edited (its title or body; or ``label``: the trigger label was removed):
+    acknowledged; the run keeps the labeled text and goes on."""
 
     kind: Literal["issue_edited"] = "issue_edited"
     repo: RepoRef
     issue_number: int
     sender: str
-    fields: list[str]  # "title", "body"
+    fields: list[str]  # "title", "body"; or "label": the trigger label removed
     delivery_id: str
 
 
@@ -207,10 +212,11 @@ class ReviewSignal(BaseModel):
 class PullSignal(BaseModel):
     task_id: str
     pr_number: int
-    action: Literal["closed", "synchronize"]
+    action: PullAction
     merged: bool
     head_sha: str
     sender: str
+    branch_deleted: bool = False  # closed because its head branch was deleted
 
 
 class CiSignal(BaseModel):

@@ -116,6 +116,7 @@ class TaskRecord(BaseModel):
     override_by: str | None = None  # a writer merged it on purpose although its checks were red
     pushed_by: str | None = None  # a person who pushed the current head (None: Otto pushed it)
     verifying_sha: str | None = None  # a person's head whose checks Otto is running now
+    closed_from: TaskStatus | None = None  # abandoned (its PR closed) from this status: a reopen restores it
 
 
 class RunState(BaseModel):

@@ -52,6 +52,10 @@ with workflow.unsafe.imports_passed_through():
     from app.workflows.lifecycle import installation_changed, installation_unavailable
 
 
+ANSWER_ENDED_RUN = (
+    "answer-ended-run"  # patched(): a push, reopen or approval on an ended run's PR is answered
+)
+
 _WHAT = {
     "StartRun": "label",
     "CommandRequest": "command",
@@ -177,6 +181,8 @@ class DeliveryWorkflow:
             pr_head_sha=pull.head_sha,
         )
         delivered = await self._signal(pull.run_id, RunMessage.REVIEW, signal.model_dump(mode="json"))
+        if not delivered and request.state == "approved" and workflow.patched(ANSWER_ENDED_RUN):
+            await self._run_has_ended(request.repo, request.pr_number, request.delivery_id, request.reviewer)
         return "signalled review" if delivered else "no run"
 
     async def _pull_change(self, request: PullChange) -> str:
@@ -190,9 +196,26 @@ class DeliveryWorkflow:
             merged=request.merged,
             head_sha=request.head_sha,
             sender=request.sender,
+            branch_deleted=pull.branch_deleted,
         )
         delivered = await self._signal(pull.run_id, RunMessage.PULL_CHANGED, signal.model_dump(mode="json"))
+        if not delivered and request.action != "closed" and workflow.patched(ANSWER_ENDED_RUN):
+            await self._run_has_ended(request.repo, request.pr_number, request.delivery_id, request.sender)
         return "signalled pull change" if delivered else "no run"
+
+    async def _run_has_ended(self, repo: RepoRef, pr_number: int, delivery_id: str, sender: str) -> None:
+        """A person acted on a PR whose run is over: said, so nobody waits for Otto to check or merge it."""
+        await github(
+            act.REPLY,
+            ReplyInput(
+                repo=repo,
+                number=pr_number,
+                key=f"delivery={delivery_id}",
+                body=f"@{sender} Otto's run for this pull request has ended, so Otto no longer "
+                "follows it: it does not check new pushes or merge on approval. Merge it yourself, or add "
+                "the trigger label to the issue again for a new run.",
+            ),
+        )
 
     async def _issue_closed(self, request: IssueClosed) -> str:
         """Closing the issue stops its run (GitHub decided who may close it; there is nothing to answer)."""

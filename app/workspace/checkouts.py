@@ -132,6 +132,37 @@ class Workspace:
         return self.mirrors.branch_sha(mirror, branch)
 
     @staticmethod
+    def commits_by_others(
+        mirror: Path, base_branch: str, head: str, own_email: str, limit: int = 10
+    ) -> list[str]:
+        """Commits on ``head`` since ``base_branch`` that ``own_email`` did not author (a person's pushes),
+        oldest first, one line each: short sha, author, subject and the files it touched."""
+        proc = git.run(
+            [
+                "log",
+                "--reverse",
+                "--format=%H%x1f%h%x1f%an%x1f%ae%x1f%s",
+                f"{REMOTE_REFS}{base_branch}..{head}",
+                "--",
+            ],
+            git_dir=mirror,
+            check=False,
+        )
+        lines: list[str] = []
+        for row in proc.stdout.splitlines() if proc.returncode == 0 else []:
+            sha, short, name, email, subject = (row.split("\x1f") + [""] * 5)[:5]
+            if email.lower() == own_email.lower():
+                continue
+            files = git.run(
+                ["diff-tree", "--no-commit-id", "--name-only", "-r", "--root", sha],
+                git_dir=mirror,
+                check=False,
+            ).stdout.split()
+            shown = ", ".join(files[:10]) + (f" and {len(files) - 10} more" if len(files) > 10 else "")
+            lines.append(f"{short} by {name}: {subject} (files: {shown or 'none'})")
+        return lines[-limit:]
+
+    @staticmethod
     def commit_message(mirror: Path, sha: str) -> str:
         """The full message of commit ``sha`` in the mirror ('' if it is not there)."""
         proc = git.run(["log", "-1", "--format=%B", sha, "--"], git_dir=mirror, check=False)

@@ -64,14 +64,18 @@ class Simulator(CheckOps, ManifestOps, InstallationOps):
         message: str,
         user: str,
         from_ref: str | None = None,
+        force: bool = False,
     ) -> str:
         """A human commits ``files`` (None deletes) on ``branch`` (created from ``from_ref`` or the default
-        branch when missing) and pushes; open pull requests on it get ``synchronize`` (synchronously)."""
+        branch when missing) and pushes; open pull requests on it get ``synchronize`` (synchronously).
+        ``force``: the commit's parent is ``from_ref`` even when the branch exists (a force-push that drops
+        the branch's commits since)."""
         r = self.repo(owner, repo)
         author = self.user(user)
         with self.lock:
             old = gitrepo.branch_sha(r.path, branch)
-            parent = old or gitrepo.resolve(r.path, from_ref or r.default_branch)
+            start = gitrepo.resolve(r.path, from_ref or r.default_branch)
+            parent = start if force else (old or start)
             sha = gitrepo.commit_files(r.path, parent, files, message, self.identity(author))
             gitrepo.update_ref(r.path, f"refs/heads/{branch}", sha, old or gitrepo.ZERO_SHA)
         self.on_refs_changed(r, [(f"refs/heads/{branch}", old, sha)], author, sync=True)

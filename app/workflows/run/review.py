@@ -35,6 +35,10 @@ def retry_refusal(run: Run, request: RetryRequest) -> str | None:
         return "This run was stopped; label the issue again to start a new one."
     if rec.status == TaskStatus.RUNNING or request.task_id in run.running or run.m.context is None:
         return f"Task `{rec.task.id}` is already running; nothing new was started."
+    if rec.status == TaskStatus.ABANDONED:
+        return f"The pull request of `{rec.task.id}` was closed; reopen it first, then retry."
+    if rec.status == TaskStatus.MERGED:
+        return f"`{rec.task.id}` is merged already; nothing new was started."
     return None
 
 
@@ -144,6 +148,12 @@ async def on_pull_changed(run: Run, s: PullSignal) -> None:
             return
         await verify_pushed_head(run, rec, s)
         return
+    if s.action == "reopened":
+        await reopened(run, rec, s)
+        return
+    if s.action == "ready_for_review":
+        await marked_ready(run, rec, s)
+        return
     if rec.status in RESOLVED:
         return
     if s.merged:  # merged by a human on GitHub
@@ -151,13 +161,58 @@ async def on_pull_changed(run: Run, s: PullSignal) -> None:
         for dependent in await merged(run, rec, None):
             await try_merge(run, dependent)
         return
-    rec.status = TaskStatus.ABANDONED
-    rec.note = f"PR closed without merging by @{s.sender}"
+    rec.closed_from, rec.status = rec.status, TaskStatus.ABANDONED
+    rec.note = (
+        f"branch deleted by @{s.sender}, so GitHub closed the PR without merging; restore the branch and "
+        "reopen the PR to take it up again"
+        if s.branch_deleted
+        else f"PR closed by @{s.sender} without merging; reopen it to take it up again"
+    )
     for dep in run.state.tasks:
         if s.task_id in dep.task.depends_on and dep.status not in RESOLVED:
             if dep.status == TaskStatus.PENDING:
                 dep.status = TaskStatus.SKIPPED
-            dep.note = f"blocked: depends on {s.task_id}, whose PR was closed"
+            dep.note = blocked_note(s.task_id)
+    await run.publish()
+
+
+def blocked_note(task_id: str) -> str:
+    return f"blocked: depends on {task_id}, whose PR was closed"
+
+
+async def reopened(run: Run, rec: TaskRecord, s: PullSignal) -> None:
+    """A person reopened a task's PR that was closed without merging: the task is followed again, as it was
+    before the close (its dependents' PRs are no longer blocked; a dependent that never ran stays skipped)."""
+    if rec.status != TaskStatus.ABANDONED or rec.closed_from is None:
+        return
+    rec.status, rec.closed_from = rec.closed_from, None
+    rec.note = f"PR reopened by @{s.sender}"
+    for dep in run.state.tasks:
+        if dep.note == blocked_note(rec.task.id):
+            dep.note = (
+                f"not started: {rec.task.id}'s PR was closed while it waited (reopened since)"
+                if dep.status == TaskStatus.SKIPPED
+                else ""
+            )
+    run.state.notice(f"↩️ @{s.sender} reopened #{s.pr_number} ({rec.task.id}): Otto follows it again.")
+    await run.publish()
+    if s.head_sha != rec.head_sha:  # its branch was restored, or pushed to while closed: check that head
+        await verify_pushed_head(run, rec, s)
+
+
+async def marked_ready(run: Run, rec: TaskRecord, s: PullSignal) -> None:
+    """A person took the draft out of draft: said, with what it means (an approval still merges it)."""
+    if rec.status in RESOLVED:
+        return
+    checks = (
+        "Otto's checks pass on its head"
+        if rec.status == TaskStatus.PASSED
+        else "Otto's checks do not pass on its head yet"
+    )
+    run.state.notice(
+        f"👀 @{s.sender} marked #{s.pr_number} ({rec.task.id}) ready for review; {checks}. A writer's "
+        "approval merges it."
+    )
     await run.publish()
 
 
@@ -218,9 +273,16 @@ async def on_issue_edited(run: Run, edit: EditSignal) -> None:
     text it was labeled with (a new labeling after this run reads the issue anew)."""
     if run.state.phase.final:
         return
+    label = run.inp.trigger.label
+    if edit.fields == ["label"]:
+        run.state.notice(
+            f"🏷️ @{edit.sender} removed the `{label}` label at {workflow.now():%H:%M} UTC; that stops "
+            "nothing (`/otto stop` does). Adding it again once this run has ended starts a new run."
+        )
+        await run.publish()
+        return
     run.m.edited_by = edit.sender
     what = " and ".join(edit.fields) or "text"
-    label = run.inp.trigger.label
     said = f"✏️ @{edit.sender} edited the issue's {what} at {workflow.now():%H:%M} UTC."
     if run.state.phase == RunPhase.PLAN_REVIEW:
         said += (
