@@ -12,11 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.async_api import Browser, async_playwright
 
 from app.dev.local import PROJECT_SANDBOX_TOOLS, LocalWorld, running_otto
 from app.engine import EmbeddedTemporal, connect, ensure_retention
 from tests.e2e import Otto, Repo
-from tests.mission_control import MC, mission_control_world
+from tests.mission_control import CHROMIUM, CHROMIUM_ARGS, MC, mission_control_world
 from tests.sandboxing import traversable
 
 _names = itertools.count(1)
@@ -120,6 +121,15 @@ async def mc(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[MC]:
         yield world
 
 
+@pytest.fixture(scope="session")
+async def browser() -> AsyncIterator[Browser]:
+    """Debian's chromium through Playwright, for Mission Control's browser tests (one per worker)."""
+    async with async_playwright() as p:
+        b = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        await b.close()
+
+
 # --- the suite in parallel (pytest-xdist, `make test`) ------------------------------------------------------
 # xdist hands tests to its workers in collection order, so the longest ones are collected first: a 30-second
 # crash test started last would be the whole run's tail. Files not named here keep their order, after these.
@@ -130,6 +140,7 @@ LONGEST_FIRST = (
     "test_faults.py",
     "test_mission_control.py",  # one group (GROUPS), with the browser tests
     "test_mission_control_browser.py",
+    "test_demo_links_browser.py",
     "test_merge_e2e.py",
     "test_failures_e2e.py",
     "test_maintainer_loop.py",
@@ -144,6 +155,7 @@ GROUPS = {
     "tests/test_outages.py": "outages",  # one world and one `otto serve` for its stories
     "tests/test_mission_control.py": "mission-control",
     "tests/test_mission_control_browser.py": "mission-control",
+    "tests/test_demo_links_browser.py": "mission-control",
 }
 
 

@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+from playwright.async_api import Browser, Page, expect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from temporalio.client import Client
 
@@ -167,6 +168,19 @@ async def sign_in(http: httpx.AsyncClient, login: str) -> httpx.Response:
     done = await http.get(f"{back.path}?{back.query}")
     assert done.status_code == 303, done.text
     return done
+
+
+async def signed_in_page(browser: Browser, mc: MC, login: str, path: str = "/runs") -> Page:
+    """A fresh browser context that signs in through the pages, as a person would."""
+    context = await browser.new_context()
+    page = await context.new_page()
+    await page.goto(mc.url + path)
+    await expect(page.locator("h1")).to_have_text("Sign in")
+    await page.click("#signin")
+    await page.click(f"button[value='{login}']")  # the simulator's authorize page
+    await page.wait_for_url(mc.url + path)
+    await expect(page.locator("header.top .who span")).to_have_text(f"@{login}")
+    return page
 
 
 @contextlib.asynccontextmanager

@@ -5,41 +5,18 @@ from an issue, a tool's output and a file name, and what a reader is not offered
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, Page, expect
 
 from app.domain.run import RunPhase
 from bench import ui_data
 from tests.e2e import demo_scenario, settled, wait_for_state
-from tests.mission_control import CHROMIUM, CHROMIUM_ARGS, MC
+from tests.mission_control import MC, signed_in_page
 
 XSS_ISSUE = '<script>window.__xss="issue"</script><img src=x onerror="window.__xss=\'issue-img\'">'
 XSS_FILE = "<img src=x onerror=window.__xss='file'>.txt"
 XSS_OUTPUT = "<script>window.__xss='tool'</script>"
-
-
-@pytest.fixture(scope="session")
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as p:
-        b = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        await b.close()
-
-
-async def signed_in_page(browser: Browser, mc: MC, login: str, path: str = "/runs") -> Page:
-    """A fresh browser context that signs in through the pages, as a person would."""
-    context = await browser.new_context()
-    page = await context.new_page()
-    await page.goto(mc.url + path)
-    await expect(page.locator("h1")).to_have_text("Sign in")
-    await page.click("#signin")
-    await page.click(f"button[value='{login}']")  # the simulator's authorize page
-    await page.wait_for_url(mc.url + path)
-    await expect(page.locator("header.top .who span")).to_have_text(f"@{login}")
-    return page
 
 
 async def test_a_writer_of_a_signs_in_and_sees_a_runs_not_bs(browser: Browser, mc: MC) -> None:
