@@ -115,6 +115,17 @@ class IssuesLabeled(Event):
     label: Label | None = None
 
 
+class PushEvent(Event):
+    """A push to a branch (``push`` has no action)."""
+
+    action: str = ""
+    ref: str
+    before: str = ""
+    after: str
+    deleted: bool = False
+    forced: bool = False
+
+
 class IssuesUnlabeled(Event):
     action: Literal["unlabeled"]
     issue: IssueRef

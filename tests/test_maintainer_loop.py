@@ -263,6 +263,12 @@ async def test_a_stop_during_verification_kills_the_checks_and_pushes_nothing_mo
     assert [p for p in otto.sim.pushes if p.owner == r.owner] == pushed  # work already pushed stays
     assert otto.sim.pulls(r.owner, r.name) == []
     assert state.usage.calls == len(otto.world.model.requests) == 4
+    # the final status names where that work in progress is (no PR points at it)
+    t1 = state.record("t1")
+    assert t1.wip_sha is not None
+    assert t1.wip_sha == otto.sim.branches(r.owner, r.name)[t1.branch]
+    where = f"its work in progress is on `{t1.branch}` ({t1.wip_sha[:7]}, unchecked, no PR)"
+    await status_comment(otto, r, number, where)
     no_tracebacks(caplog)
 
 

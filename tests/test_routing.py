@@ -48,6 +48,7 @@ def test_the_shipped_table_is_what_otto_acts_on() -> None:
         ("pull_request", "ready_for_review"),
         ("pull_request", "synchronize"),
         ("pull_request_review", "submitted"),
+        ("push", None),
         ("check_suite", "completed"),
         ("check_run", "completed"),
         *(

@@ -125,6 +125,7 @@ class Attempt:
     token: str = ""
     identity: GitIdentity | None = None
     people_changes: list[str] = field(default_factory=list)  # commits people pushed to the task's branch
+    conflicts: list[str] | None = None  # the base merged in: None not asked, else the conflicted paths
     mirror: Path | None = None
     remote_sha: str | None = None  # the task branch's head as Otto knows it
     worktree: Worktree | None = None
@@ -183,6 +184,10 @@ class Attempt:
             self.people_changes = await asyncio.to_thread(
                 ws.commits_by_others, self.mirror, inp.base_branch, self.remote_sha, self.identity.email
             )
+            if inp.bring_in_base:  # its PR conflicts with the base: merge the base in, conflicts to resolve
+                self.conflicts = await asyncio.to_thread(
+                    ws.merge_in, self.worktree, inp.base_branch, self.identity
+                )
         self.agent = self._agent()
         return resumed
 
@@ -649,6 +654,9 @@ class Attempt:
             dependencies=inp.task.depends_on,
             learnings=quote_untrusted("learnings", inp.learnings) if inp.learnings else "",
             guidance=quote_untrusted("guidance", inp.guidance) if inp.guidance else "",
+            base_merged=self.conflicts is not None,
+            conflicts=self.conflicts or [],
+            base_branch=inp.base_branch,
             people_changes=(
                 quote_untrusted("commits people pushed", "\n".join(self.people_changes))
                 if self.people_changes

@@ -48,6 +48,7 @@ from app.contracts.io import (
     ReviewQuery,
     TaskPull,
     TaskPullQuery,
+    TaskPullsQuery,
 )
 from app.domain.links import run_url
 from app.domain.redact import redact
@@ -291,6 +292,22 @@ _TASK_MARKER = re.compile(
 )
 
 
+def _task_pull_of(pr: Any, repo_id: int, bot_login: str) -> TaskPull | None:
+    """The run and task of a PR Otto opened (its author is Otto, its body carries the marker), else None."""
+    if pr.user is None or pr.user.login != bot_login:
+        return None
+    m = _TASK_MARKER.search(pr.body or "")
+    if m is None or int(m.group("repo")) != repo_id:
+        return None  # a writer may edit the body: a marker naming another repository's run is not Otto's
+    return TaskPull(
+        pr_number=pr.number,
+        run_id=m.group("run"),
+        task_id=m.group("task"),
+        issue_number=int(m.group("issue")),
+        head_sha=pr.head.sha,
+    )
+
+
 def reply_marker(key: str) -> str:
     return f"<!-- otto:reply {key} -->"
 
@@ -444,26 +461,45 @@ class GitHubActivities:
             if _status(e) == 404:
                 return None
             raise
-        if pr.user is None or pr.user.login != await self.app.bot_login():
-            return None
-        m = _TASK_MARKER.search(pr.body or "")
-        if m is None or int(m.group("repo")) != q.repo.repo_id:
-            return None  # a writer may edit the body: a marker naming another repository's run is not Otto's
-        deleted = False
-        if pr.state == "closed" and not pr.merged:  # closed because its branch was deleted?
+        pull = _task_pull_of(pr, q.repo.repo_id, await self.app.bot_login())
+        if pull is not None and pr.state == "closed" and not pr.merged:  # closed as its branch was deleted?
             try:
                 await gh.gh.rest.git.async_get_ref(q.repo.owner, q.repo.name, f"heads/{pr.head.ref}")
             except RequestFailed as e:
                 if _status(e) != 404:
                     raise
-                deleted = True
-        return TaskPull(
-            run_id=m.group("run"),
-            task_id=m.group("task"),
-            issue_number=int(m.group("issue")),
-            head_sha=pr.head.sha,
-            branch_deleted=deleted,
-        )
+                pull.branch_deleted = True
+        return pull
+
+    @activity.defn
+    @durable_rate_limits
+    async def list_task_pulls(self, q: TaskPullsQuery) -> list[TaskPull]:
+        """Otto's open task PRs into ``q.base`` (at most 300, newest first)."""
+        gh = await self.repo(q.repo)
+        bot = await self.app.bot_login()
+        found: list[TaskPull] = []
+        for page in range(1, 4):
+            resp = await gh.gh.rest.pulls.async_list(
+                q.repo.owner, q.repo.name, state="open", base=q.base, per_page=100, page=page
+            )
+            pulls: list[PullRequestSimple] = list(resp.parsed_data)
+            found += [p for p in (_task_pull_of(pr, q.repo.repo_id, bot) for pr in pulls) if p is not None]
+            if len(pulls) < 100:
+                break
+        return found
+
+    @activity.defn
+    @durable_rate_limits
+    async def pull_mergeable(self, q: TaskPullQuery) -> bool | None:
+        """Whether GitHub can merge the PR into its base now (None: it is closed); waits while GitHub
+        computes it."""
+        gh = await self.repo(q.repo)
+        pr = (await gh.gh.rest.pulls.async_get(q.repo.owner, q.repo.name, q.pr_number)).parsed_data
+        if pr.state != "open":
+            return None
+        if pr.mergeable is None:
+            raise StillComputing(f"GitHub is still computing whether #{q.pr_number} can be merged")
+        return pr.mergeable
 
     @activity.defn
     @durable_rate_limits

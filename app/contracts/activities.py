@@ -55,6 +55,7 @@ from app.contracts.io import (
     TaskInput,
     TaskPull,
     TaskPullQuery,
+    TaskPullsQuery,
     TaskResult,
     VerifyHeadInput,
     VerifyHeadResult,
@@ -134,6 +135,12 @@ REACT_TO_COMMENT: ActivitySpec[CommentReaction, None] = ActivitySpec(
 REPLY: ActivitySpec[ReplyInput, int] = ActivitySpec("reply", Queue.MAIN, ReplyInput, int, GITHUB_CALL)
 RESOLVE_TASK_PULL: ActivitySpec[TaskPullQuery, TaskPull | None] = ActivitySpec(
     "resolve_task_pull", Queue.MAIN, TaskPullQuery, TaskPull | None, GITHUB_CALL
+)
+LIST_TASK_PULLS: ActivitySpec[TaskPullsQuery, list[TaskPull]] = ActivitySpec(
+    "list_task_pulls", Queue.MAIN, TaskPullsQuery, list[TaskPull], GITHUB_CALL
+)
+PULL_MERGEABLE: ActivitySpec[TaskPullQuery, bool | None] = ActivitySpec(
+    "pull_mergeable", Queue.MAIN, TaskPullQuery, bool | None, GITHUB_CALL
 )
 MERGE_TASK_PULL: ActivitySpec[MergeInput, MergeOutcome] = ActivitySpec(
     "merge_task_pull", Queue.MAIN, MergeInput, MergeOutcome, GITHUB_CALL
@@ -217,6 +224,8 @@ ALL: tuple[ActivitySpec[Any, Any], ...] = (
     REACT_TO_COMMENT,
     REPLY,
     RESOLVE_TASK_PULL,
+    LIST_TASK_PULLS,
+    PULL_MERGEABLE,
     MERGE_TASK_PULL,
     CLOSE_ISSUE,
     RETARGET_PULL,

@@ -59,6 +59,7 @@ class TaskInput(BaseModel):
     history: list[AttemptRecord] = Field(default_factory=list)  # the task's earlier attempts
     stacked_on: int | None = None  # the dependency's PR this one is stacked on
     resumes: int = 0  # times this attempt was taken up again after an outage interrupted it
+    bring_in_base: bool = False  # its PR conflicts with the base branch: merge the base in first
 
 
 class TaskResult(BaseModel):
@@ -184,7 +185,15 @@ class TaskPullQuery(BaseModel):
     pr_number: int
 
 
+class TaskPullsQuery(BaseModel):
+    """Otto's open task PRs into ``base``."""
+
+    repo: RepoRef
+    base: str
+
+
 class TaskPull(BaseModel):
+    pr_number: int = 0
     run_id: str
     task_id: str
     issue_number: int

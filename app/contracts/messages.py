@@ -134,6 +134,25 @@ class PullChange(BaseModel):
     delivery_id: str
 
 
+class BaseMoved(BaseModel):
+    """A person (or a merge) moved a repository's default branch: Otto's open PRs on it may now conflict."""
+
+    kind: Literal["base_moved"] = "base_moved"
+    repo: RepoRef
+    branch: str
+    sha: str
+    sender: str
+    delivery_id: str
+
+
+class BaseSignal(BaseModel):
+    task_id: str
+    pr_number: int
+    branch: str
+    sha: str
+    sender: str
+
+
 class CiFailure(BaseModel):
     """Another app's checks failed on a commit."""
 
@@ -193,6 +212,7 @@ DeliveryRequest = Annotated[
     | CiFailure
     | IssueClosed
     | IssueEdited
+    | BaseMoved
     | InstallationChange,
     Field(discriminator="kind"),
 ]
@@ -277,6 +297,7 @@ class RunMessage(StrEnum):
     REFRESH = "refresh"
     PROGRESS = "progress"  # a running attempt's stage (from the task activity)
     ISSUE_EDITED = "issue_edited"
+    BASE_MOVED = "base_moved"
     # updates (validated: a rejected one is answered at once and changes nothing)
     RETRY = "retry"
     STOP = "stop"
@@ -294,6 +315,7 @@ RUN_SIGNALS = frozenset(
         RunMessage.CI_FAILED,
         RunMessage.REFRESH,
         RunMessage.ISSUE_EDITED,
+        RunMessage.BASE_MOVED,
     }
 )
 RUN_UPDATES = frozenset({RunMessage.RETRY, RunMessage.STOP, RunMessage.MERGE, RunMessage.GO, RunMessage.PLAN})

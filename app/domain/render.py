@@ -107,9 +107,18 @@ def _check(r: TaskRecord) -> str:
     return "✔" if r.status in (TaskStatus.PASSED, TaskStatus.MERGED) else ""
 
 
+def _work_in_progress(r: TaskRecord) -> str:
+    """Where a stopped attempt's pushed work in progress is (its checks never ran), or ''."""
+    if not r.wip_sha:
+        return ""
+    if r.pr_number is None:
+        return f" — its work in progress is on `{r.branch}` ({r.wip_sha[:7]}, unchecked, no PR)"
+    return f" — its work in progress ({r.wip_sha[:7]}, unchecked) is on the PR's branch"
+
+
 def _task_state(r: TaskRecord) -> str:
     if r.status == TaskStatus.ERROR and r.history and r.history[-1].outcome == "stopped":
-        return _cell(f"⏹️ {r.note or 'stopped'}")  # a stop asked for is not an error
+        return _cell(f"⏹️ {r.note or 'stopped'}{_work_in_progress(r)}")  # a stop asked for is not an error
     text = _TASK_STATE[r.status]
     pushed = f" (pushed by @{r.pushed_by})" if r.pushed_by else ""
     if r.verifying_sha and r.verifying_sha == r.head_sha:
@@ -122,6 +131,8 @@ def _task_state(r: TaskRecord) -> str:
         text += f" ({_plural(r.failures, 'failing test')})"
     if r.note:
         text += f" — {r.note}"
+    if r.conflicts_at and r.status not in (TaskStatus.MERGED, TaskStatus.ABANDONED):
+        text += f" — ⚠️ conflicts with `{r.pr_base or 'its base'}`: `/otto retry` merges it in"
     if r.refused_changes:
         text += f" — {len(r.refused_changes)} change(s) refused, see the PR"
     return _cell(text)

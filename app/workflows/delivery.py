@@ -25,8 +25,11 @@ with workflow.unsafe.imports_passed_through():
         SignalInput,
         TaskPull,
         TaskPullQuery,
+        TaskPullsQuery,
     )
     from app.contracts.messages import (
+        BaseMoved,
+        BaseSignal,
         CiFailure,
         CiSignal,
         CommandRequest,
@@ -63,6 +66,7 @@ _WHAT = {
     "PullChange": "change to the pull request",
     "IssueClosed": "closing of the issue",
     "IssueEdited": "edit of the issue",
+    "BaseMoved": "push to the base branch",
     "CiFailure": "CI result",
 }
 
@@ -125,7 +129,24 @@ class DeliveryWorkflow:
             return await self._issue_closed(request)
         if isinstance(request, IssueEdited):
             return await self._issue_edited(request)
+        if isinstance(request, BaseMoved):
+            return await self._base_moved(request)
         return await self._ci(request)
+
+    async def _base_moved(self, request: BaseMoved) -> str:
+        """The default branch moved: each run with an open task PR into it checks whether it now conflicts."""
+        pulls = await github(act.LIST_TASK_PULLS, TaskPullsQuery(repo=request.repo, base=request.branch))
+        told = 0
+        for pull in pulls:
+            signal = BaseSignal(
+                task_id=pull.task_id,
+                pr_number=pull.pr_number,
+                branch=request.branch,
+                sha=request.sha,
+                sender=request.sender,
+            )
+            told += await self._signal(pull.run_id, RunMessage.BASE_MOVED, signal.model_dump(mode="json"))
+        return f"told {told} run(s)"
 
     async def _is_writer(self, request: StartRun | CommandRequest | ReviewRequest, login: str) -> bool:
         permission = await github(act.CHECK_PERMISSION, PermissionQuery(repo=request.repo, login=login))

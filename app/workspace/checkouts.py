@@ -582,6 +582,30 @@ class Workspace:
         self._hand_over(wt.path)
         return self.head_sha(wt)
 
+    def merge_in(self, wt: Worktree, branch: str, author: Identity) -> list[str]:
+        """Merge ``branch``'s head into the checkout (what GitHub's "Update branch" does): a clean merge is
+        committed as ``author``; a conflicted one is left in progress, its files holding the conflict markers
+        for the agent (the next :meth:`commit_all` concludes the merge). Returns the conflicted paths."""
+        check_branch(branch)
+        sha = self.mirrors.branch_sha(wt.mirror, branch)
+        if sha is None:
+            raise WorkspaceError(f"branch {branch!r} does not exist in the mirror")
+        proc = _in(
+            wt,
+            ["merge", "--no-edit", "--no-verify", "-m", f"Merge branch '{branch}'", sha],
+            env=identity_env(author),
+            check=False,
+        )
+        files: list[str] = []
+        if proc.returncode != 0:
+            conflicted = _in(wt, ["diff", "--name-only", "--diff-filter=U", "-z"], check=False)
+            files = [f for f in conflicted.stdout.split("\0") if f]
+            if not files:
+                _in(wt, ["merge", "--abort"], check=False)
+                raise WorkspaceError(f"merging branch {branch!r} failed: " + git.describe(["merge"], proc))
+        self._hand_over(wt.path)
+        return files
+
     def bundle(self, wt: Worktree, bundle: Path) -> str:
         """Write the commits of HEAD since the checkout began (``start_sha``) to ``bundle`` (a git bundle):
         work a push could not deliver, kept so that another try (on any worker) pushes it without redoing

@@ -65,6 +65,7 @@ async def attempt(
     rec.attempts += 1
     rec.note = ""
     rec.stage = ""
+    rec.wip_sha = None
     trigger = trigger or ("first run" if rec.attempts == 1 else "run again")
     started, spent_before = workflow.now(), rec.usage.cost_usd
     await run.publish()
@@ -93,8 +94,10 @@ async def attempt(
         trigger=trigger,
         history=list(rec.history),
         stacked_on=stacked.pr_number if stacked is not None else None,
+        bring_in_base=rec.conflicts_at is not None,
     )
     rec.pr_base = task_input.pr_base
+    head_before = rec.head_sha
     execution = asyncio.create_task(execute(run, task_input))
     run.running[task_id] = execution
     try:
@@ -107,6 +110,8 @@ async def attempt(
     finally:
         del run.running[task_id]
     rec.stage = ""
+    if task_input.bring_in_base and rec.head_sha != head_before:
+        rec.conflicts_at = None  # the base was merged in (and the result checked)
     rec.history = [
         *rec.history,
         AttemptRecord(

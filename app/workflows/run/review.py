@@ -11,8 +11,15 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from app.contracts import activities as act
-    from app.contracts.io import CiQuery, CommentReaction, VerifyHeadInput
-    from app.contracts.messages import CiSignal, EditSignal, PullSignal, RetryRequest, ReviewSignal
+    from app.contracts.io import CiQuery, CommentReaction, TaskPullQuery, VerifyHeadInput
+    from app.contracts.messages import (
+        BaseSignal,
+        CiSignal,
+        EditSignal,
+        PullSignal,
+        RetryRequest,
+        ReviewSignal,
+    )
     from app.domain.run import RunPhase, TaskRecord, TaskStatus
     from app.domain.scheduling import RESOLVED
     from app.domain.usage import worst_case_cost
@@ -296,6 +303,37 @@ async def on_issue_edited(run: Run, edit: EditSignal) -> None:
             "reads the issue as it is then."
         )
     run.state.notice(said)
+    await run.publish()
+
+
+async def on_base_moved(run: Run, s: BaseSignal) -> None:
+    """The base branch moved: if the task's PR now conflicts with it, say so (on the PR and in the status)
+    with the way out; once it no longer conflicts (a person resolved it), the warning goes."""
+    try:
+        rec = run.state.record(s.task_id)
+    except KeyError:
+        return
+    if rec.pr_number != s.pr_number or rec.status in RESOLVED or rec.status == TaskStatus.RUNNING:
+        return
+    mergeable = await run.github(act.PULL_MERGEABLE, TaskPullQuery(repo=run.inp.repo, pr_number=s.pr_number))
+    if mergeable is None:  # closed meanwhile: its own event answers
+        return
+    if mergeable:
+        if rec.conflicts_at is not None:
+            rec.conflicts_at = None
+            await run.publish()
+        return
+    known = rec.conflicts_at is not None
+    rec.conflicts_at = s.sha
+    if known:
+        return
+    text = (
+        f"⚠️ `{s.branch}` moved to {s.sha[:7]} (by @{s.sender}) and #{s.pr_number} ({rec.task.id}) now "
+        f"conflicts with it, so it can't be merged. Comment `/otto retry` on #{s.pr_number}: Otto merges "
+        f"`{s.branch}` into the branch, resolves the conflicts and runs the checks again."
+    )
+    run.state.notice(text)
+    await run.say(s.pr_number, f"conflict sha={s.sha}", text)
     await run.publish()
 
 

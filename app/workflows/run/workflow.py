@@ -20,6 +20,7 @@ from temporalio.exceptions import ActivityError
 with workflow.unsafe.imports_passed_through():
     from app.contracts.io import AttemptProgress
     from app.contracts.messages import (
+        BaseSignal,
         CiSignal,
         EditSignal,
         MergeRequest,
@@ -106,6 +107,10 @@ class RunWorkflow:
         await self._handled(review.on_ci_failed(self.run_, signal))
 
     @workflow.signal
+    async def base_moved(self, signal: BaseSignal) -> None:
+        await self._handled(review.on_base_moved(self.run_, signal))
+
+    @workflow.signal
     async def issue_edited(self, edit: EditSignal) -> None:
         await self._handled(review.on_issue_edited(self.run_, edit))
 
@@ -186,6 +191,7 @@ class RunWorkflow:
             return
         if rec.status == TaskStatus.RUNNING and rec.attempts == progress.attempt:
             p, fix_limit = progress, self.run_.m.config.max_fix_rounds
+            rec.wip_sha = p.wip_sha or rec.wip_sha
             rec.stage = describe_stage(p.stage, p.step, p.max_steps, p.fix_round, fix_limit)
             await self.run_.publish()
 
