@@ -11,9 +11,11 @@ from typing import Any
 
 import httpx
 
+from app.artifacts import snapshot_key, store_from_settings
 from app.contracts.ids import run_workflow_id
 from app.dev.demo import SAMPLE_REPO
 from app.domain.run import RunPhase, TaskStatus
+from app.domain.snapshot import RunSnapshot, TimelineEvent
 from tests.e2e import Otto, Repo, eventually, keep_history, label_new_issue, settled, wait_for_state
 from tests.mission_control import sign_in
 from tests.test_failures_e2e import NO_FIX_ROUNDS, SINGLE, SINGLE_AGENTS, create, pr_of, scenario, task
@@ -24,6 +26,14 @@ SLOW_CHECKS = {
     **SAMPLE_REPO,
     ".github/otto.yml": "verify: sleep 3 && python -m pytest -q\nmax_fix_rounds: 0\n",
 }
+
+
+def timeline(otto: Otto, repo_id: int, number: int, labeling: int = 1) -> list[TimelineEvent]:
+    """Mission Control's timeline of the run, from the snapshot in the artifact store."""
+    raw = store_from_settings(otto.settings).get_text(
+        snapshot_key(run_workflow_id(repo_id, number, labeling))
+    )
+    return RunSnapshot.model_validate_json(raw).timeline if raw else []
 
 
 def otto_checks(otto: Otto, r: Repo, sha: str) -> list[Any]:
@@ -89,6 +99,10 @@ async def test_a_fix_a_person_pushes_to_a_red_pr_is_verified_and_the_approval_me
         otto.sim.read_file(r.owner, r.name, "main", "tests/test_b.py") == "def test_b():\n    assert True\n"
     )
     await keep_history(otto, run_workflow_id(rid, number), "pushed-head")
+    # Mission Control's timeline has the person's push and the approval that merged it
+    notices = await eventually(lambda: [e.text for e in timeline(otto, rid, number) if e.kind == "notice"])
+    assert any(n.startswith(f"⬆️ @{r.maintainer} pushed {fix[:7]}") for n in notices), notices
+    assert f"@{r.maintainer} approved #{pr.number} (t1): ✅ merged {fix[:7]}." in notices
     merged_body = otto.sim.pull(r.owner, r.name, pr.number).body
     assert f"<sub>Merged into `main` by @otto[bot] on @{r.maintainer}'s approval.</sub>" in merged_body
     assert "Approve to merge" not in merged_body
@@ -132,6 +146,12 @@ async def test_an_approval_while_otto_checks_a_pushed_head_waits_and_a_red_head_
     )
     assert refused
     assert merges(otto, r) == 0
+    await eventually(
+        lambda: (
+            f"@{r.maintainer} approved #{pr.number} (t1): ✋ not merged, its checks are red."
+            in [e.text for e in timeline(otto, rid, number)]
+        )
+    )
     body = otto.sim.pull(r.owner, r.name, pr.number).body
     assert f"**Verification at {broken[:7]} (pushed by @{r.maintainer}): ❌ failed**" in body
     assert "push a fix (Otto checks every push)" in body
@@ -262,6 +282,12 @@ async def test_an_edit_reaches_the_model_only_through_a_writers_otto_plan(
     await eventually(lambda: any("Say what to change" in b for b in bot_comments(otto, r, number)))
     sim.comment(r.owner, r.name, number, "/otto stop", r.maintainer)
     await wait_for_state(otto.client, rid, number, lambda s: s.phase.final)
+
+
+def mergeable(otto: Otto, r: Repo, number: int) -> Any:
+    """What GitHub (the simulator) answers for the PR's ``mergeable`` now."""
+    repo_ = otto.sim.repo(r.owner, r.name)
+    return otto.sim.pull_stats(repo_, otto.sim.pull(r.owner, r.name, number))["mergeable"]
 
 
 def status_body(otto: Otto, r: Repo, number: int) -> str:
@@ -419,3 +445,48 @@ async def test_a_force_push_is_verified_and_a_retry_builds_on_it_told_what_the_p
     prompt = json.dumps(otto.world.model.requests_for("agent", "t1.2")[0].body)
     assert f"{forced[:7]} by " in prompt
     assert "Redo z (files: tests/test_z.py)" in prompt
+
+
+async def test_main_moving_under_a_pr_is_said_and_a_retry_merges_main_in_and_resolves_the_conflict(
+    otto: Otto, repo: Callable[..., Repo]
+) -> None:
+    agents = {
+        "t1": [create("NOTES.md", "otto's line\n"), {"text": "Added the notes."}],
+        "t1.2": [create("NOTES.md", "mona's line\notto's line\n"), {"text": "Kept both lines."}],
+    }
+    otto.world.model.load(scenario(SINGLE, agents))
+    r = repo()
+    number, rid = label_new_issue(otto.sim, r)
+    rec = (await wait_for_state(otto.client, rid, number, settled)).record("t1")
+    pr = pr_of(otto, r, rec.branch)
+    sim, m = otto.sim, r.maintainer
+    moved = sim.push_commit(r.owner, r.name, "main", {"NOTES.md": "mona's line\n"}, "Notes", m)
+    text = (
+        f"⚠️ `main` moved to {moved[:7]} (by @{m}) and #{pr.number} (t1) now conflicts with it, so it can't "
+        f"be merged. Comment `/otto retry` on #{pr.number}: Otto merges `main` into the branch, resolves the "
+        "conflicts and runs the checks again."
+    )
+    await eventually(lambda: any(text in b for b in bot_comments(otto, r, pr.number)))
+    await eventually(lambda: "⚠️ conflicts with `main`" in status_body(otto, r, number))
+    assert mergeable(otto, r, pr.number) is False
+
+    sim.comment(r.owner, r.name, pr.number, "/otto retry", m)
+    done = await wait_for_state(
+        otto.client,
+        rid,
+        number,
+        lambda s: s.record("t1").attempts == 2 and s.record("t1").status == TaskStatus.PASSED,
+    )
+    assert done.record("t1").conflicts_at is None
+    prompt = json.dumps(otto.world.model.requests_for("agent", "t1.2")[0].body)
+    assert "the merge stopped at conflicts" in prompt
+    assert "NOTES.md" in prompt
+    head = sim.git_log(r.owner, r.name, rec.branch)[0]
+    assert head.sha == done.record("t1").head_sha
+    assert moved in head.parents  # main merged in, nothing rewritten
+    assert mergeable(otto, r, pr.number) is True
+    await eventually(lambda: "⚠️ conflicts" not in status_body(otto, r, number))
+    sim.submit_review(r.owner, r.name, pr.number, m, "APPROVED", commit_id=head.sha)
+    final = await wait_for_state(otto.client, rid, number, lambda s: s.phase.final)
+    assert final.phase == RunPhase.DONE, final.reason
+    assert sim.read_file(r.owner, r.name, "main", "NOTES.md") == "mona's line\notto's line\n"

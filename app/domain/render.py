@@ -131,7 +131,7 @@ def _task_state(r: TaskRecord) -> str:
         text += f" ({_plural(r.failures, 'failing test')})"
     if r.note:
         text += f" — {r.note}"
-    if r.conflicts_at and r.status not in (TaskStatus.MERGED, TaskStatus.ABANDONED):
+    if r.conflicts_at is not None and r.status not in (TaskStatus.MERGED, TaskStatus.ABANDONED):
         text += f" — ⚠️ conflicts with `{r.pr_base or 'its base'}`: `/otto retry` merges it in"
     if r.refused_changes:
         text += f" — {len(r.refused_changes)} change(s) refused, see the PR"

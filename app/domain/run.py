@@ -118,7 +118,7 @@ class TaskRecord(BaseModel):
     verifying_sha: str | None = None  # a person's head whose checks Otto is running now
     closed_from: TaskStatus | None = None  # abandoned (its PR closed) from this status: a reopen restores it
     wip_sha: str | None = None  # this attempt's work in progress, pushed before its checks ran
-    conflicts_at: str | None = None  # the base branch's sha its PR conflicts with (None: no known conflict)
+    conflicts_at: str | None = None  # the base sha its PR conflicts with ("": unknown sha; None: no conflict)
 
 
 class RunState(BaseModel):

@@ -43,6 +43,25 @@ async def merge_on_purpose(run: Run, request: MergeRequest) -> None:
     await try_merge(run, rec, override=True)
 
 
+APPROVALS_TOLD = "approvals-told"  # patched(): each approval and its outcome is a notice (the timeline)
+REFUSED_BECAUSE = {
+    "red": "its checks are red",
+    "running": "it is running again",
+    "skipped": "the gate pilot skipped it",
+    "abandoned": "its PR is closed",
+}
+
+
+async def approval(run: Run, rec: TaskRecord, outcome: str) -> None:
+    """An approval and what became of it, in the status and Mission Control's timeline (the PR gets the
+    full answer)."""
+    if not workflow.patched(APPROVALS_TOLD):
+        return
+    who = f"@{rec.approved_by}" if rec.approved_by else "An approval"
+    run.state.notice(f"{who} approved #{rec.pr_number} ({rec.task.id}): {outcome}.")
+    await run.publish()
+
+
 async def try_merge(run: Run, rec: TaskRecord, *, override: bool = False) -> None:
     follow_ups: list[TaskRecord] = []
     async with run.merge_lock:
@@ -52,6 +71,7 @@ async def try_merge(run: Run, rec: TaskRecord, *, override: bool = False) -> Non
             assert rec.pr_number is not None
             link = attempt_url(run.inp.limits.public_url, run.state.run_id, rec.task.id, rec.attempts)
             approver = rec.approved_by or "someone"
+            await approval(run, rec, f"✋ not merged, {REFUSED_BECAUSE.get(plan.reason, plan.reason)}")
             rec.approved_sha = None
             await run.say(
                 rec.pr_number,
@@ -62,6 +82,7 @@ async def try_merge(run: Run, rec: TaskRecord, *, override: bool = False) -> Non
         if isinstance(plan, Verifying):
             assert rec.pr_number is not None
             who = f" (pushed by @{rec.pushed_by})" if rec.pushed_by else ""
+            await approval(run, rec, f"⏳ it merges once Otto's checks pass on {plan.sha[:7]}")
             await run.say(
                 rec.pr_number,
                 f"verifying sha={plan.sha} by={rec.approved_by}",
@@ -73,6 +94,7 @@ async def try_merge(run: Run, rec: TaskRecord, *, override: bool = False) -> Non
             assert rec.pr_number is not None
             rec.waiting_on = plan.dependencies
             prs = ", ".join(f"#{run.state.record(d).pr_number or d}" for d in plan.dependencies)
+            await approval(run, rec, f"⏳ it merges after {prs}")
             await run.say(
                 rec.pr_number, f"waiting sha={rec.approved_sha}", f"Approved. This will merge after {prs}."
             )
@@ -95,12 +117,14 @@ async def try_merge(run: Run, rec: TaskRecord, *, override: bool = False) -> Non
         )
         if outcome.result in ("merged", "already_merged"):
             rec.merged_by = outcome.merged_by
+            await approval(run, rec, f"✅ merged {plan.sha[:7]}")
             if rec.override_by:
                 await run.say(
                     rec.pr_number, f"override sha={plan.sha}", merged_on_purpose(rec.override_by, rec)
                 )
             follow_ups = await merged(run, rec, outcome.merge_sha)
         elif outcome.result == "red":
+            await approval(run, rec, "✋ not merged, GitHub reports failing checks")
             rec.approved_sha = None
             await run.say(
                 rec.pr_number,
@@ -108,6 +132,7 @@ async def try_merge(run: Run, rec: TaskRecord, *, override: bool = False) -> Non
                 red_on_github(rec.approved_by or "someone", outcome.failing, outcome.message),
             )
         elif outcome.result == "head_moved":
+            await approval(run, rec, f"✋ not merged, its head moved after {plan.sha[:7]} was approved")
             rec.approved_sha = None
             await run.say(
                 rec.pr_number,
@@ -116,6 +141,7 @@ async def try_merge(run: Run, rec: TaskRecord, *, override: bool = False) -> Non
                 "nothing was merged. Please review and approve the current head.",
             )
         elif outcome.result == "closed":
+            await approval(run, rec, "✋ not merged, the PR is closed")
             await run.say(
                 rec.pr_number,
                 f"closed sha={plan.sha}",
@@ -123,10 +149,13 @@ async def try_merge(run: Run, rec: TaskRecord, *, override: bool = False) -> Non
                 "again.",
             )
         elif outcome.result == "not_mergeable":
+            await approval(run, rec, f"✋ not merged, {outcome.message}")
+            rec.conflicts_at = rec.conflicts_at or ""  # the next attempt merges the base in
             await run.say(
                 rec.pr_number,
                 f"unmergeable sha={plan.sha}",
-                f"Approved, but it can't be merged: {outcome.message}. Resolve that and approve again.",
+                f"Approved, but it can't be merged: {outcome.message}. Resolve that and approve again, or "
+                "comment `/otto retry`: Otto merges the base branch in and runs the checks again.",
             )
     for dependent in follow_ups:
         await try_merge(run, dependent)

@@ -25,7 +25,7 @@ with workflow.unsafe.imports_passed_through():
     from app.domain.usage import worst_case_cost
     from app.workflows.run import execution
     from app.workflows.run.context import Run
-    from app.workflows.run.merges import merged, try_merge
+    from app.workflows.run.merges import APPROVALS_TOLD, merged, try_merge
 
 VERIFY_PUSHED_HEADS = "verify-pushed-heads"  # patched(): a person's push gets Otto's checks (was: a note)
 PUSH_EVENT_WAIT = timedelta(seconds=60)  # how long an approval of an unknown head waits for its push event
@@ -130,6 +130,12 @@ async def on_review(run: Run, s: ReviewSignal) -> None:
         with contextlib.suppress(asyncio.TimeoutError):
             await workflow.wait_condition(lambda: rec.head_sha == s.commit_id, timeout=PUSH_EVENT_WAIT)
     if s.commit_id != rec.head_sha:
+        if workflow.patched(APPROVALS_TOLD):
+            run.state.notice(
+                f"@{s.reviewer} approved #{s.pr_number} ({rec.task.id}) at {(s.commit_id or '?')[:7]}: ✋ "
+                f"not merged, its head is {(rec.head_sha or '?')[:7]} now."
+            )
+            await run.publish()
         await run.say(
             s.pr_number,
             f"review={s.review_id}",
