@@ -32,6 +32,7 @@ EXPECTED = {
     ("check_run", "created"),
     ("check_run", "completed"),
     ("check_suite", "completed"),
+    ("push", None),
 }
 
 

@@ -27,8 +27,10 @@ World set-up (Python API; human actions deliver their webhooks synchronously and
   ``pull_request.labeled``); ``comment(owner, repo, number, body, user) -> Delivery``
   (``issue_comment.created``); ``submit_review(owner, repo, pr_number, user, "APPROVED"|
   "CHANGES_REQUESTED"|"COMMENTED", body="", commit_id=None, comments=[{path, line, body}]) -> Delivery``
-- ``push_commit(owner, repo, branch, files, message, user, from_ref=None) -> sha`` (a human pushes;
-  ``pull_request.synchronize`` for open PRs on that branch); ``close_pull_request(owner, repo, n, user)``
+- ``push_commit(owner, repo, branch, files, message, user, from_ref=None, force=False) -> sha`` (a human
+  pushes: ``push``, then ``pull_request.synchronize`` for open PRs on that branch);
+  ``close_pull_request(owner, repo, n, user)``. Every branch change (git push, the git refs API, a merge)
+  sends ``push`` to the Apps subscribed to it (the only event filtered by an App's ``events`` so far)
 - ``post_check_run(app_id, owner, repo, head_sha, name, conclusion="success")`` (e.g. a CI App)
 - ``redeliver(delivery_id) -> Delivery`` (same body, same ``X-GitHub-Delivery``)
 - ``expire_tokens()``; ``close()`` stops the background delivery thread

@@ -50,6 +50,9 @@ DEFAULT_APP_EVENTS = [
     "pull_request_review_comment",
     "push",
 ]
+# Events delivered only to Apps subscribed to them (``SimApp.events``), like GitHub. The simulator's other
+# events still reach every installed App whatever it subscribed to.
+SUBSCRIPTION_FILTERED = frozenset({"push"})
 
 
 def rate_resource(record: CallRecord) -> str | None:
@@ -393,6 +396,24 @@ class SimulatorCore:
             app = self.apps.get(app_id)
             return app.webhook_url if app else None
 
+    def recipients(
+        self, account: SimUser, event: str, repo_id: Any, only_app: int | None = None
+    ) -> list[SimInstallation]:
+        """The installations on ``account`` an ``event`` about repository ``repo_id`` is delivered to."""
+        with self.lock:
+            found = []
+            for inst in sorted(self.installations.values(), key=lambda i: i.id):
+                if inst.account is not account or (only_app is not None and inst.app_id != only_app):
+                    continue
+                if inst.suspended_at is not None:  # GitHub sends a suspended installation nothing
+                    continue
+                if isinstance(repo_id, int) and not inst.covers(repo_id):  # not among its repositories
+                    continue
+                if event in SUBSCRIPTION_FILTERED and event not in self.apps[inst.app_id].events:
+                    continue
+                found.append(inst)
+            return found
+
     def emit(
         self, account: SimUser, event: str, payload: dict[str, Any], sync: bool, only_app: int | None = None
     ) -> list[Delivery]:
@@ -402,13 +423,7 @@ class SimulatorCore:
             built: list[Delivery] = []
             repository = payload.get("repository")
             repo_id = repository.get("id") if isinstance(repository, dict) else None
-            for inst in sorted(self.installations.values(), key=lambda i: i.id):
-                if inst.account is not account or (only_app is not None and inst.app_id != only_app):
-                    continue
-                if inst.suspended_at is not None:  # GitHub sends a suspended installation nothing
-                    continue
-                if isinstance(repo_id, int) and not inst.covers(repo_id):  # not among its repositories
-                    continue
+            for inst in self.recipients(account, event, repo_id, only_app):
                 app = self.apps[inst.app_id]
                 body = dict(payload)
                 body["installation"] = {"id": inst.id, "node_id": inst.node_id}

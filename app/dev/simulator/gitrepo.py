@@ -178,7 +178,14 @@ def commit_files(
             run_git(repo, "read-tree", parent, env=env)
         for path, content in files.items():
             if content is None:
-                run_git(repo, "update-index", "--force-remove", path, env=env)
+                # mode 0 removes the entry (``--force-remove`` would want a work tree; these are bare)
+                run_git(
+                    repo,
+                    "update-index",
+                    "--index-info",
+                    input_bytes=f"0 {ZERO_SHA}\t{path}\n".encode(),
+                    env=env,
+                )
                 continue
             blob = run_git(repo, "hash-object", "-w", "--stdin", input_bytes=content.encode(), env=env)
             sha = blob.stdout.decode().strip()
@@ -221,6 +228,31 @@ def commits_between(repo: Path, base: str, head: str) -> list[str]:
     """Commits reachable from ``head`` but not ``base``, oldest first."""
     out = git_out(repo, "rev-list", "--reverse", f"{base}..{head}")
     return out.split()
+
+
+def is_ancestor(repo: Path, ancestor: str, descendant: str) -> bool:
+    """True when ``descendant`` contains ``ancestor`` (a push from one to the other is not forced)."""
+    return run_git(repo, "merge-base", "--is-ancestor", ancestor, descendant, check=False).returncode == 0
+
+
+def commits_excluding(repo: Path, head: str, exclude: list[str], limit: int | None = None) -> list[str]:
+    """Commits reachable from ``head`` and from none of ``exclude``, oldest first (the newest ``limit``)."""
+    revs = "".join(f"{rev}\n" for rev in [head, *(f"^{sha}" for sha in exclude)])
+    args = ["rev-list", "--topo-order", "--stdin"] + ([f"--max-count={limit}"] if limit else [])
+    return run_git(repo, *args, input_bytes=revs.encode()).stdout.decode().split()[::-1]
+
+
+def changed_paths(repo: Path, parent: str | None, sha: str) -> tuple[list[str], list[str], list[str]]:
+    """(added, removed, modified) paths of ``sha`` against ``parent`` (the empty tree when None); a rename
+    is a removal and an addition, as in GitHub's push payloads."""
+    out = git_out(repo, "diff-tree", "-r", "-z", "--no-renames", "--name-status", parent or EMPTY_TREE, sha)
+    tokens = out.split("\x00")
+    added: list[str] = []
+    removed: list[str] = []
+    modified: list[str] = []
+    for code, path in zip(tokens[::2], tokens[1::2], strict=False):
+        {"A": added, "D": removed}.get(code[:1], modified).append(path)
+    return added, removed, modified
 
 
 def rebase_onto(repo: Path, onto: str, base: str, head: str, committer: Identity) -> str | None:

@@ -23,6 +23,7 @@ from app.dev.simulator.state import (
 GITHUB_IDENTITY = gitrepo.Identity("GitHub", "noreply@github.com")
 REVIEW_STATES = {"APPROVED", "CHANGES_REQUESTED", "COMMENTED"}
 REVIEW_EVENTS = {"APPROVE": "APPROVED", "REQUEST_CHANGES": "CHANGES_REQUESTED", "COMMENT": "COMMENTED"}
+PUSH_COMMITS_LIMIT = 2048  # GitHub's cap on a push payload's ``commits`` (20 is the events API's)
 SELF_REVIEW_REFUSED = {
     "APPROVED": "Can not approve your own pull request",
     "CHANGES_REQUESTED": "Can not request changes on your own pull request",
@@ -306,13 +307,22 @@ class PullOps(IssueOps):
         actor: SimUser,
         sync: bool = False,
     ) -> list[Delivery]:
-        """After a push: ``synchronize`` open pull requests whose head moved; close those whose head went."""
+        """After refs changed (a git push, a merge, the git refs API): a ``push`` event per branch, then
+        ``synchronize`` open pull requests whose head moved and close those whose head went. ``sync``: post
+        now (a person's action), else queue behind the events before (an App's call or push)."""
         out: list[Delivery] = []
         with self.lock:
             r.pushed_at = now()
+            refs_before = gitrepo.list_refs(r.path)  # the refs as they were before these updates
+            for ref, old, _new in updates:
+                if old is None:
+                    refs_before.pop(ref, None)
+                else:
+                    refs_before[ref] = old
             for ref, old, new in updates:
                 if not ref.startswith("refs/heads/"):
                     continue
+                out += self.emit_push(r, ref, old, new, actor, refs_before, sync=sync)
                 branch_name = strip_heads(ref)
                 for p in list(r.pulls.values()):
                     if p.state != "open" or p.head_ref != branch_name:
@@ -330,6 +340,88 @@ class PullOps(IssueOps):
                         extra={"before": old or gitrepo.ZERO_SHA, "after": new},
                     )
         return out
+
+    def emit_push(
+        self,
+        r: SimRepo,
+        ref: str,
+        old: str | None,
+        new: str | None,
+        actor: SimUser,
+        refs_before: dict[str, str],
+        sync: bool,
+    ) -> list[Delivery]:
+        """GitHub's ``push`` event for one branch that moved from ``old`` to ``new`` (None: absent), to the
+        Apps subscribed to it. ``refs_before``: every ref before the change (which commits are new)."""
+        with self.lock:
+            if not self.recipients(r.owner, "push", r.id):
+                return []  # nobody listens: spare the git work
+            payload = self.push_payload(r, ref, old, new, actor, refs_before)
+            if not sync:
+                return self.emit(r.owner, "push", payload, sync=False)
+        return self.emit(r.owner, "push", payload, sync=True)
+
+    def push_payload(
+        self,
+        r: SimRepo,
+        ref: str,
+        old: str | None,
+        new: str | None,
+        actor: SimUser,
+        refs_before: dict[str, str],
+    ) -> dict[str, Any]:
+        html = f"{self.base_url}/{r.full_name}"
+        default_ref = f"refs/heads/{r.default_branch}"
+        base = refs_before.get(default_ref) if ref != default_ref else None
+        if new is None:
+            shas: list[str] = []
+            compare = f"{html}/compare/{(old or gitrepo.ZERO_SHA)[:12]}...{gitrepo.ZERO_SHA[:12]}"
+        elif old is None:  # a new branch: its commits since the default branch's head (or all of them)
+            shas = gitrepo.commits_excluding(r.path, new, [base] if base else [], PUSH_COMMITS_LIMIT)
+            compare = f"{html}/compare/{strip_heads(ref)}" if base else f"{html}/commit/{new}"
+        else:
+            shas = gitrepo.commits_excluding(r.path, new, [old], PUSH_COMMITS_LIMIT)
+            compare = f"{html}/compare/{old[:12]}...{new[:12]}"
+        # ``distinct``: a commit no ref held before (not one already pushed elsewhere, e.g. a merged PR's)
+        known = [sha for name, sha in refs_before.items() if name != ref] + ([old] if old else [])
+        fresh = set(gitrepo.commits_excluding(r.path, new, known)) if new else set()
+        usernames = self.push_usernames()
+
+        def rendered(sha: str) -> dict[str, Any]:
+            info = gitrepo.commit_info(r.path, sha)
+            paths = gitrepo.changed_paths(r.path, info.parents[0] if info.parents else None, sha)
+            return render.push_commit(info, paths, sha in fresh, r, self.base_url, usernames)
+
+        commits = [rendered(sha) for sha in shas]
+        head_commit = None if new is None else commits[-1] if shas[-1:] == [new] else rendered(new)
+        open_issues = sum(1 for i in r.issues.values() if i.state == "open")
+        owner_email = self.identity(r.owner).email if r.owner.type == "User" else None
+        pusher = self.identity(actor)
+        return {
+            "ref": ref,
+            "before": old or gitrepo.ZERO_SHA,
+            "after": new or gitrepo.ZERO_SHA,
+            "created": old is None,
+            "deleted": new is None,
+            "forced": old is not None and new is not None and not gitrepo.is_ancestor(r.path, old, new),
+            "base_ref": None,
+            "compare": compare,
+            "commits": commits,
+            "head_commit": head_commit,
+            "repository": render.push_repo(r, self.base_url, open_issues, owner_email),
+            "pusher": {"name": actor.login, "email": pusher.email},
+            "sender": render.user(actor, self.base_url),
+        }
+
+    def push_usernames(self) -> dict[str, str]:
+        """Commit email (lower case) → GitHub login, for the ``username`` of push payloads' commits."""
+        with self.lock:
+            known = {GITHUB_IDENTITY.email: "web-flow"}  # GitHub's own commits (merges in the web UI)
+            for u in self.users.values():
+                known[self.identity(u).email.lower()] = u.login
+                if u.email:
+                    known[u.email.lower()] = u.login
+            return known
 
     def delete_branch_ref(self, r: SimRepo, ref: str, actor: SimUser) -> None:
         full = ref if ref.startswith("refs/") else f"refs/{ref}"

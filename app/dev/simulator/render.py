@@ -409,6 +409,53 @@ def branch(name: str, info: CommitInfo, r: SimRepo, base: str) -> JSON:
     }
 
 
+def push_repo(r: SimRepo, base: str, open_issues: int, owner_email: str | None) -> JSON:
+    """The ``repository`` of a ``push`` payload: GitHub's older shape (times of creation and push as unix
+    seconds, the owner with a name and email, ``stargazers``, ``master_branch``)."""
+    out = repo(r, base, open_issues=open_issues)
+    out["owner"] = {"name": r.owner.login, "email": owner_email} | out["owner"]
+    out |= {
+        "created_at": int(r.created_at.timestamp()),
+        "pushed_at": int(r.pushed_at.timestamp()),
+        "stargazers": 0,
+        "master_branch": r.default_branch,
+        "custom_properties": {},
+    }
+    if r.owner.type == "Organization":
+        out["organization"] = r.owner.login
+    return out
+
+
+def push_commit(
+    info: CommitInfo,
+    paths: tuple[list[str], list[str], list[str]],
+    distinct: bool,
+    r: SimRepo,
+    base: str,
+    usernames: dict[str, str],
+) -> JSON:
+    """A commit in a ``push`` payload (``username``: the GitHub login an email belongs to, when known)."""
+
+    def person(name: str, email: str) -> JSON:
+        login = usernames.get(email.lower())
+        return {"name": name, "email": email} | ({"username": login} if login else {})
+
+    added, removed, modified = paths
+    return {
+        "id": info.sha,
+        "tree_id": info.tree,
+        "distinct": distinct,
+        "message": info.message,
+        "timestamp": info.author_date,
+        "url": f"{base}/{r.full_name}/commit/{info.sha}",
+        "author": person(info.author_name, info.author_email),
+        "committer": person(info.committer_name, info.committer_email),
+        "added": added,
+        "removed": removed,
+        "modified": modified,
+    }
+
+
 def git_ref(ref: str, sha: str, r: SimRepo, base: str) -> JSON:
     return {
         "ref": ref,
