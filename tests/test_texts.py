@@ -174,7 +174,7 @@ def test_a_retried_stacked_pr_keeps_its_attempt_history_and_says_it_is_stacked()
         "| 2 | `/otto retry` by @mona | checks pass | 0 | 20s | $0.0100 |",
     ]
     assert body[-1] == (
-        "<sub>Draft opened by Otto, attempt 2, 1 fix round(s). Approve to merge (it merges after #11); "
+        "<sub>Draft opened by Otto, attempt 2, 1 fix round. Approve to merge (it merges after #11); "
         "comment `/otto retry <guidance>` to run the task again.</sub>"
     )
 
@@ -184,7 +184,7 @@ def test_a_failing_pr_never_says_approve_to_merge() -> None:
     assert "**Verification: ❌ failed** (2 failing) — `python -m pytest -q`" in lines_of(body)
     assert "Approve to merge" not in body
     assert lines_of(body)[-1] == (
-        "<sub>Draft opened by Otto, attempt 1, 1 fix round(s). The checks fail, so an approval does not "
+        "<sub>Draft opened by Otto, attempt 1, 1 fix round. The checks fail, so an approval does not "
         "merge it: comment `/otto retry <guidance>` to run the task again, or push a fix; a writer can "
         "comment `/otto merge` to merge it as it is.</sub>"
     )

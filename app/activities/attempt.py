@@ -49,7 +49,7 @@ from app.domain.links import attempt_url
 from app.domain.logs import tail
 from app.domain.progress import Outcome, failure_signature, made_progress
 from app.domain.redact import redact
-from app.domain.render import render_pr_body
+from app.domain.render import plural, render_pr_body
 from app.domain.repo_config import RepoConfig
 from app.domain.run import AttemptRecord, TaskStatus
 from app.domain.sanitize import quote_untrusted
@@ -409,11 +409,11 @@ class Attempt:
         verified = await self.verify(plan)
         while not verified.passed and not self.budget_spent:
             if self.rounds >= inp.config.max_fix_rounds:
-                self.notes.append(f"stopped after {self.rounds} fix round(s): the limit")
+                self.notes.append(f"stopped after {plural(self.rounds, 'fix round')}: the limit")
                 break
             if agent.exhausted:
                 why = agent.ended or "the agent's step limit"
-                self.notes.append(f"stopped after {self.rounds} fix round(s): {why}")
+                self.notes.append(f"stopped after {plural(self.rounds, 'fix round')}: {why}")
                 break
             self.rounds += 1
             self.progress.stage, self.progress.fix_round = f"fix round {self.rounds}", self.rounds
@@ -430,7 +430,8 @@ class Attempt:
             progressed = made_progress(outcome_of(verified), outcome_of(again))
             verified = again
             if not progressed and not again.passed:
-                self.notes.append(f"stopped after {self.rounds} fix round(s): the last one made no progress")
+                rounds = plural(self.rounds, "fix round")
+                self.notes.append(f"stopped after {rounds}: the last one made no progress")
                 break
         self.verified = verified
 

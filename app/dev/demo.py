@@ -15,6 +15,7 @@ from pathlib import Path
 
 from app.contracts.ids import run_workflow_id
 from app.dev.local import LocalWorld, running_otto
+from app.domain.render import plural
 from app.domain.run import RunPhase, RunState, TaskStatus
 from app.engine import EmbeddedTemporal, connect, ensure_retention
 
@@ -69,9 +70,8 @@ def _describe(state: RunState) -> list[str]:
     for r in state.tasks:
         pr = f"  PR #{r.pr_number}" if r.pr_number else ""
         lines.append(f"    [{r.status.value:>8}] {r.task.id} (batch {r.batch + 1}) {r.task.title}{pr}")
-    lines.append(
-        f"  {state.usage.calls} model calls, {state.usage.total_tokens} tokens, ${state.usage.cost_usd:.4f}"
-    )
+    usage = state.usage
+    lines.append(f"  {plural(usage.calls, 'model call')}, {usage.total_tokens} tokens, ${usage.cost_usd:.4f}")
     return lines
 
 

@@ -44,7 +44,7 @@ def headline(state: RunState) -> str:
     return _HEADLINES[state.phase]
 
 
-def _plural(n: int, word: str) -> str:
+def plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
@@ -60,7 +60,7 @@ def pr_summary(state: RunState) -> str:
         parts.append(f"{len(ready)} ready for review")
     if failing:
         tests = sum(r.failures or 0 for r in failing)
-        parts.append(f"{len(failing)} failing" + (f" ({_plural(tests, 'test')})" if tests else ""))
+        parts.append(f"{len(failing)} failing" + (f" ({plural(tests, 'test')})" if tests else ""))
     if merged:
         parts.append(f"{len(merged)} merged")
     if skipped:
@@ -128,13 +128,13 @@ def _task_state(r: TaskRecord) -> str:
     if r.status == TaskStatus.RUNNING and r.stage:
         text = f"🔄 {r.stage}"
     elif r.status == TaskStatus.FAILED and r.failures:
-        text += f" ({_plural(r.failures, 'failing test')})"
+        text += f" ({plural(r.failures, 'failing test')})"
     if r.note:
         text += f" — {r.note}"
     if r.conflicts_at is not None and r.status not in (TaskStatus.MERGED, TaskStatus.ABANDONED):
         text += f" — ⚠️ conflicts with `{r.pr_base or 'its base'}`: `/otto retry` merges it in"
     if r.refused_changes:
-        text += f" — {len(r.refused_changes)} change(s) refused, see the PR"
+        text += f" — {plural(len(r.refused_changes), 'change')} refused, see the PR"
     return _cell(text)
 
 
@@ -152,7 +152,7 @@ def render_status(
         label=label,
         check=_check,
         task_state=_task_state,
-        plural=_plural,
+        plural=plural,
     )
 
 
@@ -178,6 +178,7 @@ def render_pr_body(
     notes: str = "",
 ) -> str:
     return _env.get_template("pr_body.md.j2").render(
+        plural=plural,
         attempt_url=attempt_url,
         history=list(history),
         stacked_on=stacked_on,

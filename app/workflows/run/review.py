@@ -20,6 +20,7 @@ with workflow.unsafe.imports_passed_through():
         RetryRequest,
         ReviewSignal,
     )
+    from app.domain.render import plural
     from app.domain.run import RunPhase, TaskRecord, TaskStatus
     from app.domain.scheduling import RESOLVED
     from app.domain.usage import worst_case_cost
@@ -359,7 +360,7 @@ async def on_ci_failed(run: Run, s: CiSignal) -> None:
             s.pr_number,
             f"ci budget sha={s.head_sha}",
             f"CI ({s.app_name}) still fails on {s.head_sha[:7]}. The CI fix budget "
-            f"({limit} round(s)) is spent, so Otto stops here: over to you.",
+            f"({plural(limit, 'round')}) is spent, so Otto stops here: over to you.",
         )
         return
     rec.ci_fix_rounds += 1
