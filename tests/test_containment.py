@@ -233,7 +233,7 @@ async def test_changes_that_may_not_cross_the_boundary_are_refused_and_said(
     assert "Changes Otto refused to commit" in body
     assert "`passwd-link`" in body
     assert "paths_denied" in body
-    await status_comment(otto, r, number, "5 change(s) refused")
+    await status_comment(otto, r, number, "5 changes refused")
 
 
 async def test_an_outsiders_look_alike_status_comment_is_never_adopted(
