@@ -486,6 +486,11 @@ async def test_main_moving_under_a_pr_is_said_and_a_retry_merges_main_in_and_res
     assert moved in head.parents  # main merged in, nothing rewritten
     assert mergeable(otto, r, pr.number) is True
     await eventually(lambda: "⚠️ conflicts" not in status_body(otto, r, number))
+    # the notice stays true: it says how the conflict ended
+    assert f"#{pr.number} (t1) conflicted with it; attempt 2 merged `main` in." in status_body(
+        otto, r, number
+    )
+    assert "now conflicts" not in status_body(otto, r, number)
     sim.submit_review(r.owner, r.name, pr.number, m, "APPROVED", commit_id=head.sha)
     final = await wait_for_state(otto.client, rid, number, lambda s: s.phase.final)
     assert final.phase == RunPhase.DONE, final.reason

@@ -409,8 +409,9 @@ class Attempt:
         verified = await self.verify(plan)
         while not verified.passed and not self.budget_spent:
             if self.rounds >= inp.config.max_fix_rounds:
-                self.notes.append(f"stopped after {plural(self.rounds, 'fix round')}: the limit")
-                break
+                if inp.config.max_fix_rounds:
+                    self.notes.append(f"stopped after {plural(self.rounds, 'fix round')}: the limit")
+                break  # `max_fix_rounds: 0`: no fix rounds asked for, nothing to note
             if agent.exhausted:
                 why = agent.ended or "the agent's step limit"
                 self.notes.append(f"stopped after {plural(self.rounds, 'fix round')}: {why}")

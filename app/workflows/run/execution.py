@@ -112,6 +112,7 @@ async def attempt(
     rec.stage = ""
     if task_input.bring_in_base and rec.head_sha != head_before:
         rec.conflicts_at = None  # the base was merged in (and the result checked)
+        conflict_settled(run, rec, f"attempt {rec.attempts} merged `{ctx.base_branch}` in")
     rec.history = [
         *rec.history,
         AttemptRecord(
@@ -125,6 +126,17 @@ async def attempt(
     ]
     await run.publish()
     return rec
+
+
+def conflict_settled(run: Run, rec: TaskRecord, how: str) -> None:
+    """The notice that the task's PR conflicts with its base, told how that ended (it stays true)."""
+    said = f"#{rec.pr_number} ({rec.task.id}) now conflicts with it"
+    run.state.notices = [
+        n[: n.index(said)] + f"#{rec.pr_number} ({rec.task.id}) conflicted with it; {how}."
+        if said in n
+        else n
+        for n in run.state.notices
+    ]
 
 
 def outcome_words(rec: TaskRecord) -> str:

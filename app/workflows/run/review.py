@@ -328,6 +328,7 @@ async def on_base_moved(run: Run, s: BaseSignal) -> None:
     if mergeable:
         if rec.conflicts_at is not None:
             rec.conflicts_at = None
+            execution.conflict_settled(run, rec, f"it merges cleanly again after {s.sha[:7]}")
             await run.publish()
         return
     known = rec.conflicts_at is not None
