@@ -495,3 +495,36 @@ async def test_main_moving_under_a_pr_is_said_and_a_retry_merges_main_in_and_res
     final = await wait_for_state(otto.client, rid, number, lambda s: s.phase.final)
     assert final.phase == RunPhase.DONE, final.reason
     assert sim.read_file(r.owner, r.name, "main", "NOTES.md") == "mona's line\notto's line\n"
+
+
+async def test_an_approval_while_otto_checks_a_green_pushed_head_waits_then_merges_it(
+    otto: Otto, repo: Callable[..., Repo]
+) -> None:
+    otto.world.model.load(scenario(SINGLE, {"t1": [PASSING, {"text": "Added b's test."}]}))
+    r = repo(SLOW_CHECKS)
+    number, rid = label_new_issue(otto.sim, r)
+    rec = (await wait_for_state(otto.client, rid, number, settled)).record("t1")
+    pr = pr_of(otto, r, rec.branch)
+    pushed = otto.sim.push_commit(
+        r.owner,
+        r.name,
+        rec.branch,
+        {"tests/test_c.py": "def test_c():\n    assert 2 == 2\n"},
+        "Add c",
+        r.maintainer,
+    )
+    await wait_for_state(otto.client, rid, number, lambda s: s.record("t1").verifying_sha == pushed)
+    otto.sim.submit_review(r.owner, r.name, pr.number, r.maintainer, "APPROVED", commit_id=pushed)
+    waiting = (
+        f"@{r.maintainer} approved #{pr.number} (t1): ⏳ it merges once Otto's checks pass on {pushed[:7]}."
+    )
+    await eventually(lambda: waiting in [e.text for e in timeline(otto, rid, number)])
+    assert merges(otto, r) == 0  # not before the checks said so
+    done = await wait_for_state(otto.client, rid, number, lambda s: s.phase.final)
+    assert done.phase == RunPhase.DONE, done.reason
+    (check,) = otto_checks(otto, r, pushed)
+    assert check.conclusion == "success"
+    assert merges(otto, r) == 1
+    assert (
+        otto.sim.read_file(r.owner, r.name, "main", "tests/test_c.py") == "def test_c():\n    assert 2 == 2\n"
+    )
