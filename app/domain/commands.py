@@ -16,7 +16,8 @@ HELP = """Otto understands these commands in a comment (at the start of a line):
 - `/otto retry [guidance]` — on an Otto task PR: run that task again on the same branch, with your guidance
 - `/otto merge` — on an Otto task PR whose checks fail: merge it as it is, on purpose
 - `/otto go` — on the issue, when the plan waits for approval (`plan_approval: true`): start the work
-- `/otto plan <feedback>` — on the issue, when the plan waits for approval: plan again with your feedback
+- `/otto plan [feedback]` — on the issue, when the plan waits for approval: plan again (from the issue
+  as it reads now if it was edited)
 - `/otto stop` — stop the run: running agents end at once and nothing further is pushed
 - `/otto status` — re-render the status comment on the issue now
 - `/otto help` — this list
