@@ -401,20 +401,10 @@ class Workspace:
         self._chown(d)
 
     def _merge(self, wt: Worktree, branch: str, sha: str, author: Identity) -> None:
-        proc = _in(
-            wt,
-            ["merge", "--no-edit", "--no-verify", "-m", f"Merge branch '{branch}'", sha],
-            env=identity_env(author),
-            check=False,
-        )
-        if proc.returncode == 0:
-            return
-        conflicted = _in(wt, ["diff", "--name-only", "--diff-filter=U", "-z"], check=False)
-        files = [f for f in conflicted.stdout.split("\0") if f]
-        _in(wt, ["merge", "--abort"], check=False)
+        files = _merge_or_conflicts(wt, branch, sha, author)
         if files:
+            _in(wt, ["merge", "--abort"], check=False)
             raise MergeConflict(branch, files)
-        raise WorkspaceError(f"merging branch {branch!r} failed: " + git.describe(["merge"], proc))
 
     def remove_worktree(self, wt: Worktree) -> None:
         """Give the checkout back to the pool (or remove it beyond the pool's size). Idempotent."""
@@ -590,19 +580,7 @@ class Workspace:
         sha = self.mirrors.branch_sha(wt.mirror, branch)
         if sha is None:
             raise WorkspaceError(f"branch {branch!r} does not exist in the mirror")
-        proc = _in(
-            wt,
-            ["merge", "--no-edit", "--no-verify", "-m", f"Merge branch '{branch}'", sha],
-            env=identity_env(author),
-            check=False,
-        )
-        files: list[str] = []
-        if proc.returncode != 0:
-            conflicted = _in(wt, ["diff", "--name-only", "--diff-filter=U", "-z"], check=False)
-            files = [f for f in conflicted.stdout.split("\0") if f]
-            if not files:
-                _in(wt, ["merge", "--abort"], check=False)
-                raise WorkspaceError(f"merging branch {branch!r} failed: " + git.describe(["merge"], proc))
+        files = _merge_or_conflicts(wt, branch, sha, author)
         self._hand_over(wt.path)
         return files
 
@@ -751,6 +729,25 @@ def _slot_order(pool: Path, start: str) -> list[int]:
         existing = []
     at_start = [n for n in existing if handover.certified_sha(pool / str(n) / "git") == start]
     return at_start + [n for n in range(_MAX_SLOTS) if n not in at_start]
+
+
+def _merge_or_conflicts(wt: Worktree, branch: str, sha: str, author: Identity) -> list[str]:
+    """``git merge`` of ``sha`` (named ``branch``) into the checkout: [] when it merged, else the conflicted
+    paths with the merge left in progress; any other failure is aborted and raised."""
+    proc = _in(
+        wt,
+        ["merge", "--no-edit", "--no-verify", "-m", f"Merge branch '{branch}'", sha],
+        env=identity_env(author),
+        check=False,
+    )
+    if proc.returncode == 0:
+        return []
+    conflicted = _in(wt, ["diff", "--name-only", "--diff-filter=U", "-z"], check=False)
+    files = [f for f in conflicted.stdout.split("\0") if f]
+    if not files:
+        _in(wt, ["merge", "--abort"], check=False)
+        raise WorkspaceError(f"merging branch {branch!r} failed: " + git.describe(["merge"], proc))
+    return files
 
 
 def _in(wt: Worktree, args: Sequence[str], **kwargs: Any) -> GitResult:
