@@ -210,3 +210,37 @@ def main() -> None:
     for key in [k for k in os.environ if k.startswith("GIT_")]:
         del os.environ[key]
     cli()
+
+
+@cli.command(name="eval")
+def eval_(
+    instances: Path = typer.Argument(..., help="instances in SWE-bench's format, one JSON object a line"),  # noqa: B008
+    repos: Path = typer.Option(..., help="one git repository per repo, named owner__name"),  # noqa: B008
+    model: str = typer.Option(
+        ..., help="a model name (needs ANTHROPIC_API_KEY), or scripted:oracle|null|first-fails"
+    ),
+    out: Path = typer.Option(..., help="where predictions.jsonl, report.json and report.md go"),  # noqa: B008
+    pilot: str = typer.Option("", help="on or off (default: each instance's setting)"),
+    parallel: int = typer.Option(1, min=1, help="instances at once"),
+    budget_usd: float | None = typer.Option(None, help="no instance starts once the eval has spent this"),
+    instance_timeout_s: float = typer.Option(1800.0, help="an instance's run gets this long to settle"),
+) -> None:
+    """Measure Otto on SWE-bench-style instances in a local world, scored like SWE-bench (resumable)."""
+    from app.eval.instances import load_instances
+    from app.eval.main import main
+    from app.eval.runner import EvalOptions
+
+    if pilot not in ("", "on", "off"):
+        raise typer.BadParameter("--pilot is on or off")
+    _logging("warning")
+    opts = EvalOptions(
+        instances=load_instances(instances),
+        repos=repos,
+        model=model,
+        out=out,
+        pilot=None if not pilot else pilot == "on",
+        parallel=parallel,
+        budget_usd=budget_usd,
+        instance_timeout_s=instance_timeout_s,
+    )
+    raise typer.Exit(asyncio.run(main(opts)))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -119,6 +120,7 @@ class LLM:
                     f"the next {role} call could cost up to ${worst:.4f}; ${max(budget_left_usd, 0):.4f} "
                     "of the run's budget is left"
                 )
+        asked = time.monotonic()
         try:
             message = await self.client.messages.create(
                 model=model_name,
@@ -162,7 +164,7 @@ class LLM:
             output_tokens=u.output_tokens,
             cache_creation_input_tokens=u.cache_creation_input_tokens or 0,
             cache_read_input_tokens=u.cache_read_input_tokens or 0,
-        )
+        ).model_copy(update={"model_s": time.monotonic() - asked})
         observability.model_call(role, model_name, usage)
         return Reply(message=message, usage=usage)
 

@@ -49,6 +49,7 @@ class Usage(BaseModel):
     cache_creation_input_tokens: int = 0
     cache_read_input_tokens: int = 0
     cost_usd: float = 0.0
+    model_s: float = 0.0  # wall time spent waiting for the model's answers
 
     @classmethod
     def of_call(
@@ -83,6 +84,7 @@ class Usage(BaseModel):
             cache_creation_input_tokens=self.cache_creation_input_tokens + other.cache_creation_input_tokens,
             cache_read_input_tokens=self.cache_read_input_tokens + other.cache_read_input_tokens,
             cost_usd=self.cost_usd + other.cost_usd,
+            model_s=self.model_s + other.model_s,
         )
 
     @property
