@@ -13,7 +13,7 @@ import pytest
 
 from app.artifacts import store_from_settings
 from app.eval.instances import Instance, load_instances
-from app.eval.report import write_outputs
+from app.eval.report import ab_table, write_outputs
 from app.eval.runner import EvalEnv, EvalOptions, run_eval
 from tests.e2e import Otto
 
@@ -227,3 +227,33 @@ async def test_the_budget_cap_stops_starting_instances(
     assert said[1] == "[1/2] acme__greeter-2: not run, the eval's budget is spent"
     data = write_outputs(tmp_path / "out", results, 2, "scripted:oracle", None)
     assert data["not_run"] == 1
+
+
+async def test_the_pilots_a_b_with_a_first_attempt_that_fails(
+    otto: Otto, source: tuple[Path, list[Instance]], tmp_path: Path
+) -> None:
+    """Scripted: the fix's first attempt breaks the checks. Pilot on: it retries the task (one decision per
+    instance); off: the replanner replaces the tasks. Both recover; what each did is counted."""
+    reports = {}
+    for pilot in (True, False):
+        said: list[str] = []
+        out = tmp_path / ("on" if pilot else "off")
+        env = env_of(otto, f"eval-ab-{'on' if pilot else 'off'}")
+        results = await run_eval(
+            env, options(source, "scripted:first-fails", out, said, pilot=pilot, parallel=2)
+        )
+        reports[pilot] = write_outputs(out, results, 2, "scripted:first-fails", pilot)
+    on, off = reports[True], reports[False]
+    assert (on["resolved"], off["resolved"]) == (2, 2)
+    assert [i["pilot_decisions"] for i in on["instances"].values()] == [["t1: retry"], ["t1: retry"]]
+    assert [i["replans"] for i in on["instances"].values()] == [0, 0]
+    assert [i["pilot_decisions"] for i in off["instances"].values()] == [[], []]
+    assert [i["replans"] for i in off["instances"].values()] == [1, 1]
+    assert [i["attempts"] for i in on["instances"].values()] == [3, 3]  # t1 twice, t2
+    assert [i["attempts"] for i in off["instances"].values()] == [3, 3]  # t1, then r1 and r2
+    assert [i["pull_requests"] for i in off["instances"].values()] == [2, 2]  # t1's broken PR left out
+    table = ab_table(on, off)
+    assert "| on | 2 of 2 |" in table
+    assert "| 2 | 2 retry | 0 |" in table  # fired on both instances, retried twice, no replan
+    assert "| off | 2 of 2 |" in table
+    assert table.rstrip().endswith("| 0 | — | 2 |")

@@ -43,6 +43,7 @@ def report_data(
                 "attempts": r.attempts,
                 "fix_rounds": r.fix_rounds,
                 "pilot_decisions": r.pilot_decisions,
+                "replans": r.replans,
                 "pull_requests": r.pull_requests,
                 "phase": r.phase,
                 "mission_control": r.mission_control,
@@ -121,3 +122,31 @@ def write_outputs(
     plot(results, out / PLOT)
     (out / "report.md").write_text(markdown(data, results), encoding="utf-8")
     return data
+
+
+def ab_table(on: dict[str, Any], off: dict[str, Any]) -> str:
+    """The pilot's A/B over the same instances, side by side (two ``report.json`` contents)."""
+
+    def row(name: str, data: dict[str, Any]) -> str:
+        inst = data["instances"].values()
+        decisions = [d for i in inst for d in i["pilot_decisions"]]
+        actions = {a: sum(1 for d in decisions if d.endswith(f": {a}")) for a in ("retry", "skip", "replan")}
+        fired = sum(1 for i in inst if i["pilot_decisions"])
+        wall = sum(i["wall_s"]["total"] for i in inst)
+        said = ", ".join(f"{n} {a}" for a, n in actions.items() if n) or "—"
+        return (
+            f"| {name} | {data['resolved']} of {data['total']} | ${data['cost_usd']:.4f} | {wall:.0f}s | "
+            f"{fired} | {said} | {sum(i['replans'] for i in inst)} |"
+        )
+
+    return (
+        "\n".join(
+            [
+                "| pilot | resolved | cost | wall | instances the pilot fired on | its decisions | replans |",
+                "|---|---|---|---|---|---|---|",
+                row("on", on),
+                row("off", off),
+            ]
+        )
+        + "\n"
+    )

@@ -28,7 +28,7 @@ from app.contracts.ids import run_workflow_id
 from app.dev.local import LocalWorld
 from app.domain.links import run_url
 from app.domain.repo_config import parse_repo_config
-from app.domain.run import RunPhase, RunState
+from app.domain.run import RunPhase, RunState, TaskStatus
 from app.eval import gitwork, scripted
 from app.eval.instances import Instance
 from app.eval.scoring import SCORE_BRANCH, Score, run_tests
@@ -59,6 +59,7 @@ class InstanceResult(BaseModel):
     attempts: int = 0
     fix_rounds: int = 0
     pilot_decisions: list[str] = Field(default_factory=list)  # "t1: retry", …
+    replans: int = 0
     pull_requests: int = 0
     mission_control: str | None = None
     failed_tests: list[str] = Field(default_factory=list)
@@ -125,8 +126,12 @@ def repo_name(inst: Instance) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", inst.instance_id).strip("-.")[:90] or "instance"
 
 
-def settings_yaml(inst: Instance, pilot: bool | None, budget_usd: float | None) -> str:
+def settings_yaml(
+    inst: Instance, pilot: bool | None, budget_usd: float | None, behaviour: str | None = None
+) -> str:
     values: dict[str, Any] = dict(inst.otto or {})
+    if behaviour == "first-fails":
+        values["max_fix_rounds"] = 0  # the scripted failure must reach the gate
     if pilot is not None:
         values["pilot"] = pilot
     if budget_usd is not None:
@@ -175,7 +180,7 @@ async def run_instance(
     r = sim.create_repo(env.owner, name, {})
     sim.set_permission(env.owner, name, env.maintainer, "write")
     await asyncio.to_thread(gitwork.push_history, source, inst.base_commit, r.path)
-    config_text = settings_yaml(inst, opts.pilot, budget_usd)
+    config_text = settings_yaml(inst, opts.pilot, budget_usd, opts.scripted)
     main = sim.push_commit(
         env.owner, name, "main", {SETTINGS_FILE: config_text}, "Otto's settings for this eval", env.maintainer
     )
@@ -210,7 +215,9 @@ async def run_instance(
     result.attempts = sum(t.attempts for t in state.tasks)
     result.fix_rounds = sum(t.fix_rounds for t in state.tasks)
     result.pilot_decisions = [f"{d.task_id}: {d.action}" for dec in state.decisions for d in dec.tasks]
-    with_prs = sorted((t for t in state.tasks if t.pr_number and t.head_sha), key=lambda t: t.batch)
+    result.replans = sum(1 for n in state.notices if n.startswith("🗺️ Replanned"))
+    kept = [t for t in state.tasks if t.status not in (TaskStatus.SKIPPED, TaskStatus.ABANDONED)]
+    with_prs = sorted((t for t in kept if t.pr_number and t.head_sha), key=lambda t: t.batch)
     result.pull_requests = len(with_prs)
     heads = [t.head_sha for t in with_prs if t.head_sha]
     patch = (
