@@ -23,7 +23,7 @@ CHECK_TESTS := tests/test_domain.py tests/test_domain_context.py tests/test_doma
 CHECK_TESTS += tests/test_texts.py tests/test_routing.py tests/test_run_workflow.py tests/test_github_retry.py
 CHECK_TESTS += tests/test_replay.py
 
-.PHONY: demo test check suite check-tests lint typecheck serve bench clean histories
+.PHONY: demo test check suite check-tests lint typecheck serve bench eval clean histories
 
 demo: $(STAMP) $(SANDBOX_TOOLS)/.done
 	$(BIN)/otto demo
@@ -57,6 +57,11 @@ typecheck: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# Otto over the eval's instance set (bench/eval_set): the scripted behaviours, the pilot's A/B, and the real
+# model when ANTHROPIC_API_KEY is set. Outputs in .cache/bench/eval/.
+eval: $(STAMP) $(SANDBOX_TOOLS)/.done
+	$(BIN)/python -m bench eval
 
 # Re-record the replay fixtures (tests/histories/*.json) from the end-to-end scenarios; see CONTRIBUTING.md.
 HISTORY_TESTS := tests/test_run_e2e.py tests/test_failures_e2e.py tests/test_merge_e2e.py tests/test_maintainer_loop.py

@@ -244,3 +244,28 @@ def eval_(
         instance_timeout_s=instance_timeout_s,
     )
     raise typer.Exit(asyncio.run(main(opts)))
+
+
+@cli.command(name="try")
+def try_(
+    path: Path = typer.Argument(..., help="a local git repository (its HEAD is what Otto works on)"),  # noqa: B008
+    text: str = typer.Argument("", help="the issue: its first line is the title"),
+    issue_file: Path | None = typer.Option(None, help="read the issue from this file instead"),  # noqa: B008
+    model: str = typer.Option("", help="the model (default: Otto's; needs ANTHROPIC_API_KEY)"),
+    scenario: Path | None = typer.Option(  # noqa: B008
+        None, help="a scripted-model scenario (YAML) instead of a real model"
+    ),
+    keep: bool = typer.Option(
+        False, help="keep the simulator, Otto and Mission Control running after the run"
+    ),
+) -> None:
+    """Otto on a local repository without a GitHub App: the run live here, its branches fetched back."""
+    from app.eval.trying import main_try
+    from app.settings import Settings
+
+    body = issue_file.read_text(encoding="utf-8") if issue_file is not None else text
+    if not body.strip():
+        raise typer.BadParameter("say what the issue is: a text argument or --issue-file")
+    _logging("warning")
+    chosen = model or Settings(_env_file=None).model
+    raise typer.Exit(asyncio.run(main_try(path, body, chosen, scenario, keep)))

@@ -1,7 +1,8 @@
 """``python -m bench <name|all> [--quick]``, names: intake, orchestration, concurrency, tokens, agent,
 sandbox, ui, ops, crash (see ``bench/__init__.py``); ``ui --s3`` puts Mission Control's store on S3 (moto);
 ``orchestration --setup-only`` measures workspace setup alone; ``screenshots`` (not in ``all``) renews the
-README's pictures."""
+README's pictures; ``eval`` (not in ``all``) runs Otto over the eval's instance set, ``eval-set`` rebuilds
+and re-checks that set."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import sys
 import time
 
 NAMES = ["intake", "orchestration", "concurrency", "tokens", "agent", "sandbox", "ui", "ops", "crash"]
-EXTRA = ["screenshots"]
+EXTRA = ["screenshots", "eval", "eval-set"]
 USAGE = f"usage: python -m bench <{'|'.join([*NAMES, 'all', *EXTRA])}> [--quick] [--s3]"
 
 
@@ -29,8 +30,8 @@ def main(argv: list[str]) -> int:
     for name in names:
         started = time.monotonic()
         print(f"\n=== bench {name}{' ' + ' '.join(flags) if flags else ''} ===", flush=True)
-        module = importlib.import_module(f"bench.{name}")
-        code: int = module.main(flags)
+        module = importlib.import_module(f"bench.{'eval' if name == 'eval-set' else name}")
+        code: int = (module.main_set if name == "eval-set" else module.main)(flags)
         print(f"=== bench {name}: {time.monotonic() - started:.0f}s, exit {code} ===", flush=True)
         worst = max(worst, code)
         if code == 130:  # interrupted: don't go on with the others

@@ -1,6 +1,7 @@
 """`otto eval` end to end on a small source repository: scripted models that prove the scoring (the oracle
 resolves everything, the null model nothing), both forms of FAIL_TO_PASS, a resumed eval, the budget cap,
-and the hidden test patch kept out of every model request, artifact and the repository Otto works on."""
+the hidden test patch kept out of every model request, artifact and the repository Otto works on, the
+pilot's A/B, and `otto try` on a local repository."""
 
 from __future__ import annotations
 
@@ -12,10 +13,13 @@ from typing import Any
 import pytest
 
 from app.artifacts import store_from_settings
+from app.dev.demo import ISSUE_BODY, ISSUE_TITLE, SAMPLE_REPO
+from app.domain.run import RunPhase
 from app.eval.instances import Instance, load_instances
 from app.eval.report import ab_table, write_outputs
 from app.eval.runner import EvalEnv, EvalOptions, run_eval
-from tests.e2e import Otto
+from app.eval.trying import run_try
+from tests.e2e import Otto, demo_scenario
 
 CANARY = "CANARY-TEST-PATCH-7f3a"
 CORE = """def greet(name: str) -> str:
@@ -257,3 +261,32 @@ async def test_the_pilots_a_b_with_a_first_attempt_that_fails(
     assert "| 2 | 2 retry | 0 |" in table  # fired on both instances, retried twice, no replan
     assert "| off | 2 of 2 |" in table
     assert table.rstrip().endswith("| 0 | — | 2 |")
+
+
+async def test_otto_try_runs_an_issue_on_a_local_repository_and_fetches_its_branches_back(
+    otto: Otto, tmp_path: Path
+) -> None:
+    repo = tmp_path / "greeter"
+    repo.mkdir()
+    sh("git", "init", "-q", "-b", "trunk", cwd=repo)
+    write(repo, SAMPLE_REPO)
+    sh("git", "add", "-A", cwd=repo)
+    sh("git", "commit", "-q", "-m", "mine", cwd=repo)
+    mine = sh("git", "rev-parse", "HEAD", cwd=repo).strip()
+    env = env_of(otto, "try-local")
+    otto.world.model.load(demo_scenario(), run="try-local/greeter#1")
+    said: list[str] = []
+    result = await run_try(env, repo, f"{ISSUE_TITLE}\n\n{ISSUE_BODY}", say=said.append, timeout_s=120)
+    assert result.state is not None
+    assert result.state.phase == RunPhase.WAITING_REVIEW
+    branches = [t.branch for t in result.state.tasks]
+    assert sorted(result.refs) == sorted(f"refs/remotes/{b}" for b in branches)
+    for t in result.state.tasks:  # each ref is the task's head, with the user's commit under it
+        assert result.refs[f"refs/remotes/{t.branch}"] == t.head_sha
+        assert mine in sh("git", "rev-list", f"refs/remotes/{t.branch}", cwd=repo).split()
+    assert sh("git", "rev-parse", "trunk", cwd=repo).strip() == mine  # nothing of the user's moved
+    assert sh("git", "status", "--porcelain", cwd=repo) == ""
+    text = "\n".join(said)
+    assert f"Issue #1 '{ISSUE_TITLE}' opened on the local simulator" in text
+    assert "waits for your review" in text
+    assert all(f"{b} (its checks pass)" in text for b in branches)

@@ -65,7 +65,7 @@ def _say(text: str) -> None:
     print(text, flush=True)
 
 
-def _describe(state: RunState) -> list[str]:
+def describe(state: RunState) -> list[str]:
     lines = [f"  run {state.run_id}: {state.phase.value}"]
     for r in state.tasks:
         pr = f"  PR #{r.pr_number}" if r.pr_number else ""
@@ -135,7 +135,7 @@ async def _follow(client: object, world: LocalWorld, number: int, timeout_s: flo
         except Exception:  # not started yet
             await asyncio.sleep(0.2)
             continue
-        lines = _describe(state)
+        lines = describe(state)
         if lines != last:
             _say("\n".join(lines))
             last = lines
@@ -146,7 +146,7 @@ async def _follow(client: object, world: LocalWorld, number: int, timeout_s: flo
     return state
 
 
-def _where_it_is(state: RunState) -> str:
+def where_it_is(state: RunState) -> str:
     """Where the run is, in words (never a state name)."""
     if state.phase == RunPhase.WAITING_REVIEW:
         return "The run has done its work and now waits for your review of its pull requests"
@@ -167,7 +167,7 @@ def _report(world: LocalWorld, number: int, state: RunState | None, wall_s: floa
     if state is None:
         _say("No run was started: see the deliveries above.")
         return
-    _say(f"{_where_it_is(state)} ({wall_s:.1f} s after the label). {state.reason}")
+    _say(f"{where_it_is(state)} ({wall_s:.1f} s after the label). {state.reason}")
     for r in state.tasks:
         if r.pr_number is None:
             _say(f"  {r.task.id}: no PR ({r.note})")

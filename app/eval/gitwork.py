@@ -49,18 +49,23 @@ def push_history(source: Path, base_commit: str, bare: Path, branch: str = "main
     git(["push", "--quiet", "--no-tags", str(bare), f"{base_commit}:refs/heads/{branch}"], source)
 
 
-def changed_files(source: Path, base_commit: str, patch: str) -> dict[str, str | None]:
-    """The files ``patch`` changes, as they are after it is applied on ``base_commit`` (None: deleted)."""
+Change = tuple[str | None, str | None]  # a file before and after (None: absent)
+
+
+def changed_files(source: Path, base_commit: str, patch: str) -> dict[str, Change]:
+    """The files ``patch`` changes: their text at ``base_commit`` and after the patch (None: absent)."""
     with tempfile.TemporaryDirectory(prefix="otto-eval-") as tmp:
         work = Path(tmp) / "w"
         git(["clone", "--quiet", "--no-checkout", "--shared", str(source), str(work)], Path(tmp))
         git(["checkout", "--quiet", "--detach", base_commit], work)
         git(["apply", "--whitespace=nowarn", "-"], work, stdin=patch)
         git(["add", "--all"], work)
-        out: dict[str, str | None] = {}
+        out: dict[str, Change] = {}
         for line in git(["diff", "--cached", "--name-status", "--no-renames"], work).splitlines():
             status, _, path = line.partition("\t")
-            out[path] = None if status.startswith("D") else (work / path).read_text(encoding="utf-8")
+            before = None if status.startswith("A") else git(["show", f"HEAD:{path}"], work)
+            after = None if status.startswith("D") else (work / path).read_text(encoding="utf-8")
+            out[path] = (before, after)
         return out
 
 

@@ -31,9 +31,14 @@ class Score(BaseModel):
 
 
 def test_command(ids: Sequence[str]) -> str:
-    """pytest with one line per test result (``-rA``), no cache or project addopts in the way."""
+    """pytest with one line per test result (``-rA``); no cache, and neither the project's addopts nor its
+    warning filters (which may name plugins that are not installed) in the way; a ``src`` layout importable
+    without installing the project."""
     quoted = " ".join(shlex.quote(i) for i in ids)
-    return f"python -m pytest -rA --tb=short -q -p no:cacheprovider -o addopts= {quoted}"
+    return (
+        'PYTHONPATH="$PWD/src:$PWD" python -m pytest -rA --tb=short -q -p no:cacheprovider -o addopts= '
+        f"-o filterwarnings= {quoted}"
+    )
 
 
 def outcomes(output: str) -> dict[str, str]:
