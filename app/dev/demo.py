@@ -65,8 +65,23 @@ def _say(text: str) -> None:
     print(text, flush=True)
 
 
+PHASE_WORDS = {
+    RunPhase.STARTING: "starting",
+    RunPhase.QUEUED: "waiting for a free slot",
+    RunPhase.PLANNING: "planning",
+    RunPhase.PLAN_REVIEW: "the plan waits for a writer's approval",
+    RunPhase.RUNNING: "working on the tasks",
+    RunPhase.WAITING_REVIEW: "done working; the pull requests wait for review",
+    RunPhase.DONE: "done",
+    RunPhase.NEEDS_INFO: "needs answers on the issue",
+    RunPhase.FAILED: "failed",
+    RunPhase.CANCELLED: "stopped",
+}
+
+
 def describe(state: RunState) -> list[str]:
-    lines = [f"  run {state.run_id}: {state.phase.value}"]
+    """The run as a few lines for a terminal, in words (never a state name)."""
+    lines = [f"  run {state.run_id}: {PHASE_WORDS.get(state.phase, 'working')}"]
     for r in state.tasks:
         pr = f"  PR #{r.pr_number}" if r.pr_number else ""
         lines.append(f"    [{r.status.value:>8}] {r.task.id} (batch {r.batch + 1}) {r.task.title}{pr}")

@@ -121,6 +121,10 @@ def summarize(state: RunState | None, refs: dict[str, str], repo: Path, say: Cal
             say(f"  {t.task.id} {t.task.title}: no branch ({t.note or t.status.value})")
     u = state.usage
     say(f"  ${u.cost_usd:.4f} for {plural(u.calls, 'model call')}. The branches are in {repo} as otto/….")
+    say(
+        "  The simulator, and the issue and pull requests on it, end with this command; run it with `--keep` "
+        "to approve, comment `/otto retry` or open Mission Control there first."
+    )
 
 
 async def main_try(path: Path, text: str, model: str, scenario: Path | None, keep: bool) -> int:
