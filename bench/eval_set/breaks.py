@@ -1,7 +1,8 @@
 """What each instance breaks, how a user reports it, and the tests that decide it.
 
 A break is an exact text replacement in one file of the project's released sdist (``old`` must occur there
-exactly once); the gold patch undoes it. ``tests`` is the new test file's body (``test_patch``); every
+exactly once), or several (``also``: an issue reporting related problems, for planning into several tasks);
+the gold patch undoes them. ``tests`` is the new test file's body (``test_patch``); every
 ``def test_…`` in it is FAIL_TO_PASS. PASS_TO_PASS: the project's own tests in ``p2p_files`` that pass
 both at the base commit and with the gold patch (the first 40 by node id).
 """
@@ -20,6 +21,11 @@ class Break:
     title: str
     body: str
     tests: str
+    also: tuple[tuple[str, str, str], ...] = ()  # more (file, old, new): an issue with related changes
+
+    @property
+    def edits(self) -> tuple[tuple[str, str, str], ...]:
+        return ((self.file, self.old, self.new), *self.also)
 
 
 @dataclass(frozen=True)
@@ -161,6 +167,26 @@ INFLECTION = Project(
             "from inflection import dasherize\n\n\ndef test_every_underscore():\n    assert dasherize('puni_puni_chan')"
             " == 'puni-puni-chan'\n",
         ),
+        Break(
+            "url-slugs",
+            "inflection/__init__.py",
+            "        string = re.sub(r\"(?i)^{sep}|{sep}$\".format(sep=re_sep), '', string)\n",
+            "        string = re.sub(r\"(?i)^{sep}\".format(sep=re_sep), '', string)\n",
+            "URL slugs come out wrong (parameterize and dasherize)",
+            "Two problems building URL slugs:\n\n1. `parameterize('Hello world!')` returns `'hello-world-'` "
+            "(a trailing separator).\n2. `dasherize('puni_puni_chan')` returns `'puni-puni_chan'`: only the "
+            "first underscore becomes a dash.",
+            "from inflection import dasherize, parameterize\n\n\ndef test_parameterize_no_trailing_separator():"
+            "\n    assert parameterize('Hello world!') == 'hello-world'\n\n\ndef test_dasherize_every_underscore():"
+            "\n    assert dasherize('puni_puni_chan') == 'puni-puni-chan'\n",
+            also=(
+                (
+                    "inflection/__init__.py",
+                    "    return word.replace('_', '-')\n",
+                    "    return word.replace('_', '-', 1)\n",
+                ),
+            ),
+        ),
     ),
 )
 
@@ -226,6 +252,19 @@ MORE_ITERTOOLS = Project(
             "from more_itertools import split_at\n\n\ndef test_maxsplit_one():\n    assert list(split_at('aXbXc', "
             "lambda c: c == 'X', maxsplit=1)) == [['a'], ['b', 'X', 'c']]\n",
         ),
+        Break(
+            "split-at-both",
+            "more_itertools/more.py",
+            "            if keep_separator:\n                yield [item]\n            if maxsplit == 1:\n",
+            "            if maxsplit == 0:\n",
+            "split_at ignores keep_separator and maxsplit",
+            "Both options of `split_at` seem broken:\n\n- `list(split_at('abXcd', lambda c: c == 'X', "
+            "keep_separator=True))` gives `[['a', 'b'], ['c', 'd']]` (the separator is dropped);\n- "
+            "`list(split_at('aXbXc', lambda c: c == 'X', maxsplit=1))` gives `[['a'], ['b'], ['c']]`.",
+            "from more_itertools import split_at\n\n\ndef test_keep_separator():\n    assert list(split_at('abXcd', "
+            "lambda c: c == 'X', keep_separator=True)) == [['a', 'b'], ['X'], ['c', 'd']]\n\n\ndef test_maxsplit_one"
+            "():\n    assert list(split_at('aXbXc', lambda c: c == 'X', maxsplit=1)) == [['a'], ['b', 'X', 'c']]\n",
+        ),
     ),
 )
 
@@ -289,6 +328,26 @@ TOOLZ = Project(
             "default works.",
             "from toolz import get\n\n\ndef test_default_for_missing_index():\n    assert get([0, 5], [1, 2], "
             "default=None) == (1, None)\n",
+        ),
+        Break(
+            "get-lists",
+            "toolz/itertoolz.py",
+            "                elif ind:\n                    return seq[ind[0]],\n",
+            "                elif ind:\n                    return seq[ind[0]]\n",
+            "get() with a list of indices is inconsistent",
+            "Two things with `toolz.get` and a list of indices:\n\n- `get([1], 'abc')` returns `'b'` where "
+            "`get([0, 1], 'abc')` returns a tuple; I expected `('b',)`.\n- `get([0, 5], [1, 2], default=None)` "
+            "raises `IndexError` instead of giving `(1, None)`.",
+            "from toolz import get\n\n\ndef test_single_index_list_gives_tuple():\n    assert get([1], 'abc') == "
+            "('b',)\n\n\ndef test_default_for_missing_index():\n    assert get([0, 5], [1, 2], default=None) == "
+            "(1, None)\n",
+            also=(
+                (
+                    "toolz/itertoolz.py",
+                    "    except (KeyError, IndexError):\n        return default\n",
+                    "    except KeyError:\n        return default\n",
+                ),
+            ),
         ),
     ),
 )

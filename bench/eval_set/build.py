@@ -153,14 +153,17 @@ def instance(project: Project, n: int, b: Break, repo: Path, upstream_tree: Path
     with tempfile.TemporaryDirectory(prefix="otto-eval-set-") as tmp:
         broken = Path(tmp) / "tree"
         shutil.copytree(upstream_tree, broken, symlinks=True)
-        target = broken / b.file
-        text = target.read_text(encoding="utf-8")
-        if text.count(b.old) != 1:
-            raise RuntimeError(f"{project.repo} {b.slug}: the text to break occurs {text.count(b.old)} times")
-        target.write_text(text.replace(b.old, b.new), encoding="utf-8")
+        for file, old, new in b.edits:
+            target = broken / file
+            text = target.read_text(encoding="utf-8")
+            if text.count(old) != 1:
+                raise RuntimeError(
+                    f"{project.repo} {b.slug}: the text to break occurs {text.count(old)} times"
+                )
+            target.write_text(text.replace(old, new), encoding="utf-8")
         base = commit_tree(repo, broken, f"{project.dist.replace('==', ' ')}")
     upstream = git(repo, "rev-parse", "upstream").strip()
-    patch = git(repo, "diff", base, upstream, "--", b.file)
+    patch = git(repo, "diff", base, upstream, "--", *sorted({f for f, _, _ in b.edits}))
     test_file = f"{project.tests_dir}/test_otto_eval_{b.slug.replace('-', '_')}.py".lstrip("/")
     test_patch = new_file_patch(test_file, b.tests)
     new_tests = [f"{test_file}::{name}" for name in test_names(b.tests)]
@@ -176,8 +179,8 @@ def instance(project: Project, n: int, b: Break, repo: Path, upstream_tree: Path
     if any(with_gold.get(t) != "PASSED" for t in new_tests):
         raise RuntimeError(f"{iid}: a new test fails with the gold patch: {with_gold}")
     kept = [t for t in new_tests if t not in f2p]
-    old = sorted(t for t, o in at_base.items() if o == "PASSED" and with_gold.get(t) == "PASSED")
-    p2p = kept + old[: P2P_LIMIT - len(kept)]
+    others = sorted(t for t, o in at_base.items() if o == "PASSED" and with_gold.get(t) == "PASSED")
+    p2p = kept + others[: P2P_LIMIT - len(kept)]
     if not p2p:
         raise RuntimeError(f"{iid}: no PASS_TO_PASS test")
     return {
