@@ -224,6 +224,9 @@ def eval_(
     parallel: int = typer.Option(1, min=1, help="instances at once"),
     budget_usd: float | None = typer.Option(None, help="no instance starts once the eval has spent this"),
     instance_timeout_s: float = typer.Option(1800.0, help="an instance's run gets this long to settle"),
+    keep: bool = typer.Option(
+        False, help="keep Mission Control running after the eval (the report links to it)"
+    ),
 ) -> None:
     """Measure Otto on SWE-bench-style instances in a local world, scored like SWE-bench (resumable)."""
     from app.eval.instances import load_instances
@@ -243,7 +246,7 @@ def eval_(
         budget_usd=budget_usd,
         instance_timeout_s=instance_timeout_s,
     )
-    raise typer.Exit(asyncio.run(main(opts)))
+    raise typer.Exit(asyncio.run(main(opts, keep)))
 
 
 @cli.command(name="try")

@@ -3,6 +3,7 @@ Otto) started for the eval, the instances run, the outputs written."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import time
@@ -44,7 +45,7 @@ async def local_env(root: Path, model: str) -> AsyncIterator[EvalEnv]:
         temporal.stop()
 
 
-async def main(opts: EvalOptions) -> int:
+async def main(opts: EvalOptions, keep: bool = False) -> int:
     behaviour = opts.scripted
     if behaviour is not None and behaviour not in scripted.BEHAVIOURS:
         raise SystemExit(
@@ -55,9 +56,12 @@ async def main(opts: EvalOptions) -> int:
     started = time.monotonic()
     async with local_env(opts.out / ".world", opts.model) as env:
         results = await run_eval(env, opts)
-    data = write_outputs(opts.out, results, len(opts.instances), opts.model, opts.pilot)
-    opts.progress(
-        f"{data['resolved']} of {data['total']} resolved · ${data['cost_usd']:.4f} · "
-        f"{time.monotonic() - started:.0f}s · {opts.out / 'report.md'}"
-    )
+        data = write_outputs(opts.out, results, len(opts.instances), opts.model, opts.pilot)
+        opts.progress(
+            f"{data['resolved']} of {data['total']} resolved · ${data['cost_usd']:.4f} · "
+            f"{time.monotonic() - started:.0f}s · {opts.out / 'report.md'}"
+        )
+        if keep:  # the report's Mission Control links answer while the world runs
+            opts.progress("Mission Control and the simulator keep running; press Ctrl-C to stop.")
+            await asyncio.Event().wait()
     return 0
