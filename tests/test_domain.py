@@ -219,3 +219,38 @@ def test_json_object_is_found_inside_prose_and_fences() -> None:
     assert extract_json_object('Sure!\n```json\n{"a": {"b": [1, "}"]}}\n```') == {"a": {"b": [1, "}"]}}
     with pytest.raises(NotJSON):
         extract_json_object("no json here [1, 2]")
+
+
+def test_linked_repositories_are_admitted_by_the_labelers_permission_and_the_installation() -> None:
+    from app.domain.linking import LinkedStatus, admit
+    from app.domain.repo_config import RepoConfigError, parse_repo_config
+
+    config = parse_repo_config("repositories:\n  - {repo: a/api, access: write}\n  - {repo: a/docs}\n")
+    assert [(r.repo, r.access) for r in config.repositories] == [("a/api", "write"), ("a/docs", "read")]
+    for bad in ("repositories: [{repo: a/x}, {repo: A/X}]", "repositories: [{repo: 'no slash'}]"):
+        with pytest.raises(RepoConfigError):
+            parse_repo_config(bad)
+    statuses = [
+        LinkedStatus(
+            repo="a/api", access="write", installed=True, repo_id=1, full_name="a/api", permission="write"
+        ),
+        LinkedStatus(
+            repo="a/ro", access="write", installed=True, repo_id=2, full_name="a/ro", permission="triage"
+        ),
+        LinkedStatus(
+            repo="a/docs", access="read", installed=True, repo_id=3, full_name="a/docs", permission="read"
+        ),
+        LinkedStatus(repo="a/none", access="read", installed=True, repo_id=4, full_name="a/none"),
+        LinkedStatus(repo="b/far", access="read", installed=False),
+        LinkedStatus(
+            repo="a/web", access="read", installed=True, repo_id=9, full_name="a/web", permission="admin"
+        ),
+    ]
+    kept, said = admit(statuses, "mona", "a/web")
+    assert [(k.repo, k.access) for k in kept] == [("a/api", "write"), ("a/ro", "read"), ("a/docs", "read")]
+    assert said == [
+        "`a/ro` is used read-only: @mona can't write to it (triage), so no task changes it",
+        "`a/none` is left out: @mona has no access to it",
+        "`b/far` is left out: this App's installation does not reach it (add it there)",
+        "`a/web` is this issue's own repository (listed in `repositories:` by mistake)",
+    ]

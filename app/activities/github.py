@@ -34,6 +34,7 @@ from app.contracts.io import (
     CiQuery,
     CloseIssueInput,
     CommentReaction,
+    LinkedQuery,
     LoadedIssue,
     LoadIssueInput,
     MergeInput,
@@ -50,6 +51,7 @@ from app.contracts.io import (
     TaskPullQuery,
     TaskPullsQuery,
 )
+from app.domain.linking import LinkedStatus
 from app.domain.links import run_url
 from app.domain.redact import redact
 from app.domain.render import refusal_marker, render_refusal, render_status, restate_merged, status_marker
@@ -470,6 +472,37 @@ class GitHubActivities:
                     raise
                 pull.branch_deleted = True
         return pull
+
+    @activity.defn
+    @durable_rate_limits
+    async def linked_repositories(self, q: LinkedQuery) -> list[LinkedStatus]:
+        """What GitHub says of each repository the run's settings name: does this installation reach it (its
+        token sees only the installation's repositories), is it private, what may the labeler do there."""
+        own = await self.repo(q.repo)
+        out: list[LinkedStatus] = []
+        for link in q.linked:
+            owner, _, name = link.repo.partition("/")
+            try:
+                data = (await own.gh.rest.repos.async_get(owner, name)).parsed_data
+            except RequestFailed as e:
+                if _status(e) not in (403, 404):
+                    raise
+                out.append(LinkedStatus(repo=link.repo, access=link.access, installed=False))
+                continue
+            inst = q.repo.installation_id
+            ref = RepoRef(installation_id=inst, owner=data.owner.login, name=data.name, repo_id=data.id)
+            out.append(
+                LinkedStatus(
+                    repo=link.repo,
+                    access=link.access,
+                    installed=True,
+                    repo_id=data.id,
+                    full_name=data.full_name,
+                    private=bool(data.private),
+                    permission=await (await self.repo(ref)).permission(q.login),
+                )
+            )
+        return out
 
     @activity.defn
     @durable_rate_limits

@@ -28,6 +28,7 @@ from app.contracts.io import (
     GateInput,
     InstallationQuery,
     InstallationStatus,
+    LinkedQuery,
     ListFilesInput,
     LoadedIssue,
     LoadIssueInput,
@@ -61,6 +62,7 @@ from app.contracts.io import (
     VerifyHeadResult,
 )
 from app.contracts.messages import StartRun
+from app.domain.linking import LinkedStatus
 
 I = TypeVar("I")  # noqa: E741 - input
 O = TypeVar("O")  # noqa: E741 - output
@@ -135,6 +137,9 @@ REACT_TO_COMMENT: ActivitySpec[CommentReaction, None] = ActivitySpec(
 REPLY: ActivitySpec[ReplyInput, int] = ActivitySpec("reply", Queue.MAIN, ReplyInput, int, GITHUB_CALL)
 RESOLVE_TASK_PULL: ActivitySpec[TaskPullQuery, TaskPull | None] = ActivitySpec(
     "resolve_task_pull", Queue.MAIN, TaskPullQuery, TaskPull | None, GITHUB_CALL
+)
+LINKED_REPOSITORIES: ActivitySpec[LinkedQuery, list[LinkedStatus]] = ActivitySpec(
+    "linked_repositories", Queue.MAIN, LinkedQuery, list[LinkedStatus], GITHUB_CALL
 )
 LIST_TASK_PULLS: ActivitySpec[TaskPullsQuery, list[TaskPull]] = ActivitySpec(
     "list_task_pulls", Queue.MAIN, TaskPullsQuery, list[TaskPull], GITHUB_CALL
@@ -226,6 +231,7 @@ ALL: tuple[ActivitySpec[Any, Any], ...] = (
     RESOLVE_TASK_PULL,
     LIST_TASK_PULLS,
     PULL_MERGEABLE,
+    LINKED_REPOSITORIES,
     MERGE_TASK_PULL,
     CLOSE_ISSUE,
     RETARGET_PULL,

@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 
 from app.domain.pilot import PilotDecision
 from app.domain.plan import PlannedTask
-from app.domain.repo_config import RepoConfig
+from app.domain.repo_config import LinkedRepo, RepoConfig
 from app.domain.run import (
     AttemptRecord,
     Classification,
@@ -333,6 +333,14 @@ class InstallationStatus(BaseModel):
     """What GitHub says of an installation now (asked with the App's JWT)."""
 
     state: Literal["active", "suspended", "gone"]
+
+
+class LinkedQuery(BaseModel):
+    """The repositories a run's settings name, asked about for the person who labeled the issue."""
+
+    repo: RepoRef  # the issue's repository (its installation asks)
+    login: str
+    linked: list[LinkedRepo]
 
 
 class RepositoryQuery(BaseModel):

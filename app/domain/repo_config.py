@@ -16,6 +16,16 @@ def _as_list(v: object) -> object:
     return v
 
 
+_FULL_NAME = r"^[A-Za-z0-9][A-Za-z0-9-]{0,38}/[A-Za-z0-9._-]{1,100}$"
+
+
+class LinkedRepo(BaseModel):
+    """Another repository a run may read, or also change (``repositories:`` in the settings)."""
+
+    repo: str = Field(pattern=_FULL_NAME)  # owner/name, in the same installation of the App
+    access: Literal["read", "write"] = "read"
+
+
 class RepoConfig(BaseModel):
     base_branch: str | None = None
     setup: list[str] = Field(default_factory=list)
@@ -31,6 +41,15 @@ class RepoConfig(BaseModel):
     paths_denied: list[str] = Field(default_factory=lambda: [".github/workflows/**", ".github/otto.yml"])
     network: Literal["none", "setup"] = "none"  # setup: the setup step may reach public registries
     plan_approval: bool = False  # wait for a writer's `/otto go` (or `/otto plan <feedback>`) after planning
+    repositories: list[LinkedRepo] = Field(default_factory=list, max_length=10)
+
+    @field_validator("repositories")
+    @classmethod
+    def _distinct(cls, v: list[LinkedRepo]) -> list[LinkedRepo]:
+        names = [r.repo.lower() for r in v]
+        if len(names) != len(set(names)):
+            raise ValueError("a repository is listed twice")
+        return v
 
     _normalise_setup = field_validator("setup", "verify", "paths_denied", mode="before")(_as_list)
 

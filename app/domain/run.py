@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
@@ -87,6 +88,15 @@ class AttemptRecord(BaseModel):
     cost_usd: float = 0.0
 
 
+class LinkedRepoState(BaseModel):
+    """A repository the run uses besides its own (``repositories:``), as decided at planning."""
+
+    repo: str  # owner/name as GitHub spells it
+    repo_id: int
+    access: Literal["read", "write"]
+    private: bool
+
+
 class TaskRecord(BaseModel):
     task: PlannedTask
     batch: int
@@ -130,6 +140,7 @@ class RunState(BaseModel):
     classification_summary: str = ""
     questions: list[str] = Field(default_factory=list)
     plan_summary: str = ""
+    linked: list[LinkedRepoState] = Field(default_factory=list)  # other repositories the run may use
     tasks: list[TaskRecord] = Field(default_factory=list)
     usage: Usage = Field(default_factory=Usage)
     notices: list[str] = Field(default_factory=list)

@@ -8,7 +8,8 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from app.contracts import activities as act
-    from app.contracts.io import GateInput, ListFilesInput, LoadIssueInput, ReactInput
+    from app.contracts.io import GateInput, LinkedQuery, ListFilesInput, LoadIssueInput, ReactInput
+    from app.domain.linking import admit
     from app.domain.plan import Plan
     from app.domain.repo_config import RepoConfigError, parse_repo_config
     from app.domain.run import IssueContext, RunPhase
@@ -20,6 +21,20 @@ with workflow.unsafe.imports_passed_through():
 async def slot(run: Run, action: str) -> None:
     gate = GateInput(installation_id=run.inp.repo.installation_id, run_id=run.state.run_id, action=action)
     await call(act.GATE, gate)
+
+
+LINKED_REPOSITORIES = "linked-repositories"  # patched(): `repositories:` in the settings are checked
+
+
+async def link_repositories(run: Run) -> None:
+    """The other repositories the settings name: kept when the installation reaches them and the labeler may
+    do there what the run would (else left out, or read-only), each such decision said in the status."""
+    labeler = run.inp.trigger.sender
+    query = LinkedQuery(repo=run.inp.repo, login=labeler, linked=run.m.config.repositories)
+    statuses = await run.github(act.LINKED_REPOSITORIES, query)
+    run.state.linked, said = admit(statuses, labeler, run.inp.repo.full_name)
+    for line in said:
+        run.state.notice(f"🔗 {line}.")
 
 
 async def acquire_slot(run: Run) -> None:
@@ -62,6 +77,8 @@ async def plan(run: Run) -> None:
     except RepoConfigError as e:
         raise run.end(RunPhase.FAILED, f"{e}. Fix the file and add the label again.") from e
     run.set_budget()
+    if m.config.repositories and workflow.patched(LINKED_REPOSITORIES):
+        await link_repositories(run)
     base = m.config.base_branch or issue.default_branch
     files = await run.git_call(
         act.LIST_REPO_FILES, ListFilesInput(repo=repo, clone_url=issue.clone_url, branch=base)

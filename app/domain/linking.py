@@ -1,0 +1,55 @@
+"""Which of the repositories a run's settings name (``repositories:``) the run may use, and how: the App's
+installation must reach each, and the person who labeled the issue must be allowed there what the run
+would do (write for ``access: write``, read for ``read``). Otherwise it is left out, or used read-only,
+and the status says which and why. Permissions come from GitHub, never from the settings' text."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+from pydantic import BaseModel
+
+from app.domain.run import WRITE_PERMISSIONS, LinkedRepoState
+
+READ_PERMISSIONS = WRITE_PERMISSIONS | {"triage", "read"}
+
+
+class LinkedStatus(BaseModel):
+    """What GitHub says of a repository the settings name (asked with the installation's token)."""
+
+    repo: str  # owner/name as the settings name it
+    access: Literal["read", "write"]  # what the settings ask for
+    installed: bool  # the installation reaches it
+    repo_id: int = 0
+    full_name: str = ""  # as GitHub spells it
+    private: bool = True
+    permission: str = "none"  # the labeler's there: admin|maintain|write|triage|read|none
+
+
+def admit(
+    statuses: Sequence[LinkedStatus], labeler: str, own: str
+) -> tuple[list[LinkedRepoState], list[str]]:
+    """The repositories the run uses, and one line per repository left out or narrowed (with why)."""
+    kept: list[LinkedRepoState] = []
+    said: list[str] = []
+    for s in statuses:
+        name = s.full_name or s.repo
+        if name.lower() == own.lower():
+            said.append(f"`{s.repo}` is this issue's own repository (listed in `repositories:` by mistake)")
+            continue
+        if not s.installed:
+            said.append(f"`{s.repo}` is left out: this App's installation does not reach it (add it there)")
+            continue
+        if s.permission not in READ_PERMISSIONS:
+            said.append(f"`{name}` is left out: @{labeler} has no access to it")
+            continue
+        access = s.access
+        if access == "write" and s.permission not in WRITE_PERMISSIONS:
+            said.append(
+                f"`{name}` is used read-only: @{labeler} can't write to it ({s.permission}), so no task "
+                "changes it"
+            )
+            access = "read"
+        kept.append(LinkedRepoState(repo=name, repo_id=s.repo_id, access=access, private=s.private))
+    return kept, said
