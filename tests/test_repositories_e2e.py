@@ -1,10 +1,12 @@
 """Runs across repositories (issue #22), the first part: the repositories a run's settings name
 (`repositories:` in `.github/otto.yml`) are checked against GitHub before planning — the installation must
 reach each, and the person who labeled the issue must be allowed there what the run would do. What is left
-out or narrowed is said in the status comment; the rest is listed there."""
+out or narrowed is said in the status comment; the rest is listed there, and the planner reads their files —
+except a private repository's when the issue's repository is public (a canary checked in every request)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 from app.domain.run import LinkedRepoState
@@ -63,3 +65,52 @@ async def test_the_repositories_a_run_may_use_are_checked_against_github_and_sai
         "private)." in body
     )
     assert all(line in body for line in said)
+
+
+CANARY = "canary_private_7d1e"
+
+
+async def test_the_planner_reads_other_repositories_but_a_private_ones_never_reaches_a_public_issue(
+    otto: Otto, repo: Callable[..., Repo]
+) -> None:
+    otto.world.model.load(scenario(SINGLE, SINGLE_AGENTS))
+    r = repo()
+    sim = otto.sim
+    links = f"  - {{repo: {r.owner}/api}}\n  - {{repo: {r.owner}/vault}}\n"
+    settings = f"verify: python -m pytest -q\nrepositories:\n{links}"
+    sim.push_commit(
+        r.owner, r.name, "main", {".github/otto.yml": settings}, "Link repositories", r.maintainer
+    )
+    sim.create_repo(r.owner, "api", {"api/client.py": "def get():\n    return 1\n"}, private=False)
+    sim.create_repo(r.owner, "vault", {f"{CANARY}.py": f"TOKEN = '{CANARY}'\n"})
+    for name in ("api", "vault"):
+        sim.set_permission(r.owner, name, r.maintainer, "read")
+    sim.repo(r.owner, r.name).private = False  # the issue's repository is public
+
+    number, rid = label_new_issue(sim, r)
+    state = await wait_for_state(otto.client, rid, number, settled)
+    assert [(x.repo, x.shown) for x in state.linked] == [
+        (f"{r.owner}/api", True),
+        (f"{r.owner}/vault", False),
+    ]
+    withheld = (
+        f"🔒 `{r.owner}/vault` is private and this issue's repository is public: nothing of it reaches this "
+        "run's model, sandbox, comments or pull requests."
+    )
+    assert withheld in state.notices
+    runs = [q for q in otto.world.model.requests if q.run == f"{r.owner}/{r.name}#{number}".lower()]
+    (plan,) = [q for q in runs if q.role == "plan"]
+    assert f"Files in {r.owner}/api, another repository this run may read (1 of 1)" in json.dumps(plan.body)
+    assert "api/client.py" in json.dumps(plan.body)
+    assert all(CANARY not in json.dumps(q.body) for q in otto.world.model.requests)
+    bodies = [c.body for c in sim.comments(r.owner, r.name, number)]
+    assert all(CANARY not in b for b in bodies)
+    assert any(f"`{r.owner}/vault` (read only, private, withheld)" in b for b in bodies)
+
+    # the same issue in a private repository: the private repository's files are the planner's to read
+    sim.repo(r.owner, r.name).private = True
+    second, _ = label_new_issue(sim, r, title="Again, privately")
+    again = await wait_for_state(otto.client, rid, second, settled)
+    assert [x.shown for x in again.linked] == [True, True]
+    (plan2,) = [q for q in otto.world.model.requests if q.role == "plan" and q.run.endswith(f"#{second}")]
+    assert f"{CANARY}.py" in json.dumps(plan2.body)

@@ -500,6 +500,8 @@ class GitHubActivities:
                     full_name=data.full_name,
                     private=bool(data.private),
                     permission=await (await self.repo(ref)).permission(q.login),
+                    clone_url=data.clone_url,
+                    default_branch=data.default_branch,
                 )
             )
         return out
@@ -692,4 +694,5 @@ class GitHubActivities:
             default_branch=repo.default_branch,
             clone_url=repo.clone_url,
             config_text=await gh.config_text(base),
+            private=bool(repo.private),
         )

@@ -88,6 +88,15 @@ def issue_message(inp: ModelInput) -> str:
         files_shown=len(files),
         files_total=ctx.repo_files_total,
         files=quote_untrusted("file list", "\n".join(files)),
+        linked=[
+            (
+                name,
+                min(len(names), FILES_SHOWN),
+                len(names),
+                quote_untrusted(f"file list of {name}", "\n".join(names[:FILES_SHOWN])),
+            )
+            for name, names in sorted(ctx.linked_files.items())
+        ],
         previous_plan="\n".join(f"- {t.id}: {t.title} — {t.intent}" for t in inp.previous_plan),
         feedback=quote_untrusted("maintainer feedback", inp.feedback) if inp.feedback else "",
     )

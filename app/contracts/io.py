@@ -159,6 +159,7 @@ class LoadedIssue(BaseModel):
     default_branch: str
     clone_url: str
     config_text: str | None
+    private: bool = False  # the repository's visibility (unknown: public, the safe side for what flows in)
 
 
 class LoadIssueInput(BaseModel):

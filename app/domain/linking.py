@@ -25,6 +25,8 @@ class LinkedStatus(BaseModel):
     full_name: str = ""  # as GitHub spells it
     private: bool = True
     permission: str = "none"  # the labeler's there: admin|maintain|write|triage|read|none
+    clone_url: str = ""
+    default_branch: str = "main"
 
 
 def admit(
@@ -51,5 +53,27 @@ def admit(
                 "changes it"
             )
             access = "read"
-        kept.append(LinkedRepoState(repo=name, repo_id=s.repo_id, access=access, private=s.private))
+        kept.append(
+            LinkedRepoState(
+                repo=name,
+                repo_id=s.repo_id,
+                access=access,
+                private=s.private,
+                clone_url=s.clone_url,
+                default_branch=s.default_branch,
+            )
+        )
     return kept, said
+
+
+def may_flow(source: LinkedRepoState, target_private: bool) -> bool:
+    """Whether content of ``source`` may reach what the run shows in a repository of that visibility (its
+    model's prompts, its sandbox, its comments and PRs): a private repository's never reaches a public one."""
+    return not source.private or target_private
+
+
+def withheld_note(source: LinkedRepoState) -> str:
+    return (
+        f"🔒 `{source.repo}` is private and this issue's repository is public: nothing of it reaches this "
+        "run's model, sandbox, comments or pull requests"
+    )

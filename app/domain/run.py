@@ -41,6 +41,8 @@ class IssueContext(BaseModel):
     config: RepoConfig
     repo_files: list[str] = Field(default_factory=list)
     repo_files_total: int = 0
+    private: bool = False  # the issue's repository (unknown: treated as public, the safe side)
+    linked_files: dict[str, list[str]] = Field(default_factory=dict)  # other readable repositories' files
 
 
 class Classification(BaseModel):
@@ -95,6 +97,9 @@ class LinkedRepoState(BaseModel):
     repo_id: int
     access: Literal["read", "write"]
     private: bool
+    clone_url: str = ""
+    default_branch: str = "main"
+    shown: bool = True  # its content may reach this run (see app.domain.linking.may_flow)
 
 
 class TaskRecord(BaseModel):

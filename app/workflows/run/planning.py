@@ -9,10 +9,10 @@ from temporalio.exceptions import ActivityError
 with workflow.unsafe.imports_passed_through():
     from app.contracts import activities as act
     from app.contracts.io import GateInput, LinkedQuery, ListFilesInput, LoadIssueInput, ReactInput
-    from app.domain.linking import admit
+    from app.domain.linking import admit, may_flow, withheld_note
     from app.domain.plan import Plan
     from app.domain.repo_config import RepoConfigError, parse_repo_config
-    from app.domain.run import IssueContext, RunPhase
+    from app.domain.run import IssueContext, RepoRef, RunPhase
     from app.domain.scheduling import add_tasks
     from app.workflows.calls import call
     from app.workflows.run.context import Run
@@ -26,7 +26,24 @@ async def slot(run: Run, action: str) -> None:
 LINKED_REPOSITORIES = "linked-repositories"  # patched(): `repositories:` in the settings are checked
 
 
-async def link_repositories(run: Run) -> None:
+async def linked_files(run: Run) -> dict[str, list[str]]:
+    """The file lists of the other repositories whose content may reach this run, for the planner."""
+    out: dict[str, list[str]] = {}
+    for linked in run.state.linked:
+        if not linked.shown:
+            continue
+        ref = RepoRef(
+            installation_id=run.inp.repo.installation_id,
+            owner=linked.repo.split("/")[0],
+            name=linked.repo.split("/")[1],
+            repo_id=linked.repo_id,
+        )
+        listing = ListFilesInput(repo=ref, clone_url=linked.clone_url, branch=linked.default_branch)
+        out[linked.repo] = (await run.git_call(act.LIST_REPO_FILES, listing)).files
+    return out
+
+
+async def link_repositories(run: Run, private: bool) -> None:
     """The other repositories the settings name: kept when the installation reaches them and the labeler may
     do there what the run would (else left out, or read-only), each such decision said in the status."""
     labeler = run.inp.trigger.sender
@@ -35,6 +52,10 @@ async def link_repositories(run: Run) -> None:
     run.state.linked, said = admit(statuses, labeler, run.inp.repo.full_name)
     for line in said:
         run.state.notice(f"🔗 {line}.")
+    for linked in run.state.linked:
+        linked.shown = may_flow(linked, private)
+        if not linked.shown:
+            run.state.notice(withheld_note(linked) + ".")
 
 
 async def acquire_slot(run: Run) -> None:
@@ -77,8 +98,9 @@ async def plan(run: Run) -> None:
     except RepoConfigError as e:
         raise run.end(RunPhase.FAILED, f"{e}. Fix the file and add the label again.") from e
     run.set_budget()
-    if m.config.repositories and workflow.patched(LINKED_REPOSITORIES):
-        await link_repositories(run)
+    linking = bool(m.config.repositories) and workflow.patched(LINKED_REPOSITORIES)
+    if linking:
+        await link_repositories(run, issue.private)
     base = m.config.base_branch or issue.default_branch
     files = await run.git_call(
         act.LIST_REPO_FILES, ListFilesInput(repo=repo, clone_url=issue.clone_url, branch=base)
@@ -94,7 +116,10 @@ async def plan(run: Run) -> None:
         config=m.config,
         repo_files=files.files,
         repo_files_total=files.total,
+        private=issue.private,
     )
+    if linking:
+        m.context.linked_files = await linked_files(run)
     limits = run.inp.limits
     m.model = m.config.model or limits.model
     m.max_tasks = min(m.config.max_tasks or limits.max_tasks, limits.max_tasks)
