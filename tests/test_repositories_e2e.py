@@ -1,8 +1,9 @@
 """Runs across repositories (issue #22), the first part: the repositories a run's settings name
 (`repositories:` in `.github/otto.yml`) are checked against GitHub before planning — the installation must
 reach each, and the person who labeled the issue must be allowed there what the run would do. What is left
-out or narrowed is said in the status comment; the rest is listed there, and the planner reads their files —
-except a private repository's when the issue's repository is public (a canary checked in every request)."""
+out or narrowed is said in the status comment; the rest is listed there, the planner reads their files and
+every attempt reads their checkouts (read-only) — except a private repository's when the issue's repository
+is public (a canary checked in every model request and comment, and absent from the sandbox)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from collections.abc import Callable
 
 from app.domain.run import LinkedRepoState
 from tests.e2e import Otto, Repo, eventually, label_new_issue, settled, wait_for_state
-from tests.test_failures_e2e import SINGLE, SINGLE_AGENTS, scenario
+from tests.test_failures_e2e import SINGLE, SINGLE_AGENTS, run, scenario
 
 LINKED = """verify: python -m pytest -q
 repositories:
@@ -114,3 +115,41 @@ async def test_the_planner_reads_other_repositories_but_a_private_ones_never_rea
     assert [x.shown for x in again.linked] == [True, True]
     (plan2,) = [q for q in otto.world.model.requests if q.role == "plan" and q.run.endswith(f"#{second}")]
     assert f"{CANARY}.py" in json.dumps(plan2.body)
+
+
+async def test_an_attempt_reads_the_other_repositories_read_only_and_never_a_withheld_one(
+    otto: Otto, repo: Callable[..., Repo]
+) -> None:
+    r = repo()
+    sim = otto.sim
+    links = f"  - {{repo: {r.owner}/api}}\n  - {{repo: {r.owner}/vault}}\n"
+    settings = f"verify: python -m pytest -q\nrepositories:\n{links}"
+    sim.push_commit(
+        r.owner, r.name, "main", {".github/otto.yml": settings}, "Link repositories", r.maintainer
+    )
+    sim.create_repo(r.owner, "api", {"api/VERSION": "42\n"}, private=False)
+    sim.create_repo(r.owner, "vault", {"key.txt": f"{CANARY}\n"})
+    for name in ("api", "vault"):
+        sim.set_permission(r.owner, name, r.maintainer, "read")
+    sim.repo(r.owner, r.name).private = False
+    root = f"/otto/repos/{r.owner}"
+    agents = {
+        "t1": [
+            run(f"cat {root}/api/api/VERSION > seen.txt; cat {root}/vault/key.txt >> seen.txt 2>&1 || true"),
+            run(f"echo tampered > {root}/api/api/VERSION 2>&1 || echo refused >> seen.txt"),
+            {"text": "Recorded the API's version."},
+        ]
+    }
+    otto.world.model.load(scenario(SINGLE, agents))
+    number, rid = label_new_issue(sim, r)
+    state = await wait_for_state(otto.client, rid, number, settled)
+    seen = sim.read_file(r.owner, r.name, state.record("t1").branch, "seen.txt") or ""
+    lines = seen.splitlines()
+    assert lines[0] == "42"  # the public repository, read from its mount
+    assert "No such file or directory" in lines[1]  # the private one is not there at all
+    assert lines[-1] == "refused"  # read-only
+    assert sim.read_file(r.owner, "api", "main", "api/VERSION") == "42\n"
+    assert all(CANARY not in json.dumps(q.body) for q in otto.world.model.requests)
+    prompt = json.dumps(otto.world.model.requests_for("agent", "t1")[0].body)
+    assert f"{root}/api (`{r.owner}/api` at `main`)" in prompt
+    assert "vault" not in prompt

@@ -64,6 +64,8 @@ from app.verify import VerifyPlan, VerifyResult, resolve_plan, run_setup, run_ve
 from app.workspace import MergeConflict, PushRejected, RemoteUnavailable, Workspace, Worktree
 from app.workspace.checkouts import SANDBOX_OBJECTS
 
+LINKED_ROOT = "/otto/repos"  # where an attempt's sandbox sees the other repositories it may read
+
 log = logging.getLogger("otto.attempt")
 
 LOG_TAIL_BYTES = 3_000
@@ -126,6 +128,7 @@ class Attempt:
     identity: GitIdentity | None = None
     people_changes: list[str] = field(default_factory=list)  # commits people pushed to the task's branch
     conflicts: list[str] | None = None  # the base merged in: None not asked, else the conflicted paths
+    linked: dict[str, Worktree] = field(default_factory=dict)  # other repositories' read-only checkouts
     mirror: Path | None = None
     remote_sha: str | None = None  # the task branch's head as Otto knows it
     worktree: Worktree | None = None
@@ -168,6 +171,7 @@ class Attempt:
         unpushed = await asyncio.to_thread(self._unpushed) if resumed is None else None
         if unpushed is not None:
             self.worktree = await asyncio.to_thread(self._restore, unpushed)
+            await self.check_out_linked()
             self.agent = self._agent()
             return WorkInProgress(sha=unpushed.sha, summary=unpushed.summary)
         self.worktree = await asyncio.to_thread(
@@ -188,6 +192,7 @@ class Attempt:
                 self.conflicts = await asyncio.to_thread(
                     ws.merge_in, self.worktree, inp.base_branch, self.identity
                 )
+        await self.check_out_linked()
         self.agent = self._agent()
         return resumed
 
@@ -285,7 +290,20 @@ class Attempt:
         wt = self.worktree
         assert wt is not None
         objects = ((wt.objects, SANDBOX_OBJECTS),) if self.svc.sandbox.enabled else ()
-        return Mounts(workdir=wt.path, home=wt.home, tmp=wt.tmp, ro_binds=objects)
+        linked = tuple((other.path, f"{LINKED_ROOT}/{repo}") for repo, other in self.linked.items())
+        return Mounts(workdir=wt.path, home=wt.home, tmp=wt.tmp, ro_binds=objects + linked)
+
+    async def check_out_linked(self) -> None:
+        """The other repositories this attempt may read, each checked out from its own mirror (their files
+        only reach the sandbox through :meth:`mounts`, read-only)."""
+        ws, inp = self.svc.workspace, self.inp
+        assert self.identity is not None
+        for link in inp.linked:
+            mirror = await asyncio.to_thread(ws.sync_mirror, link.repo, link.clone_url, self.token)
+            name = f"{inp.run_id}-{inp.task.id}-{inp.attempt}-{link.repo}"
+            self.linked[link.repo] = await asyncio.to_thread(
+                ws.create_worktree, mirror, name, link.branch, [], None, self.identity
+            )
 
     def _agent(self) -> Agent:
         s, inp, sandbox = self.svc.settings, self.inp, self.svc.sandbox
@@ -657,6 +675,11 @@ class Attempt:
             learnings=quote_untrusted("learnings", inp.learnings) if inp.learnings else "",
             guidance=quote_untrusted("guidance", inp.guidance) if inp.guidance else "",
             base_merged=self.conflicts is not None,
+            linked=[
+                f"{LINKED_ROOT}/{m.repo} (`{m.repo}` at `{m.branch}`)"
+                for m in inp.linked
+                if m.repo in self.linked
+            ],
             conflicts=self.conflicts or [],
             base_branch=inp.base_branch,
             people_changes=(
@@ -672,6 +695,8 @@ class Attempt:
     async def release(self) -> None:
         if self.worktree is not None:
             await asyncio.to_thread(self.svc.workspace.remove_worktree, self.worktree)
+        for other in self.linked.values():
+            await asyncio.to_thread(self.svc.workspace.remove_worktree, other)
 
 
 def setup_network(settings: Settings, config: RepoConfig) -> bool:

@@ -37,6 +37,15 @@ class PlanResult(ModelOutcome):
     tasks: list[PlannedTask]
 
 
+class LinkedMount(BaseModel):
+    """Another repository an attempt may read, checked out at ``branch`` and mounted read-only in its sandbox
+    at ``/otto/repos/<owner>/<name>`` (for the agent and the checks; never for setup's networked step)."""
+
+    repo: str  # owner/name
+    clone_url: str
+    branch: str
+
+
 class TaskInput(BaseModel):
     run_id: str
     repo: RepoRef
@@ -60,6 +69,7 @@ class TaskInput(BaseModel):
     stacked_on: int | None = None  # the dependency's PR this one is stacked on
     resumes: int = 0  # times this attempt was taken up again after an outage interrupted it
     bring_in_base: bool = False  # its PR conflicts with the base branch: merge the base in first
+    linked: list[LinkedMount] = Field(default_factory=list)  # other repositories it may read
 
 
 class TaskResult(BaseModel):

@@ -15,7 +15,7 @@ from temporalio.workflow import ActivityCancellationType
 with workflow.unsafe.imports_passed_through():
     from app.contracts import activities as act
     from app.contracts.failures import NON_RETRYABLE, FailureKind
-    from app.contracts.io import TaskInput, TaskResult
+    from app.contracts.io import LinkedMount, TaskInput, TaskResult
     from app.domain.outages import Waiting
     from app.domain.run import LEARNINGS_KEPT, AttemptRecord, TaskRecord, TaskStatus
     from app.domain.scheduling import NEEDS_DECISION, pending, pr_base, ready, skip_blocked
@@ -95,6 +95,11 @@ async def attempt(
         history=list(rec.history),
         stacked_on=stacked.pr_number if stacked is not None else None,
         bring_in_base=rec.conflicts_at is not None,
+        linked=[
+            LinkedMount(repo=link.repo, clone_url=link.clone_url, branch=link.default_branch)
+            for link in run.state.linked
+            if link.shown  # a private repository's content never reaches a public repository's run
+        ],
     )
     rec.pr_base = task_input.pr_base
     head_before = rec.head_sha
