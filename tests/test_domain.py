@@ -254,3 +254,15 @@ def test_linked_repositories_are_admitted_by_the_labelers_permission_and_the_ins
         "`b/far` is left out: this App's installation does not reach it (add it there)",
         "`a/web` is this issue's own repository (listed in `repositories:` by mistake)",
     ]
+
+
+def test_a_private_repositorys_content_flows_only_to_private_runs_or_where_it_consents() -> None:
+    from app.domain.linking import may_flow
+    from app.domain.run import LinkedRepoState
+
+    vault = LinkedRepoState(repo="a/vault", repo_id=1, access="read", private=True, share_with=["a/web"])
+    open_ = LinkedRepoState(repo="a/api", repo_id=2, access="read", private=False)
+    assert may_flow(open_, target_private=False, target="a/site")
+    assert may_flow(vault, target_private=True, target="a/anything")
+    assert may_flow(vault, target_private=False, target="A/Web")  # its own consent (case-insensitive)
+    assert not may_flow(vault, target_private=False, target="a/site")

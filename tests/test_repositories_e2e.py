@@ -96,7 +96,8 @@ async def test_the_planner_reads_other_repositories_but_a_private_ones_never_rea
     ]
     withheld = (
         f"🔒 `{r.owner}/vault` is private and this issue's repository is public: nothing of it reaches this "
-        "run's model, sandbox, comments or pull requests."
+        "run's model, sandbox, comments or pull requests (its own `.github/otto.yml` can allow this "
+        "repository with `share_with:`)."
     )
     assert withheld in state.notices
     runs = [q for q in otto.world.model.requests if q.run == f"{r.owner}/{r.name}#{number}".lower()]
@@ -153,3 +154,36 @@ async def test_an_attempt_reads_the_other_repositories_read_only_and_never_a_wit
     prompt = json.dumps(otto.world.model.requests_for("agent", "t1")[0].body)
     assert f"{root}/api (`{r.owner}/api` at `main`)" in prompt
     assert "vault" not in prompt
+
+
+async def test_a_private_repositorys_own_settings_can_share_it_with_a_public_one(
+    otto: Otto, repo: Callable[..., Repo]
+) -> None:
+    otto.world.model.load(scenario(SINGLE, SINGLE_AGENTS))
+    r = repo()
+    sim = otto.sim
+    settings = f"verify: python -m pytest -q\nrepositories:\n  - {{repo: {r.owner}/vault}}\n"
+    sim.push_commit(
+        r.owner, r.name, "main", {".github/otto.yml": settings}, "Link repositories", r.maintainer
+    )
+    consent = f"share_with: [{r.owner}/{r.name}]\n"
+    sim.create_repo(r.owner, "vault", {f"{CANARY}.py": "X = 1\n", ".github/otto.yml": consent})
+    sim.set_permission(r.owner, "vault", r.maintainer, "read")
+    sim.repo(r.owner, r.name).private = False
+    number, rid = label_new_issue(sim, r)
+    state = await wait_for_state(otto.client, rid, number, settled)
+    assert [(x.repo, x.private, x.shown) for x in state.linked] == [(f"{r.owner}/vault", True, True)]
+    assert not any(n.startswith("🔒") for n in state.notices)
+    (plan,) = [
+        q
+        for q in otto.world.model.requests
+        if q.role == "plan" and q.run == f"{r.owner}/{r.name}#{number}".lower()
+    ]
+    assert f"{CANARY}.py" in json.dumps(plan.body)
+    # a consent to some other repository is no consent to this one
+    sim.push_commit(
+        r.owner, "vault", "main", {".github/otto.yml": "share_with: [someone/else]\n"}, "Narrow", r.maintainer
+    )
+    second, _ = label_new_issue(sim, r, title="Again")
+    again = await wait_for_state(otto.client, rid, second, settled)
+    assert [x.shown for x in again.linked] == [False]

@@ -55,7 +55,7 @@ from app.domain.linking import LinkedStatus
 from app.domain.links import run_url
 from app.domain.redact import redact
 from app.domain.render import refusal_marker, render_refusal, render_status, restate_merged, status_marker
-from app.domain.repo_config import CONFIG_PATH
+from app.domain.repo_config import CONFIG_PATH, RepoConfigError, parse_repo_config
 from app.domain.run import WRITE_PERMISSIONS, RepoRef, RunState
 from app.domain.snapshot import RunSnapshot, advance
 from app.github_auth import GitHubApp
@@ -491,6 +491,11 @@ class GitHubActivities:
                 continue
             inst = q.repo.installation_id
             ref = RepoRef(installation_id=inst, owner=data.owner.login, name=data.name, repo_id=data.id)
+            there = await self.repo(ref)
+            try:  # its own settings: a private repository's consent to be read by public ones
+                share_with = parse_repo_config(await there.config_text(data.default_branch)).share_with
+            except RepoConfigError:
+                share_with = []  # a broken file consents to nothing
             out.append(
                 LinkedStatus(
                     repo=link.repo,
@@ -499,7 +504,8 @@ class GitHubActivities:
                     repo_id=data.id,
                     full_name=data.full_name,
                     private=bool(data.private),
-                    permission=await (await self.repo(ref)).permission(q.login),
+                    permission=await there.permission(q.login),
+                    share_with=share_with,
                     clone_url=data.clone_url,
                     default_branch=data.default_branch,
                 )

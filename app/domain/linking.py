@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from app.domain.run import WRITE_PERMISSIONS, LinkedRepoState
 
@@ -27,6 +27,7 @@ class LinkedStatus(BaseModel):
     permission: str = "none"  # the labeler's there: admin|maintain|write|triage|read|none
     clone_url: str = ""
     default_branch: str = "main"
+    share_with: list[str] = Field(default_factory=list)  # its own settings' consent to public repositories
 
 
 def admit(
@@ -61,19 +62,22 @@ def admit(
                 private=s.private,
                 clone_url=s.clone_url,
                 default_branch=s.default_branch,
+                share_with=[n.lower() for n in s.share_with],
             )
         )
     return kept, said
 
 
-def may_flow(source: LinkedRepoState, target_private: bool) -> bool:
-    """Whether content of ``source`` may reach what the run shows in a repository of that visibility (its
-    model's prompts, its sandbox, its comments and PRs): a private repository's never reaches a public one."""
-    return not source.private or target_private
+def may_flow(source: LinkedRepoState, target_private: bool, target: str) -> bool:
+    """Whether content of ``source`` may reach what the run shows in ``target`` (its model's prompts, its
+    sandbox, its comments and PRs): a private repository's never reaches a public one, unless the private
+    repository's own settings list that one in ``share_with`` (its maintainers' consent, not the run's)."""
+    return not source.private or target_private or target.lower() in source.share_with
 
 
 def withheld_note(source: LinkedRepoState) -> str:
     return (
         f"🔒 `{source.repo}` is private and this issue's repository is public: nothing of it reaches this "
-        "run's model, sandbox, comments or pull requests"
+        "run's model, sandbox, comments or pull requests (its own `.github/otto.yml` can allow this "
+        "repository with `share_with:`)"
     )

@@ -42,6 +42,8 @@ class RepoConfig(BaseModel):
     network: Literal["none", "setup"] = "none"  # setup: the setup step may reach public registries
     plan_approval: bool = False  # wait for a writer's `/otto go` (or `/otto plan <feedback>`) after planning
     repositories: list[LinkedRepo] = Field(default_factory=list, max_length=10)
+    # a private repository's own consent: the public repositories whose runs may read it (owner/name)
+    share_with: list[str] = Field(default_factory=list, max_length=50)
 
     @field_validator("repositories")
     @classmethod

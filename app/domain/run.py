@@ -100,6 +100,7 @@ class LinkedRepoState(BaseModel):
     clone_url: str = ""
     default_branch: str = "main"
     shown: bool = True  # its content may reach this run (see app.domain.linking.may_flow)
+    share_with: list[str] = Field(default_factory=list)  # its own settings' consent (lower-cased)
 
 
 class TaskRecord(BaseModel):

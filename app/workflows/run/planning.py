@@ -53,7 +53,7 @@ async def link_repositories(run: Run, private: bool) -> None:
     for line in said:
         run.state.notice(f"🔗 {line}.")
     for linked in run.state.linked:
-        linked.shown = may_flow(linked, private)
+        linked.shown = may_flow(linked, private, run.inp.repo.full_name)
         if not linked.shown:
             run.state.notice(withheld_note(linked) + ".")
 
