@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
-from app.domain.run import LinkedRepoState
+from app.domain.run import LinkedRepoState, TaskStatus
 from tests.e2e import Otto, Repo, eventually, label_new_issue, settled, wait_for_state
-from tests.test_failures_e2e import SINGLE, SINGLE_AGENTS, run, scenario
+from tests.test_failures_e2e import SINGLE, SINGLE_AGENTS, create, run, scenario, task
 
 LINKED = """verify: python -m pytest -q
 repositories:
@@ -187,3 +187,95 @@ async def test_a_private_repositorys_own_settings_can_share_it_with_a_public_one
     second, _ = label_new_issue(sim, r, title="Again")
     again = await wait_for_state(otto.client, rid, second, settled)
     assert [x.shown for x in again.linked] == [False]
+
+
+API_CORE = "def version():\n    return 1\n"
+API_TEST = "from api.core import version\n\n\ndef test_version():\n    assert version()\n"
+API_HELLO = 'def version():\n    return 1\n\n\ndef hello():\n    return "hi"\n'
+
+
+async def test_a_change_set_across_two_repositories_checks_the_client_against_the_new_api_and_merges_in_order(
+    otto: Otto, repo: Callable[..., Repo]
+) -> None:
+    r = repo()
+    sim, m = otto.sim, r.maintainer
+    mount = f"/otto/repos/{r.owner}/api"
+    link = f"  - {{repo: {r.owner}/api, access: write}}\n"
+    web_settings = f"verify: PYTHONPATH={mount} python -m pytest -q\nrepositories:\n{link}"
+    sim.push_commit(r.owner, r.name, "main", {".github/otto.yml": web_settings}, "Link the API", m)
+    sim.create_repo(
+        r.owner,
+        "api",
+        {
+            "api/__init__.py": "",
+            "api/core.py": API_CORE,
+            "tests/test_core.py": API_TEST,
+            ".github/otto.yml": "verify: python -m pytest -q\n",
+        },
+    )
+    sim.set_permission(r.owner, "api", m, "write")
+    api_task = {**task("t1", "Add hello to the API"), "repo": f"{r.owner}/api"}
+    web_task = task("t2", "Greet with the API's hello", "t1")
+    agents = {
+        "t1": [create("api/core.py", API_HELLO), {"text": "Added api.core.hello()."}],
+        "t2": [
+            create(
+                "tests/test_uses_api.py",
+                'from api.core import hello\n\n\ndef test_hello():\n    assert hello() == "hi"\n',
+            ),
+            {"text": "The web side uses hello()."},
+        ],
+    }
+    otto.world.model.load(scenario([api_task, web_task], agents))
+    number, rid = label_new_issue(
+        sim, r, title="Say hi through the API", body="Add hello() to the API and use it."
+    )
+    state = await wait_for_state(otto.client, rid, number, settled)
+    t1, t2 = state.record("t1"), state.record("t2")
+    assert t1.repo is not None
+    assert (t1.repo.full_name, t1.status, t2.repo, t2.status) == (
+        f"{r.owner}/api",
+        TaskStatus.PASSED,
+        None,
+        TaskStatus.PASSED,
+    )
+    (api_pr,) = sim.pulls(r.owner, "api")
+    (web_pr,) = sim.pulls(r.owner, r.name)
+    assert api_pr.head_ref == t1.branch
+    assert web_pr.base_ref == "main"  # not stacked on a branch of another repository
+    assert f"Part of {r.owner}/{r.name}#{number} — task **t1**" in api_pr.body
+    assert api_pr.title == f"[Otto {r.owner}/{r.name}#{number}] Add hello to the API"
+    # the web task's checks ran against the API task's branch, mounted read-only (they pass only with hello())
+    assert "2 passed" in t2.verify_log_tail  # its own test and the one importing api.core.hello
+    status = await eventually(
+        lambda: next(
+            (
+                c.body
+                for c in sim.comments(r.owner, r.name, number)
+                if f"[{r.owner}/api#{api_pr.number}]" in c.body
+            ),
+            None,
+        )
+    )
+    assert f"**t1** `{r.owner}/api` Add hello to the API" in status
+
+    # the web PR approved first waits for the API's; the API's approval merges both, in order
+    sim.submit_review(r.owner, r.name, web_pr.number, m, "APPROVED", commit_id=t2.head_sha)
+    waiting = await eventually(
+        lambda: next(
+            (c.body for c in sim.comments(r.owner, r.name, web_pr.number) if "will merge after" in c.body),
+            None,
+        )
+    )
+    assert f"Approved. This will merge after {r.owner}/api#{api_pr.number}." in waiting
+    assert sim.read_file(r.owner, r.name, "main", "tests/test_uses_api.py") is None
+    sim.submit_review(r.owner, "api", api_pr.number, m, "APPROVED", commit_id=t1.head_sha)
+    done = await wait_for_state(otto.client, rid, number, lambda s: s.phase.final)
+    assert done.phase.value == "done", done.reason
+    assert sim.read_file(r.owner, "api", "main", "api/core.py") == API_HELLO
+    assert sim.read_file(r.owner, r.name, "main", "tests/test_uses_api.py") is not None
+    api_merge = sim.pull(r.owner, "api", api_pr.number).merged_at
+    web_merge = sim.pull(r.owner, r.name, web_pr.number).merged_at
+    assert api_merge is not None
+    assert web_merge is not None
+    assert api_merge <= web_merge

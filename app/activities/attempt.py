@@ -113,6 +113,12 @@ class Services:
         return self.app.cached_tokens() + self.settings.secret_values()
 
 
+def issue_ref(inp: TaskInput) -> str:
+    """The issue as a PR or commit in the task's repository links it: ``#7``, or ``acme/web#7`` from another
+    repository."""
+    return f"{inp.issue_repo}#{inp.issue_number}" if inp.issue_repo else f"#{inp.issue_number}"
+
+
 def attempt_trailer(inp: TaskInput) -> str:
     return f"{TRAILER}: {inp.task.id}/{inp.attempt}"
 
@@ -331,7 +337,7 @@ class Attempt:
             ),
             # a later attempt is a new conversation, told apart in logs and scripted scenarios
             task_id=inp.task.id if inp.attempt == 1 else f"{inp.task.id}.{inp.attempt}",
-            run=run_ref(inp.repo.full_name, inp.issue_number),
+            run=run_ref(inp.issue_repo or inp.repo.full_name, inp.issue_number),
             model=inp.model,
             max_steps=s.agent_max_steps,
             transcript=Transcript(self.artifacts / "transcript.jsonl", self.svc.secrets()),
@@ -499,6 +505,7 @@ class Attempt:
         body = render_pr_body(
             run_id=inp.run_id,
             issue_number=inp.issue_number,
+            issue_ref=issue_ref(inp),
             task=inp.task,
             summary=self.result.summary,
             files=files,
@@ -516,7 +523,7 @@ class Attempt:
             base_branch=inp.base_branch,
             notes=note_text(self.notes, self.result.note),
         )
-        title = f"[Otto #{inp.issue_number}] {inp.task.title}"
+        title = f"[Otto {issue_ref(inp)}] {inp.task.title}"
         pr = await gh.upsert_draft_pr(
             head=inp.branch, base=pr_base, title=title, body=redact(body, svc.secrets())
         )
@@ -602,7 +609,7 @@ class Attempt:
         why = "" if inp.attempt == 1 else f"Attempt {inp.attempt} of this task; why: {inp.trigger}.\n\n"
         message = (
             f"{title}{suffix}\n\n{why}"
-            f"Part of #{inp.issue_number} (Otto task {inp.task.id}, attempt {inp.attempt}).\n\n"
+            f"Part of {issue_ref(inp)} (Otto task {inp.task.id}, attempt {inp.attempt}).\n\n"
             f"{attempt_trailer(inp)}"
         )
         return await asyncio.to_thread(
@@ -669,7 +676,8 @@ class Attempt:
             "agent_user",
             task=inp.task,
             issue_number=inp.issue_number,
-            repo=inp.repo.full_name,
+            repo=inp.issue_repo or inp.repo.full_name,
+            changes=inp.repo.full_name if inp.issue_repo else "",
             issue_title=quote_untrusted("issue title", inp.issue_title, limit=500),
             dependencies=inp.task.depends_on,
             learnings=quote_untrusted("learnings", inp.learnings) if inp.learnings else "",

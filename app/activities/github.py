@@ -55,7 +55,7 @@ from app.domain.linking import LinkedStatus
 from app.domain.links import run_url
 from app.domain.redact import redact
 from app.domain.render import refusal_marker, render_refusal, render_status, restate_merged, status_marker
-from app.domain.repo_config import CONFIG_PATH, RepoConfigError, parse_repo_config
+from app.domain.repo_config import CONFIG_PATH, RepoConfig, RepoConfigError, parse_repo_config
 from app.domain.run import WRITE_PERMISSIONS, RepoRef, RunState
 from app.domain.snapshot import RunSnapshot, advance
 from app.github_auth import GitHubApp
@@ -299,9 +299,12 @@ def _task_pull_of(pr: Any, repo_id: int, bot_login: str) -> TaskPull | None:
     if pr.user is None or pr.user.login != bot_login:
         return None
     m = _TASK_MARKER.search(pr.body or "")
-    if m is None or int(m.group("repo")) != repo_id:
-        return None  # a writer may edit the body: a marker naming another repository's run is not Otto's
+    if m is None:
+        return None
+    # the marker may name a run of another repository (a change set's task PR): that run checks that the
+    # task is this repository's (``repo_id``) — a writer who edits a body to point elsewhere changes nothing
     return TaskPull(
+        repo_id=repo_id,
         pr_number=pr.number,
         run_id=m.group("run"),
         task_id=m.group("task"),
@@ -492,10 +495,10 @@ class GitHubActivities:
             inst = q.repo.installation_id
             ref = RepoRef(installation_id=inst, owner=data.owner.login, name=data.name, repo_id=data.id)
             there = await self.repo(ref)
-            try:  # its own settings: a private repository's consent to be read by public ones
-                share_with = parse_repo_config(await there.config_text(data.default_branch)).share_with
+            try:  # its own settings: its checks, and a private repository's consent to public ones
+                config = parse_repo_config(await there.config_text(data.default_branch))
             except RepoConfigError:
-                share_with = []  # a broken file consents to nothing
+                config = RepoConfig()  # a broken file consents to nothing
             out.append(
                 LinkedStatus(
                     repo=link.repo,
@@ -505,7 +508,8 @@ class GitHubActivities:
                     full_name=data.full_name,
                     private=bool(data.private),
                     permission=await there.permission(q.login),
-                    share_with=share_with,
+                    share_with=config.share_with,
+                    config=config,
                     clone_url=data.clone_url,
                     default_branch=data.default_branch,
                 )

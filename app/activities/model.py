@@ -74,6 +74,21 @@ def run_report(tasks: list[TaskRecord], failed: list[str], learnings: list[str])
     return "\n\n".join(parts)
 
 
+def check_repositories(plan: Plan, own: str, writable: list[str]) -> None:
+    """Each task changes the issue's repository or one this run may change; the names normalised."""
+    allowed = {w.lower(): w for w in writable}
+    for t in plan.tasks:
+        if t.repo is None or t.repo.lower() == own.lower():
+            t.repo = None
+        elif t.repo.lower() in allowed:
+            t.repo = allowed[t.repo.lower()]
+        else:
+            may = ", ".join([own, *writable])
+            raise ValueError(
+                f"task {t.id} names repository {t.repo}, which this run may not change ({may} only)"
+            )
+
+
 def issue_message(inp: ModelInput) -> str:
     ctx = inp.context
     files = ctx.repo_files[:FILES_SHOWN]
@@ -88,6 +103,7 @@ def issue_message(inp: ModelInput) -> str:
         files_shown=len(files),
         files_total=ctx.repo_files_total,
         files=quote_untrusted("file list", "\n".join(files)),
+        writable=ctx.writable,
         linked=[
             (
                 name,
@@ -184,6 +200,7 @@ class ModelActivities:
             usage = usage + reply.usage
             try:
                 plan = Plan.model_validate(extract_json_object(reply.text))
+                check_repositories(plan, inp.repo.full_name, inp.context.writable)
                 if len(plan.tasks) > inp.max_tasks:
                     raise ValueError(
                         f"the plan has {len(plan.tasks)} tasks; at most {inp.max_tasks} are allowed"

@@ -70,6 +70,7 @@ class TaskInput(BaseModel):
     resumes: int = 0  # times this attempt was taken up again after an outage interrupted it
     bring_in_base: bool = False  # its PR conflicts with the base branch: merge the base in first
     linked: list[LinkedMount] = Field(default_factory=list)  # other repositories it may read
+    issue_repo: str = ""  # owner/name of the issue's repository, when the task changes another one
 
 
 class TaskResult(BaseModel):
@@ -205,6 +206,7 @@ class TaskPullsQuery(BaseModel):
 
 class TaskPull(BaseModel):
     pr_number: int = 0
+    repo_id: int = 0  # the PR's repository (a task may change another repository than its run's issue's)
     run_id: str
     task_id: str
     issue_number: int

@@ -148,6 +148,7 @@ class BaseMoved(BaseModel):
 class BaseSignal(BaseModel):
     task_id: str
     pr_number: int
+    repo_id: int = 0  # the PR's repository (0: the issue's — older signals)
     branch: str
     sha: str
     sender: str
@@ -221,6 +222,7 @@ DeliveryRequest = Annotated[
 class ReviewSignal(BaseModel):
     task_id: str
     pr_number: int
+    repo_id: int = 0  # the PR's repository (0: the issue's — older signals)
     state: Literal["approved", "changes_requested"]
     commit_id: str | None
     reviewer: str
@@ -232,6 +234,7 @@ class ReviewSignal(BaseModel):
 class PullSignal(BaseModel):
     task_id: str
     pr_number: int
+    repo_id: int = 0  # the PR's repository (0: the issue's — older signals)
     action: PullAction
     merged: bool
     head_sha: str
@@ -242,12 +245,14 @@ class PullSignal(BaseModel):
 class CiSignal(BaseModel):
     task_id: str
     pr_number: int
+    repo_id: int = 0  # the PR's repository (0: the issue's — older signals)
     head_sha: str
     app_name: str
 
 
 class RetryRequest(BaseModel):
     task_id: str
+    repo_id: int = 0  # the repository of the PR it was asked on (0: the issue's)
     guidance: str = ""
     sender: str
     comment_id: int | None = None
@@ -267,6 +272,7 @@ class MergeRequest(BaseModel):
     """`/otto merge` on a task's PR: merge it as it is, although its checks fail."""
 
     task_id: str
+    repo_id: int = 0  # the PR's repository (0: the issue's)
     sender: str
     pr_number: int
     comment_id: int | None = None

@@ -10,6 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from app.domain.repo_config import RepoConfig
 from app.domain.run import WRITE_PERMISSIONS, LinkedRepoState
 
 READ_PERMISSIONS = WRITE_PERMISSIONS | {"triage", "read"}
@@ -28,6 +29,7 @@ class LinkedStatus(BaseModel):
     clone_url: str = ""
     default_branch: str = "main"
     share_with: list[str] = Field(default_factory=list)  # its own settings' consent to public repositories
+    config: RepoConfig | None = None  # its own `.github/otto.yml` (for tasks there: their checks, limits)
 
 
 def admit(
@@ -63,6 +65,7 @@ def admit(
                 clone_url=s.clone_url,
                 default_branch=s.default_branch,
                 share_with=[n.lower() for n in s.share_with],
+                config=s.config,
             )
         )
     return kept, said

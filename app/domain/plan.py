@@ -17,6 +17,9 @@ class PlannedTask(BaseModel):
     acceptance: list[str] = Field(default_factory=list, max_length=20)
     files: list[str] = Field(default_factory=list, max_length=50)
     depends_on: list[str] = Field(default_factory=list)
+    repo: str | None = Field(
+        default=None, max_length=140
+    )  # owner/name of another repository (None: the issue's)
 
     @field_validator("title")
     @classmethod

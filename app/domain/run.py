@@ -41,6 +41,7 @@ class IssueContext(BaseModel):
     config: RepoConfig
     repo_files: list[str] = Field(default_factory=list)
     repo_files_total: int = 0
+    writable: list[str] = Field(default_factory=list)  # other repositories tasks may change (owner/name)
     private: bool = False  # the issue's repository (unknown: treated as public, the safe side)
     linked_files: dict[str, list[str]] = Field(default_factory=dict)  # other readable repositories' files
 
@@ -101,12 +102,14 @@ class LinkedRepoState(BaseModel):
     default_branch: str = "main"
     shown: bool = True  # its content may reach this run (see app.domain.linking.may_flow)
     share_with: list[str] = Field(default_factory=list)  # its own settings' consent (lower-cased)
+    config: RepoConfig | None = None  # its own settings (tasks there run its checks)
 
 
 class TaskRecord(BaseModel):
     task: PlannedTask
     batch: int
     branch: str
+    repo: RepoRef | None = None  # the repository it changes (None: the issue's)
     status: TaskStatus = TaskStatus.PENDING
     attempts: int = 0
     pr_number: int | None = None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from app.domain.links import labeling_of
 from app.domain.plan import Plan, PlannedTask, batches, branch_name
-from app.domain.run import RunState, TaskRecord, TaskStatus
+from app.domain.run import RepoRef, RunState, TaskRecord, TaskStatus
 
 DONE_WITH_BRANCH = (TaskStatus.PASSED, TaskStatus.FAILED, TaskStatus.MERGED)
 RESOLVED = (TaskStatus.MERGED, TaskStatus.ABANDONED, TaskStatus.SKIPPED)
@@ -22,7 +22,23 @@ def add_tasks(state: RunState, tasks: list[PlannedTask], first_batch: int) -> No
     level_of = {tid: i for i, level in enumerate(levels) for tid in level}
     for t in tasks:
         branch = branch_name(state.issue_number, t, labeling_of(state.run_id))
-        state.tasks.append(TaskRecord(task=t, batch=first_batch + level_of[t.id], branch=branch))
+        repo = repo_ref_of(state, t.repo)
+        state.tasks.append(TaskRecord(task=t, batch=first_batch + level_of[t.id], branch=branch, repo=repo))
+
+
+def same_repo(a: TaskRecord, b: TaskRecord) -> bool:
+    return (a.repo.repo_id if a.repo else 0) == (b.repo.repo_id if b.repo else 0)
+
+
+def repo_ref_of(state: RunState, name: str | None) -> RepoRef | None:
+    """The linked repository a task names (None: the issue's own)."""
+    if not name or name.lower() == state.repo.full_name.lower():
+        return None
+    link = next((x for x in state.linked if x.repo.lower() == name.lower()), None)
+    if link is None:
+        return None
+    owner, _, repo = link.repo.partition("/")
+    return RepoRef(installation_id=state.repo.installation_id, owner=owner, name=repo, repo_id=link.repo_id)
 
 
 def pending(state: RunState) -> list[TaskRecord]:
@@ -53,7 +69,8 @@ def skip_blocked(state: RunState) -> None:
 
 def pr_base(state: RunState, rec: TaskRecord, base_branch: str) -> str:
     """Stacked on its dependency's branch while it has exactly one unmerged dependency, else the base."""
-    unmerged = [d for d in rec.task.depends_on if state.record(d).status != TaskStatus.MERGED]
+    same = [d for d in rec.task.depends_on if same_repo(state.record(d), rec)]
+    unmerged = [d for d in same if state.record(d).status != TaskStatus.MERGED]
     if len(unmerged) == 1:
         return state.record(unmerged[0]).branch
     return base_branch

@@ -490,7 +490,11 @@ def create_router(mc: MissionControl) -> APIRouter:
                 f"Guidance is limited to {GUIDANCE_CHARS} characters; nothing was sent.",
             )
         request_ = RetryRequest(
-            task_id=rec.task.id, guidance=guidance, sender=user.login, pr_number=rec.pr_number
+            task_id=rec.task.id,
+            guidance=guidance,
+            sender=user.login,
+            pr_number=rec.pr_number,
+            repo_id=(rec.repo or snap.state.repo).repo_id,
         )
         log.info("%s asked Mission Control to retry %s of %s", user.login, rec.task.id, snap.run_id)
         return await deliver(request, snap, "retry", request_.model_dump(mode="json"))

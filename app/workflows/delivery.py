@@ -144,6 +144,7 @@ class DeliveryWorkflow:
                 branch=request.branch,
                 sha=request.sha,
                 sender=request.sender,
+                repo_id=request.repo.repo_id,
             )
             told += await self._signal(pull.run_id, RunMessage.BASE_MOVED, signal.model_dump(mode="json"))
         return f"told {told} run(s)"
@@ -200,6 +201,7 @@ class DeliveryWorkflow:
             review_id=request.review_id,
             guidance=guidance,
             pr_head_sha=pull.head_sha,
+            repo_id=request.repo.repo_id,
         )
         delivered = await self._signal(pull.run_id, RunMessage.REVIEW, signal.model_dump(mode="json"))
         if not delivered and request.state == "approved" and workflow.patched(ANSWER_ENDED_RUN):
@@ -218,6 +220,7 @@ class DeliveryWorkflow:
             head_sha=request.head_sha,
             sender=request.sender,
             branch_deleted=pull.branch_deleted,
+            repo_id=request.repo.repo_id,
         )
         delivered = await self._signal(pull.run_id, RunMessage.PULL_CHANGED, signal.model_dump(mode="json"))
         if not delivered and request.action != "closed" and workflow.patched(ANSWER_ENDED_RUN):
@@ -260,7 +263,11 @@ class DeliveryWorkflow:
             if pull is None:
                 continue
             signal = CiSignal(
-                task_id=pull.task_id, pr_number=number, head_sha=request.head_sha, app_name=request.app_name
+                task_id=pull.task_id,
+                pr_number=number,
+                head_sha=request.head_sha,
+                app_name=request.app_name,
+                repo_id=request.repo.repo_id,
             )
             signalled += await self._signal(pull.run_id, RunMessage.CI_FAILED, signal.model_dump(mode="json"))
         return f"signalled {signalled} run(s)"
@@ -297,12 +304,23 @@ class DeliveryWorkflow:
         if name == "retry":
             assert task_id is not None
             retry = RetryRequest(
-                task_id=task_id, guidance=text, sender=sender, comment_id=comment, pr_number=request.number
+                task_id=task_id,
+                guidance=text,
+                sender=sender,
+                comment_id=comment,
+                pr_number=request.number,
+                repo_id=request.repo.repo_id,
             )
             return RunMessage.RETRY, retry.model_dump(mode="json")
         if name == "merge":
             assert task_id is not None
-            merge = MergeRequest(task_id=task_id, sender=sender, pr_number=request.number, comment_id=comment)
+            merge = MergeRequest(
+                task_id=task_id,
+                sender=sender,
+                pr_number=request.number,
+                comment_id=comment,
+                repo_id=request.repo.repo_id,
+            )
             return RunMessage.MERGE, merge.model_dump(mode="json")
         if name == "stop":
             return RunMessage.STOP, StopRequest(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Coroutine
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -18,8 +19,8 @@ with workflow.unsafe.imports_passed_through():
     from app.contracts.io import LoadIssueInput, ModelInput, PublishStatus, ReplyInput
     from app.contracts.messages import OutagePolicy, RunInput
     from app.domain.outages import Waiting
-    from app.domain.repo_config import RepoConfigError, parse_repo_config
-    from app.domain.run import RunMemory, RunPhase, RunState
+    from app.domain.repo_config import RepoConfig, RepoConfigError, parse_repo_config
+    from app.domain.run import RepoRef, RunMemory, RunPhase, RunState, TaskRecord
     from app.domain.usage import Usage, run_budget
     from app.workflows.calls import Patience, call, github, outage_of, outlast
 
@@ -40,6 +41,17 @@ def failed_usage(e: ActivityError) -> Usage:
 
 def failure_kind(e: ActivityError) -> str | None:
     return e.cause.type if isinstance(e.cause, ApplicationError) else None
+
+
+@dataclass(frozen=True)
+class Where:
+    """The repository a task changes, with what working there needs."""
+
+    repo: RepoRef
+    clone_url: str
+    base_branch: str
+    config: RepoConfig
+    private: bool
 
 
 class Run:
@@ -69,6 +81,25 @@ class Run:
 
     def stopped(self) -> bool:
         return self.state.stop_requested_by is not None
+
+    def where(self, rec: TaskRecord) -> Where:
+        """The task's repository: the issue's, or a linked one (``repositories:``) with its own settings."""
+        ctx = self.m.context
+        assert ctx is not None
+        link = next((x for x in self.state.linked if rec.repo and x.repo_id == rec.repo.repo_id), None)
+        if rec.repo is None or link is None:
+            return Where(self.inp.repo, ctx.clone_url, ctx.base_branch, self.m.config, ctx.private)
+        return Where(rec.repo, link.clone_url, link.default_branch, link.config or RepoConfig(), link.private)
+
+    def repo_of(self, rec: TaskRecord) -> RepoRef:
+        return rec.repo or self.inp.repo
+
+    def owns(self, rec: TaskRecord, repo_id: int) -> bool:
+        """Whether a PR of repository ``repo_id`` can be this task's (0: said of the issue's repository by
+        an older delivery). A PR body's marker is text a writer can edit: it never moves a task elsewhere."""
+        if not repo_id:
+            return rec.repo is None
+        return repo_id == self.repo_of(rec).repo_id
 
     def halted(self) -> bool:
         return self.stopped() or self.m.budget_spent or bool(self.m.halt_reason)
@@ -100,11 +131,17 @@ class Run:
                 raise
             workflow.logger.warning("the final status of %s could not be posted: %s", self.state.run_id, e)
 
-    async def say(self, number: int, key: str, body: str) -> None:
+    async def say(self, number: int, key: str, body: str, repo: RepoRef | None = None) -> None:
+        """A reply on the issue or a PR (``repo``: a task's PR in another repository)."""
         if self.m.silenced:
             return
-        reply = ReplyInput(repo=self.inp.repo, number=number, key=key, body=body)
+        reply = ReplyInput(repo=repo or self.inp.repo, number=number, key=key, body=body)
         await self.github(act.REPLY, reply, step=f"answering on #{number}")
+
+    async def say_on(self, rec: TaskRecord, key: str, body: str) -> None:
+        """A reply on the task's PR, in the task's repository."""
+        if rec.pr_number is not None:
+            await self.say(rec.pr_number, key, body, self.repo_of(rec))
 
     async def github(self, spec: act.ActivitySpec[Any, Any], arg: Any, step: str = "") -> Any:
         """A GitHub call that waits out rate limits and outages (shown in the status comment meanwhile)."""

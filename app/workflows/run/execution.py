@@ -16,9 +16,10 @@ with workflow.unsafe.imports_passed_through():
     from app.contracts import activities as act
     from app.contracts.failures import NON_RETRYABLE, FailureKind
     from app.contracts.io import LinkedMount, TaskInput, TaskResult
+    from app.domain.linking import may_flow
     from app.domain.outages import Waiting
     from app.domain.run import LEARNINGS_KEPT, AttemptRecord, TaskRecord, TaskStatus
-    from app.domain.scheduling import NEEDS_DECISION, pending, pr_base, ready, skip_blocked
+    from app.domain.scheduling import NEEDS_DECISION, pending, pr_base, ready, same_repo, skip_blocked
     from app.workflows.calls import outage_of, outlast
     from app.workflows.explain import explain
     from app.workflows.run import gating
@@ -69,22 +70,25 @@ async def attempt(
     trigger = trigger or ("first run" if rec.attempts == 1 else "run again")
     started, spent_before = workflow.now(), rec.usage.cost_usd
     await run.publish()
-    base = pr_base(run.state, rec, ctx.base_branch)
+    where = run.where(rec)
+    base = pr_base(run.state, rec, where.base_branch)
     stacked = next(
         (run.state.record(d) for d in rec.task.depends_on if run.state.record(d).branch == base), None
     )
+    deps = [run.state.record(d) for d in rec.task.depends_on]
     task_input = TaskInput(
         run_id=run.state.run_id,
-        repo=run.inp.repo,
+        repo=where.repo,
         issue_number=run.inp.issue_number,
         issue_title=ctx.title,
-        base_branch=ctx.base_branch,
-        clone_url=ctx.clone_url,
+        base_branch=where.base_branch,
+        clone_url=where.clone_url,
         task=rec.task,
         branch=rec.branch,
-        dependency_branches=[run.state.record(d).branch for d in rec.task.depends_on],
+        dependency_branches=[d.branch for d in deps if same_repo(d, rec)],
         attempt=rec.attempts,
-        config=run.m.config,
+        config=where.config,
+        issue_repo="" if rec.repo is None else run.inp.repo.full_name,
         model=run.m.model,
         guidance=guidance,
         learnings="\n".join(run.state.learnings),
@@ -95,11 +99,7 @@ async def attempt(
         history=list(rec.history),
         stacked_on=stacked.pr_number if stacked is not None else None,
         bring_in_base=rec.conflicts_at is not None,
-        linked=[
-            LinkedMount(repo=link.repo, clone_url=link.clone_url, branch=link.default_branch)
-            for link in run.state.linked
-            if link.shown  # a private repository's content never reaches a public repository's run
-        ],
+        linked=mounts_for(run, rec, deps),
     )
     rec.pr_base = task_input.pr_base
     head_before = rec.head_sha
@@ -131,6 +131,28 @@ async def attempt(
     ]
     await run.publish()
     return rec
+
+
+def mounts_for(run: Run, rec: TaskRecord, deps: list[TaskRecord]) -> list[LinkedMount]:
+    """The other repositories a task's attempt reads: each whose content may flow into the task's repository
+    (``may_flow``), at its default branch — or at the task branch of a dependency there."""
+    ctx = run.m.context
+    assert ctx is not None
+    own = rec.repo.repo_id if rec.repo else 0
+    target = run.where(rec)
+    branch_in = {d.repo.repo_id: d.branch for d in deps if d.repo is not None and d.head_sha}
+    mounts = []
+    for link in run.state.linked:
+        if link.repo_id == own or not may_flow(link, target.private, target.repo.full_name):
+            continue
+        mounts.append(
+            LinkedMount(
+                repo=link.repo,
+                clone_url=link.clone_url,
+                branch=branch_in.get(link.repo_id, link.default_branch),
+            )
+        )
+    return mounts
 
 
 def conflict_settled(run: Run, rec: TaskRecord, how: str) -> None:

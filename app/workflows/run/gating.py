@@ -64,7 +64,7 @@ async def carry_out(run: Run, decision: PilotDecision, attempt: Attempt) -> list
             await run.github(
                 act.REPLY,
                 ReplyInput(
-                    repo=run.inp.repo,
+                    repo=run.repo_of(rec),
                     number=rec.pr_number,
                     key=f"pilot run={run.state.run_id} task={d.task_id} n={len(run.state.decisions)}",
                     body=render_pilot_analysis(d, attempt=rec.attempts),

@@ -23,6 +23,8 @@ def merge_refusal(run: Run, request: MergeRequest) -> str | None:
         rec = run.state.record(request.task_id)
     except KeyError:
         return f"This run has no task `{request.task_id}`."
+    if not run.owns(rec, request.repo_id):
+        return "This pull request is not that task's; nothing was merged."
     if rec.status == TaskStatus.MERGED:
         return f"Task `{rec.task.id}` is already merged."
     if rec.pr_number is None or rec.head_sha is None:
@@ -52,6 +54,15 @@ REFUSED_BECAUSE = {
 }
 
 
+def pr_ref(run: Run, here: TaskRecord, other: TaskRecord) -> str:
+    """``other``'s PR as a link from ``here``'s: ``#4``, or ``acme/api#4`` in another repository."""
+    if other.pr_number is None:
+        return other.task.id
+    there = run.repo_of(other)
+    prefix = "" if there.repo_id == run.repo_of(here).repo_id else there.full_name
+    return f"{prefix}#{other.pr_number}"
+
+
 async def approval(run: Run, rec: TaskRecord, outcome: str) -> None:
     """An approval and what became of it, in the status and Mission Control's timeline (the PR gets the
     full answer)."""
@@ -73,8 +84,8 @@ async def try_merge(run: Run, rec: TaskRecord, *, override: bool = False) -> Non
             approver = rec.approved_by or "someone"
             await approval(run, rec, f"✋ not merged, {REFUSED_BECAUSE.get(plan.reason, plan.reason)}")
             rec.approved_sha = None
-            await run.say(
-                rec.pr_number,
+            await run.say_on(
+                rec,
                 f"refused sha={rec.head_sha} by={approver}",
                 refused_merge(plan.reason, rec, approver, link),
             )
@@ -83,8 +94,8 @@ async def try_merge(run: Run, rec: TaskRecord, *, override: bool = False) -> Non
             assert rec.pr_number is not None
             who = f" (pushed by @{rec.pushed_by})" if rec.pushed_by else ""
             await approval(run, rec, f"⏳ it merges once Otto's checks pass on {plan.sha[:7]}")
-            await run.say(
-                rec.pr_number,
+            await run.say_on(
+                rec,
                 f"verifying sha={plan.sha} by={rec.approved_by}",
                 f"Approved. Otto is running the repository's checks on {plan.sha[:7]}{who}: this merges when "
                 "they pass, and Otto says so here if they don't.",
@@ -93,10 +104,10 @@ async def try_merge(run: Run, rec: TaskRecord, *, override: bool = False) -> Non
         if isinstance(plan, WaitFor):
             assert rec.pr_number is not None
             rec.waiting_on = plan.dependencies
-            prs = ", ".join(f"#{run.state.record(d).pr_number or d}" for d in plan.dependencies)
+            prs = ", ".join(pr_ref(run, rec, run.state.record(d)) for d in plan.dependencies)
             await approval(run, rec, f"⏳ it merges after {prs}")
-            await run.say(
-                rec.pr_number, f"waiting sha={rec.approved_sha}", f"Approved. This will merge after {prs}."
+            await run.say_on(
+                rec, f"waiting sha={rec.approved_sha}", f"Approved. This will merge after {prs}."
             )
             await run.publish()
             return
@@ -106,7 +117,7 @@ async def try_merge(run: Run, rec: TaskRecord, *, override: bool = False) -> Non
         outcome = await run.github(
             act.MERGE_TASK_PULL,
             MergeInput(
-                repo=run.inp.repo,
+                repo=run.repo_of(rec),
                 pr_number=rec.pr_number,
                 approved_sha=plan.sha,
                 method=run.m.config.merge_method,
@@ -119,31 +130,29 @@ async def try_merge(run: Run, rec: TaskRecord, *, override: bool = False) -> Non
             rec.merged_by = outcome.merged_by
             await approval(run, rec, f"✅ merged {plan.sha[:7]}")
             if rec.override_by:
-                await run.say(
-                    rec.pr_number, f"override sha={plan.sha}", merged_on_purpose(rec.override_by, rec)
-                )
+                await run.say_on(rec, f"override sha={plan.sha}", merged_on_purpose(rec.override_by, rec))
             follow_ups = await merged(run, rec, outcome.merge_sha)
         elif outcome.result == "red":
             await approval(run, rec, "✋ not merged, GitHub reports failing checks")
             rec.approved_sha = None
-            await run.say(
-                rec.pr_number,
+            await run.say_on(
+                rec,
                 f"red sha={plan.sha}",
                 red_on_github(rec.approved_by or "someone", outcome.failing, outcome.message),
             )
         elif outcome.result == "head_moved":
             await approval(run, rec, f"✋ not merged, its head moved after {plan.sha[:7]} was approved")
             rec.approved_sha = None
-            await run.say(
-                rec.pr_number,
+            await run.say_on(
+                rec,
                 f"moved sha={plan.sha}",
                 f"The head of this pull request moved after it was approved ({plan.sha[:7]}), so "
                 "nothing was merged. Please review and approve the current head.",
             )
         elif outcome.result == "closed":
             await approval(run, rec, "✋ not merged, the PR is closed")
-            await run.say(
-                rec.pr_number,
+            await run.say_on(
+                rec,
                 f"closed sha={plan.sha}",
                 "Approved, but this pull request is closed, so nothing was merged. Reopen it and approve "
                 "again.",
@@ -151,8 +160,8 @@ async def try_merge(run: Run, rec: TaskRecord, *, override: bool = False) -> Non
         elif outcome.result == "not_mergeable":
             await approval(run, rec, f"✋ not merged, {outcome.message}")
             rec.conflicts_at = rec.conflicts_at or ""  # the next attempt merges the base in
-            await run.say(
-                rec.pr_number,
+            await run.say_on(
+                rec,
                 f"unmergeable sha={plan.sha}",
                 f"Approved, but it can't be merged: {outcome.message}. Resolve that and approve again, or "
                 "comment `/otto retry`: Otto merges the base branch in and runs the checks again.",
@@ -175,15 +184,16 @@ async def merged(run: Run, rec: TaskRecord, merge_sha: str | None) -> list[TaskR
         if rec.task.id not in dep.task.depends_on or dep.pr_number is None or dep.status in RESOLVED:
             continue
         if dep.pr_base == rec.branch:
-            new_base = pr_base(run.state, dep, ctx.base_branch)
+            new_base = pr_base(run.state, dep, run.where(dep).base_branch)
             await run.github(
-                act.RETARGET_PULL, RetargetInput(repo=run.inp.repo, pr_number=dep.pr_number, base=new_base)
+                act.RETARGET_PULL,
+                RetargetInput(repo=run.repo_of(dep), pr_number=dep.pr_number, base=new_base),
             )
             dep.pr_base = new_base
         if method != "merge" and old_head and dep.status != TaskStatus.RUNNING:
             await rebase_dependent(run, dep, rec, old_head)
     if run.inp.limits.delete_merged_branches:
-        await run.github(act.DELETE_BRANCH, BranchInput(repo=run.inp.repo, branch=rec.branch))
+        await run.github(act.DELETE_BRANCH, BranchInput(repo=run.repo_of(rec), branch=rec.branch))
     await run.publish()
     return waiting_dependents(run.state, rec)
 
@@ -192,13 +202,13 @@ async def rebase_dependent(run: Run, dep: TaskRecord, merged_rec: TaskRecord, ol
     ctx = run.m.context
     assert ctx is not None
     assert dep.pr_number is not None
-    base = ctx.base_branch
+    base = run.where(dep).base_branch
     new_head = await run.git_call(
         act.REBASE_BRANCH,
         RebaseInput(
             run_id=run.state.run_id,
-            repo=run.inp.repo,
-            clone_url=ctx.clone_url,
+            repo=run.repo_of(dep),
+            clone_url=run.where(dep).clone_url,
             branch=dep.branch,
             upstream_sha=old_head,
             onto=base,
@@ -211,8 +221,8 @@ async def rebase_dependent(run: Run, dep: TaskRecord, merged_rec: TaskRecord, ol
     if new_head != dep.head_sha:
         dep.head_sha = new_head
         if dep.approved_sha:
-            await run.say(
-                dep.pr_number,
+            await run.say_on(
+                dep,
                 f"rebased sha={new_head}",
                 f"Rebased onto `{base}` after #{merged_rec.pr_number} was "
                 f"{run.m.config.merge_method}-merged. The approval was for the old head; "

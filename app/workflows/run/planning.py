@@ -120,6 +120,7 @@ async def plan(run: Run) -> None:
     )
     if linking:
         m.context.linked_files = await linked_files(run)
+        m.context.writable = [x.repo for x in run.state.linked if x.access == "write" and x.shown]
     limits = run.inp.limits
     m.model = m.config.model or limits.model
     m.max_tasks = min(m.config.max_tasks or limits.max_tasks, limits.max_tasks)

@@ -41,6 +41,8 @@ def retry_refusal(run: Run, request: RetryRequest) -> str | None:
         return f"This run has no task `{request.task_id}`."
     if run.stopped():
         return "This run was stopped; label the issue again to start a new one."
+    if request.pr_number and not run.owns(rec, request.repo_id):
+        return "This pull request is not that task's; nothing was started."
     if rec.status == TaskStatus.RUNNING or request.task_id in run.running or run.m.context is None:
         return f"Task `{rec.task.id}` is already running; nothing new was started."
     if rec.status == TaskStatus.ABANDONED:
@@ -51,7 +53,9 @@ def retry_refusal(run: Run, request: RetryRequest) -> str | None:
 
 
 async def retry(run: Run, request: RetryRequest) -> None:
-    repo = run.inp.repo
+    task = next((r for r in run.state.tasks if r.task.id == request.task_id), None)
+    # the command's comment, and the answer, are on the task's PR (in its repository) or on the issue
+    repo = run.repo_of(task) if task is not None and request.pr_number else run.inp.repo
     number = request.pr_number or run.inp.issue_number
     key = f"{request.reason} comment={request.comment_id} n={len(run.state.notices)}"
 
@@ -62,13 +66,13 @@ async def retry(run: Run, request: RetryRequest) -> None:
 
     refusal = retry_refusal(run, request)
     if refusal is not None:
-        await run.say(number, key, refusal)
+        await run.say(number, key, refusal, repo)
         return
     rec = run.state.record(request.task_id)
     await run.reload_config()
     if run.budget_left() < worst_case_cost(run.m.model, 20_000, 8192):
         await run.say(
-            number, key, run.budget_message() + "; raise `budget_usd` in `.github/otto.yml` and retry."
+            number, key, run.budget_message() + "; raise `budget_usd` in `.github/otto.yml` and retry.", repo
         )
         await react("-1")
         return
@@ -93,7 +97,10 @@ async def retry(run: Run, request: RetryRequest) -> None:
     if rec.status == TaskStatus.PASSED:
         await react("+1")
         await run.say(
-            number, key, f"Pushed {head} for `{rec.task.id}` (attempt {rec.attempts}); Otto's checks pass."
+            number,
+            key,
+            f"Pushed {head} for `{rec.task.id}` (attempt {rec.attempts}); Otto's checks pass.",
+            repo,
         )
     else:
         await react("-1")
@@ -102,6 +109,7 @@ async def retry(run: Run, request: RetryRequest) -> None:
             key,
             f"Attempt {rec.attempts} of `{rec.task.id}`: {execution.outcome_words(rec)}. "
             + (rec.note or "See the `otto/verify` check run for the log."),
+            repo,
         )
 
 
@@ -110,6 +118,8 @@ async def on_review(run: Run, s: ReviewSignal) -> None:
         rec = run.state.record(s.task_id)
     except KeyError:
         return
+    if not run.owns(rec, s.repo_id):
+        return  # a PR of another repository naming this task: not its PR
     if s.state == "changes_requested":
         if run.m.config.review_feedback:
             request = RetryRequest(
@@ -118,11 +128,12 @@ async def on_review(run: Run, s: ReviewSignal) -> None:
                 sender=s.reviewer,
                 pr_number=s.pr_number,
                 reason="review",
+                repo_id=s.repo_id,
             )
             await retry(run, request)
         return
     if rec.status == TaskStatus.MERGED:
-        await run.say(s.pr_number, f"review={s.review_id}", f"@{s.reviewer} approved; it is already merged.")
+        await run.say_on(rec, f"review={s.review_id}", f"@{s.reviewer} approved; it is already merged.")
         return
     rec.approved_sha, rec.approved_by = s.commit_id, s.reviewer
     pushed_now = s.commit_id is not None and s.commit_id == s.pr_head_sha  # GitHub's head, new to the run
@@ -137,8 +148,8 @@ async def on_review(run: Run, s: ReviewSignal) -> None:
                 f"not merged, its head is {(rec.head_sha or '?')[:7]} now."
             )
             await run.publish()
-        await run.say(
-            s.pr_number,
+        await run.say_on(
+            rec,
             f"review={s.review_id}",
             f"@{s.reviewer} approved {(s.commit_id or '?')[:7]}, but the head of this pull request is "
             f"now {(rec.head_sha or '?')[:7]}. Nothing was merged: please approve the current head.",
@@ -152,6 +163,8 @@ async def on_pull_changed(run: Run, s: PullSignal) -> None:
         rec = run.state.record(s.task_id)
     except KeyError:
         return
+    if not run.owns(rec, s.repo_id):
+        return  # a PR of another repository naming this task: not its PR
     if s.action == "synchronize":
         if s.head_sha == rec.head_sha:
             return
@@ -249,17 +262,18 @@ async def verify_pushed_head(run: Run, rec: TaskRecord, s: PullSignal) -> None:
     running = f"{pushed}; Otto runs the checks on it."
     run.state.notice(running)
     await run.publish()
+    where = run.where(rec)
     check = VerifyHeadInput(
         run_id=run.state.run_id,
-        repo=run.inp.repo,
-        clone_url=ctx.clone_url,
-        base_branch=ctx.base_branch,
+        repo=where.repo,
+        clone_url=where.clone_url,
+        base_branch=where.base_branch,
         branch=rec.branch,
         sha=s.head_sha,
         pusher=s.sender,
         task_id=rec.task.id,
         pr_number=rec.pr_number,
-        config=run.m.config,
+        config=where.config,
     )
     result = await run.git_call(act.VERIFY_HEAD, check, step=f"checking {s.head_sha[:7]}")
     if rec.head_sha != s.head_sha or result.moved:
@@ -320,9 +334,13 @@ async def on_base_moved(run: Run, s: BaseSignal) -> None:
         rec = run.state.record(s.task_id)
     except KeyError:
         return
+    if not run.owns(rec, s.repo_id):
+        return  # a PR of another repository naming this task: not its PR
     if rec.pr_number != s.pr_number or rec.status in RESOLVED or rec.status == TaskStatus.RUNNING:
         return
-    mergeable = await run.github(act.PULL_MERGEABLE, TaskPullQuery(repo=run.inp.repo, pr_number=s.pr_number))
+    mergeable = await run.github(
+        act.PULL_MERGEABLE, TaskPullQuery(repo=run.repo_of(rec), pr_number=s.pr_number)
+    )
     if mergeable is None:  # closed meanwhile: its own event answers
         return
     if mergeable:
@@ -341,7 +359,7 @@ async def on_base_moved(run: Run, s: BaseSignal) -> None:
         f"`{s.branch}` into the branch, resolves the conflicts and runs the checks again."
     )
     run.state.notice(text)
-    await run.say(s.pr_number, f"conflict sha={s.sha}", text)
+    await run.say_on(rec, f"conflict sha={s.sha}", text)
     await run.publish()
 
 
@@ -350,6 +368,8 @@ async def on_ci_failed(run: Run, s: CiSignal) -> None:
         rec = run.state.record(s.task_id)
     except KeyError:
         return
+    if not run.owns(rec, s.repo_id):
+        return  # a PR of another repository naming this task: not its PR
     if s.head_sha != rec.head_sha or rec.status in RESOLVED or rec.status == TaskStatus.RUNNING:
         return  # an old commit, or already being worked on
     if s.head_sha in rec.ci_failed_shas:
@@ -357,15 +377,15 @@ async def on_ci_failed(run: Run, s: CiSignal) -> None:
     rec.ci_failed_shas.append(s.head_sha)
     limit = run.m.config.max_ci_fix_rounds
     if rec.ci_fix_rounds >= limit:
-        await run.say(
-            s.pr_number,
+        await run.say_on(
+            rec,
             f"ci budget sha={s.head_sha}",
             f"CI ({s.app_name}) still fails on {s.head_sha[:7]}. The CI fix budget "
             f"({plural(limit, 'round')}) is spent, so Otto stops here: over to you.",
         )
         return
     rec.ci_fix_rounds += 1
-    report = await run.github(act.CI_REPORT, CiQuery(repo=run.inp.repo, head_sha=s.head_sha))
+    report = await run.github(act.CI_REPORT, CiQuery(repo=run.repo_of(rec), head_sha=s.head_sha))
     guidance = (
         f"CI ({s.app_name}) failed on {s.head_sha[:7]} "
         f"(CI fix round {rec.ci_fix_rounds} of {limit}):\n{report}"
@@ -373,6 +393,11 @@ async def on_ci_failed(run: Run, s: CiSignal) -> None:
     await retry(
         run,
         RetryRequest(
-            task_id=s.task_id, guidance=guidance, sender=s.app_name, pr_number=s.pr_number, reason="ci"
+            task_id=s.task_id,
+            guidance=guidance,
+            sender=s.app_name,
+            pr_number=s.pr_number,
+            reason="ci",
+            repo_id=s.repo_id,
         ),
     )
