@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
+from app.artifacts import store_from_settings
 from app.domain.run import LinkedRepoState, TaskStatus
 from tests.e2e import Otto, Repo, eventually, label_new_issue, settled, wait_for_state
 from tests.test_failures_e2e import SINGLE, SINGLE_AGENTS, create, run, scenario, task
@@ -154,6 +155,12 @@ async def test_an_attempt_reads_the_other_repositories_read_only_and_never_a_wit
     prompt = json.dumps(otto.world.model.requests_for("agent", "t1")[0].body)
     assert f"{root}/api (`{r.owner}/api` at `main`)" in prompt
     assert "vault" not in prompt
+    # nor in any artifact of the run, nor in its PR
+    store = store_from_settings(otto.settings)
+    keys = [i.key for i in store.list(f"otto-{rid}-{number}/")]
+    assert keys
+    assert all(CANARY not in (store.get_text(k) or "") for k in keys)
+    assert all(CANARY not in (p.body or "") for p in sim.pulls(r.owner, r.name))
 
 
 async def test_a_private_repositorys_own_settings_can_share_it_with_a_public_one(
@@ -245,6 +252,10 @@ async def test_a_change_set_across_two_repositories_checks_the_client_against_th
     assert web_pr.base_ref == "main"  # not stacked on a branch of another repository
     assert f"Part of {r.owner}/{r.name}#{number} — task **t1**" in api_pr.body
     assert api_pr.title == f"[Otto {r.owner}/{r.name}#{number}] Add hello to the API"
+    assert (
+        f"> Part of a change across repositories: {r.owner}/api#{api_pr.number} merges first, then this "
+        "(it is checked against that branch)." in web_pr.body
+    )
     # the web task's checks ran against the API task's branch, mounted read-only (they pass only with hello())
     assert "2 passed" in t2.verify_log_tail  # its own test and the one importing api.core.hello
     status = await eventually(

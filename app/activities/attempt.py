@@ -520,6 +520,7 @@ class Attempt:
             attempt_url=link,
             history=[*inp.history, self.record(verified)],
             stacked_on=inp.stacked_on,
+            elsewhere=inp.merges_after,
             base_branch=inp.base_branch,
             notes=note_text(self.notes, self.result.note),
         )

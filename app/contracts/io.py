@@ -71,6 +71,7 @@ class TaskInput(BaseModel):
     bring_in_base: bool = False  # its PR conflicts with the base branch: merge the base in first
     linked: list[LinkedMount] = Field(default_factory=list)  # other repositories it may read
     issue_repo: str = ""  # owner/name of the issue's repository, when the task changes another one
+    merges_after: list[str] = Field(default_factory=list)  # its dependencies' PRs in other repositories
 
 
 class TaskResult(BaseModel):

@@ -175,6 +175,7 @@ def render_pr_body(
     attempt_url: str | None = None,
     history: Sequence[AttemptRecord] = (),
     stacked_on: int | None = None,
+    elsewhere: Sequence[str] = (),
     base_branch: str = "main",
     notes: str = "",
 ) -> str:
@@ -183,6 +184,7 @@ def render_pr_body(
         attempt_url=attempt_url,
         history=list(history),
         stacked_on=stacked_on,
+        elsewhere=list(elsewhere),
         base_branch=base_branch,
         notes=neutralise_markdown(notes),
         marker=pr_marker(run_id, task.id),

@@ -100,6 +100,9 @@ async def attempt(
         stacked_on=stacked.pr_number if stacked is not None else None,
         bring_in_base=rec.conflicts_at is not None,
         linked=mounts_for(run, rec, deps),
+        merges_after=[
+            f"{run.repo_of(d).full_name}#{d.pr_number}" for d in deps if not same_repo(d, rec) and d.pr_number
+        ],
     )
     rec.pr_base = task_input.pr_base
     head_before = rec.head_sha
