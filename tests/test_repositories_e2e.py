@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
+
+import httpx
 
 from app.artifacts import store_from_settings
-from app.domain.run import LinkedRepoState, TaskStatus
+from app.domain.run import LinkedRepoState, RunState, TaskStatus
 from tests.e2e import Otto, Repo, eventually, label_new_issue, settled, wait_for_state
+from tests.mission_control import sign_in
 from tests.test_failures_e2e import SINGLE, SINGLE_AGENTS, create, run, scenario, task
 
 LINKED = """verify: python -m pytest -q
@@ -201,9 +205,17 @@ API_TEST = "from api.core import version\n\n\ndef test_version():\n    assert ve
 API_HELLO = 'def version():\n    return 1\n\n\ndef hello():\n    return "hi"\n'
 
 
-async def test_a_change_set_across_two_repositories_checks_the_client_against_the_new_api_and_merges_in_order(
-    otto: Otto, repo: Callable[..., Repo]
-) -> None:
+@dataclass
+class ChangeSet:
+    r: Repo
+    rid: int
+    number: int
+    state: RunState
+
+
+async def change_set(otto: Otto, repo: Callable[..., Repo]) -> ChangeSet:
+    """An issue in the web repository planned into an API task (in acme/api) and a web task depending on it,
+    whose check imports the API from the mounted dependency; run until both wait for review."""
     r = repo()
     sim, m = otto.sim, r.maintainer
     mount = f"/otto/repos/{r.owner}/api"
@@ -238,6 +250,15 @@ async def test_a_change_set_across_two_repositories_checks_the_client_against_th
         sim, r, title="Say hi through the API", body="Add hello() to the API and use it."
     )
     state = await wait_for_state(otto.client, rid, number, settled)
+    return ChangeSet(r, rid, number, state)
+
+
+async def test_a_change_set_across_two_repositories_checks_the_client_against_the_new_api_and_merges_in_order(
+    otto: Otto, repo: Callable[..., Repo]
+) -> None:
+    cs = await change_set(otto, repo)
+    r, rid, number, state = cs.r, cs.rid, cs.number, cs.state
+    sim, m = otto.sim, r.maintainer
     t1, t2 = state.record("t1"), state.record("t2")
     assert t1.repo is not None
     assert (t1.repo.full_name, t1.status, t2.repo, t2.status) == (
@@ -270,6 +291,17 @@ async def test_a_change_set_across_two_repositories_checks_the_client_against_th
     )
     assert f"**t1** `{r.owner}/api` Add hello to the API" in status
 
+    # Mission Control shows the set: the repositories, each task's repository and its PR there
+    async with httpx.AsyncClient(base_url=otto.server.url, timeout=30) as http:
+        await sign_in(http, m)
+        page = (await http.get(f"/runs/{rid}/{number}")).text
+    assert (
+        f"Repositories: <strong>{r.owner}/{r.name}</strong> (the issue's), <strong>{r.owner}/api</strong>"
+        in page
+    )
+    assert f'<span class="repo">{r.owner}/api</span>' in page
+    assert f'class="pr">PR {r.owner}/api#{api_pr.number}</a>' in page
+
     # the web PR approved first waits for the API's; the API's approval merges both, in order
     sim.submit_review(r.owner, r.name, web_pr.number, m, "APPROVED", commit_id=t2.head_sha)
     waiting = await eventually(
@@ -290,3 +322,37 @@ async def test_a_change_set_across_two_repositories_checks_the_client_against_th
     assert api_merge is not None
     assert web_merge is not None
     assert api_merge <= web_merge
+
+
+async def test_a_change_set_half_merged_says_what_merged_where_and_what_did_not(
+    otto: Otto, repo: Callable[..., Repo]
+) -> None:
+    cs = await change_set(otto, repo)
+    r, sim, m = cs.r, otto.sim, cs.r.maintainer
+    t1, t2 = cs.state.record("t1"), cs.state.record("t2")
+    (api_pr,) = sim.pulls(r.owner, "api")
+    (web_pr,) = sim.pulls(r.owner, r.name)
+    sim.submit_review(r.owner, r.name, web_pr.number, m, "APPROVED", commit_id=t2.head_sha)
+    await eventually(
+        lambda: any("will merge after" in c.body for c in sim.comments(r.owner, r.name, web_pr.number))
+    )
+    # meanwhile someone makes the web PR conflict with its main
+    sim.push_commit(r.owner, r.name, "main", {"tests/test_uses_api.py": "# theirs\n"}, "Theirs", m)
+    sim.submit_review(r.owner, "api", api_pr.number, m, "APPROVED", commit_id=t1.head_sha)
+    api, web = f"{r.owner}/api#{api_pr.number}", f"{r.owner}/{r.name}#{web_pr.number}"
+    said = await eventually(
+        lambda: next(
+            (n for n in (otto_state_notices(otto, cs)) if n.startswith("⚠️ This change is half merged")), None
+        )
+    )
+    assert said.startswith(f"⚠️ This change is half merged across repositories: {api} merged; {web} did not (")
+    assert said.endswith(
+        f"Resolve that and approve {web} again, or revert what merged (its merge commit) by hand."
+    )
+    assert sim.read_file(r.owner, "api", "main", "api/core.py") == API_HELLO
+    assert sim.pull(r.owner, r.name, web_pr.number).merged_at is None
+
+
+def otto_state_notices(otto: Otto, cs: ChangeSet) -> list[str]:
+    bodies = [c.body for c in otto.sim.comments(cs.r.owner, cs.r.name, cs.number) if "otto:status" in c.body]
+    return [line.removeprefix("> ") for b in bodies for line in b.splitlines() if line.startswith("> ")]

@@ -13,7 +13,7 @@ with workflow.unsafe.imports_passed_through():
     from app.domain.merging import Merge, Refuse, Verifying, WaitFor, merge_plan, waiting_dependents
     from app.domain.replies import merged_note, merged_on_purpose, red_on_github, refused_merge
     from app.domain.run import TaskRecord, TaskStatus
-    from app.domain.scheduling import RESOLVED, pr_base
+    from app.domain.scheduling import RESOLVED, pr_base, same_repo
     from app.workflows.run.context import Run
 
 
@@ -61,6 +61,21 @@ def pr_ref(run: Run, here: TaskRecord, other: TaskRecord) -> str:
     there = run.repo_of(other)
     prefix = "" if there.repo_id == run.repo_of(here).repo_id else there.full_name
     return f"{prefix}#{other.pr_number}"
+
+
+async def half_merged(run: Run, rec: TaskRecord, why: str) -> None:
+    """A task of a change across repositories did not merge while another repository's part did: the
+    status says exactly what is merged where and what is not (only runs across repositories say it)."""
+    merged = [t for t in run.state.tasks if t.status == TaskStatus.MERGED and not same_repo(t, rec)]
+    if not merged or rec.pr_number is None:
+        return
+    done = ", ".join(f"{run.repo_of(t).full_name}#{t.pr_number}" for t in merged)
+    this = f"{run.repo_of(rec).full_name}#{rec.pr_number}"
+    run.state.notice(
+        f"⚠️ This change is half merged across repositories: {done} merged; {this} did not ({why}). Resolve "
+        f"that and approve {this} again, or revert what merged (its merge commit) by hand."
+    )
+    await run.publish()
 
 
 async def approval(run: Run, rec: TaskRecord, outcome: str) -> None:
@@ -120,7 +135,7 @@ async def try_merge(run: Run, rec: TaskRecord, *, override: bool = False) -> Non
                 repo=run.repo_of(rec),
                 pr_number=rec.pr_number,
                 approved_sha=plan.sha,
-                method=run.m.config.merge_method,
+                method=run.where(rec).config.merge_method,
                 title=rec.task.title,
                 override=override,
                 approved_by=rec.approved_by,
@@ -132,7 +147,9 @@ async def try_merge(run: Run, rec: TaskRecord, *, override: bool = False) -> Non
             if rec.override_by:
                 await run.say_on(rec, f"override sha={plan.sha}", merged_on_purpose(rec.override_by, rec))
             follow_ups = await merged(run, rec, outcome.merge_sha)
-        elif outcome.result == "red":
+        else:
+            await half_merged(run, rec, outcome.message or outcome.result.replace("_", " "))
+        if outcome.result == "red":
             await approval(run, rec, "✋ not merged, GitHub reports failing checks")
             rec.approved_sha = None
             await run.say_on(
@@ -179,7 +196,7 @@ async def merged(run: Run, rec: TaskRecord, merge_sha: str | None) -> list[TaskR
     rec.merged_sha = merge_sha
     rec.waiting_on = []
     rec.note = merged_note(rec.merged_by, rec.approved_by, rec.override_by)
-    method = run.m.config.merge_method
+    method = run.where(rec).config.merge_method
     for dep in run.state.tasks:
         if rec.task.id not in dep.task.depends_on or dep.pr_number is None or dep.status in RESOLVED:
             continue
