@@ -352,6 +352,23 @@ async def test_a_change_set_half_merged_says_what_merged_where_and_what_did_not(
     assert sim.read_file(r.owner, "api", "main", "api/core.py") == API_HELLO
     assert sim.pull(r.owner, r.name, web_pr.number).merged_at is None
 
+    # `/otto revert` opens a PR in acme/api taking the merged part back out
+    sim.comment(r.owner, r.name, cs.number, "/otto revert", m)
+    reverted = await eventually(
+        lambda: next((n for n in otto_state_notices(otto, cs) if n.startswith("↩️")), None), within=90
+    )
+    revert_pr = next(p for p in sim.pulls(r.owner, "api") if p.number != api_pr.number)
+    assert reverted == (
+        f"↩️ @{m} asked to revert what merged: {r.owner}/api#{revert_pr.number} (reverts #{api_pr.number})."
+    )
+    assert revert_pr.base_ref == "main"
+    assert sim.read_file(r.owner, "api", revert_pr.head_ref, "api/core.py") == API_CORE
+    assert f"Reverts #{api_pr.number} (Add hello to the API)" in (revert_pr.body or "")
+    # a second `/otto revert` opens nothing new (the branch and its PR are looked up first)
+    sim.comment(r.owner, r.name, cs.number, "/otto revert", m)
+    await eventually(lambda: sum(n.startswith("↩️") for n in otto_state_notices(otto, cs)) == 2, within=90)
+    assert len(sim.pulls(r.owner, "api")) == 2
+
 
 def otto_state_notices(otto: Otto, cs: ChangeSet) -> list[str]:
     bodies = [c.body for c in otto.sim.comments(cs.r.owner, cs.r.name, cs.number) if "otto:status" in c.body]

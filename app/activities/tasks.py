@@ -16,6 +16,7 @@ from temporalio.client import Client
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from app.activities.attempt import Attempt, Services, Stopped, run_attempt
+from app.activities.github import repo_client
 from app.activities.pushes import progress_of, verify_pushed_head
 from app.artifacts import (
     ArtifactStore,
@@ -31,6 +32,8 @@ from app.contracts.io import (
     ListFilesInput,
     RebaseInput,
     RepoFiles,
+    RevertInput,
+    RevertOutcome,
     TaskInput,
     TaskResult,
     VerifyHeadInput,
@@ -208,6 +211,39 @@ class TaskActivities:
                 await asyncio.to_thread(ws.remove_worktree, worktree)
         except WorkspaceError as e:
             raise self._git_failed(e, f"Rebasing {inp.branch} failed") from None
+
+    @activity.defn
+    @outages_are_waited_out
+    async def revert_merge(self, inp: RevertInput) -> RevertOutcome:
+        """A branch reverting a merged task's merge commit, pushed, and a draft PR for it (looked up first:
+        a retried activity opens nothing twice)."""
+        ws = self.svc.workspace
+        token = await self.svc.app.installation_token(inp.repo.installation_id)
+        identity = await self.svc.app.bot_identity(inp.repo.installation_id)
+        gh = await repo_client(self.svc.app, inp.repo)
+        try:
+            mirror = await asyncio.to_thread(ws.sync_mirror, inp.repo.full_name, inp.clone_url, token)
+            if await asyncio.to_thread(ws.remote_branch_sha, mirror, inp.branch) is None:
+                name = f"{inp.run_id}-revert-{inp.pr_number}"
+                worktree = await asyncio.to_thread(
+                    ws.create_worktree, mirror, name, inp.base_branch, [], None, identity
+                )
+                try:
+                    await asyncio.to_thread(ws.revert, worktree, inp.merge_sha, inp.merge_commit, identity)
+                    await asyncio.to_thread(ws.push, worktree, inp.clone_url, token, inp.branch, None)
+                finally:
+                    await asyncio.to_thread(ws.remove_worktree, worktree)
+        except WorkspaceError as e:
+            raise self._git_failed(e, f"Reverting #{inp.pr_number}") from None
+        body = (
+            f"Reverts #{inp.pr_number} ({inp.title}): part of {inp.issue_ref}, a change across repositories "
+            f"that merged only in part. Opened by Otto on @{inp.asked_by}'s `/otto revert`; merge it to take "
+            "that part back out."
+        )
+        pr = await gh.upsert_draft_pr(
+            head=inp.branch, base=inp.base_branch, title=f"Revert: {inp.title} (#{inp.pr_number})", body=body
+        )
+        return RevertOutcome(pr_number=pr.number, pr_url=pr.url)
 
     @activity.defn
     @outages_are_waited_out

@@ -49,6 +49,8 @@ from app.contracts.io import (
     RepositoryAccess,
     RepositoryQuery,
     RetargetInput,
+    RevertInput,
+    RevertOutcome,
     ReviewQuery,
     SignalInput,
     StoppedRuns,
@@ -205,6 +207,9 @@ REPLAN: ActivitySpec[ReplanInput, PlanResult] = ActivitySpec(
 LIST_REPO_FILES: ActivitySpec[ListFilesInput, RepoFiles] = ActivitySpec(
     "list_repo_files", Queue.CPU, ListFilesInput, RepoFiles, GIT_CALL
 )
+REVERT_MERGE: ActivitySpec[RevertInput, RevertOutcome] = ActivitySpec(
+    "revert_merge", Queue.CPU, RevertInput, RevertOutcome, GIT_CALL
+)
 REBASE_BRANCH: ActivitySpec[RebaseInput, str | None] = ActivitySpec(
     "rebase_branch", Queue.CPU, RebaseInput, str | None, GIT_CALL
 )
@@ -251,6 +256,7 @@ ALL: tuple[ActivitySpec[Any, Any], ...] = (
     REPLAN,
     LIST_REPO_FILES,
     REBASE_BRANCH,
+    REVERT_MERGE,
     VERIFY_HEAD,
     EXECUTE_TASK,
 )

@@ -122,6 +122,27 @@ class RebaseInput(BaseModel):
     expected_sha: str | None  # the branch's head as Otto knows it: never force over anyone else's commits
 
 
+class RevertInput(BaseModel):
+    """Open a PR reverting a merged task's merge commit (``/otto revert`` on a half-merged change set)."""
+
+    run_id: str
+    repo: RepoRef
+    clone_url: str
+    base_branch: str
+    merge_sha: str
+    merge_commit: bool  # merged with a merge commit (revert against its first parent)
+    branch: str  # the revert's branch
+    pr_number: int  # the merged PR
+    title: str
+    issue_ref: str
+    asked_by: str
+
+
+class RevertOutcome(BaseModel):
+    pr_number: int
+    pr_url: str
+
+
 class VerifyHeadInput(BaseModel):
     """The repository's checks on a head a person pushed to a task branch (Otto is CI for its branches)."""
 

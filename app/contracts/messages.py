@@ -268,6 +268,13 @@ class StopRequest(BaseModel):
     post: bool = True  # False: GitHub can't be written to there any more (App uninstalled, suspended, ...)
 
 
+class RevertRequest(BaseModel):
+    """`/otto revert`: open revert PRs for the merged part of a change set that merged only in part."""
+
+    sender: str
+    comment_id: int | None = None
+
+
 class MergeRequest(BaseModel):
     """`/otto merge` on a task's PR: merge it as it is, although its checks fail."""
 
@@ -310,6 +317,7 @@ class RunMessage(StrEnum):
     MERGE = "merge"
     GO = "go"
     PLAN = "plan"
+    REVERT = "revert"
     # query
     STATUS = "status"
 
@@ -324,7 +332,9 @@ RUN_SIGNALS = frozenset(
         RunMessage.BASE_MOVED,
     }
 )
-RUN_UPDATES = frozenset({RunMessage.RETRY, RunMessage.STOP, RunMessage.MERGE, RunMessage.GO, RunMessage.PLAN})
+RUN_UPDATES = frozenset(
+    {RunMessage.RETRY, RunMessage.STOP, RunMessage.MERGE, RunMessage.GO, RunMessage.PLAN, RunMessage.REVERT}
+)
 
 
 class GateState(BaseModel):

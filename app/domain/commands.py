@@ -7,8 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-CommandName = Literal["retry", "stop", "status", "help", "merge", "go", "plan", "unknown"]
-KNOWN: tuple[CommandName, ...] = ("retry", "stop", "status", "help", "merge", "go", "plan")
+CommandName = Literal["retry", "stop", "status", "help", "merge", "go", "plan", "revert", "unknown"]
+KNOWN: tuple[CommandName, ...] = ("retry", "stop", "status", "help", "merge", "go", "plan", "revert")
 _LINE = re.compile(r"^[ \t]{0,3}/otto(?:[ \t]+(?P<name>[A-Za-z-]+))?(?P<rest>.*)$", re.I)
 
 HELP = """Otto understands these commands in a comment (at the start of a line):
@@ -19,6 +19,8 @@ HELP = """Otto understands these commands in a comment (at the start of a line):
 - `/otto plan [feedback]` — on the issue, when the plan waits for approval: plan again (from the issue
   as it reads now if it was edited)
 - `/otto stop` — stop the run: running agents end at once and nothing further is pushed
+- `/otto revert` — on the issue of a change across repositories that merged only in part: open a PR
+  reverting each part that merged
 - `/otto status` — re-render the status comment on the issue now
 - `/otto help` — this list
 

@@ -43,6 +43,7 @@ with workflow.unsafe.imports_passed_through():
         PullChange,
         PullSignal,
         RetryRequest,
+        RevertRequest,
         ReviewRequest,
         ReviewSignal,
         RunMessage,
@@ -326,6 +327,8 @@ class DeliveryWorkflow:
             return RunMessage.STOP, StopRequest(
                 sender=sender, comment_id=comment, number=request.number
             ).model_dump(mode="json")
+        if name == "revert":
+            return RunMessage.REVERT, RevertRequest(sender=sender, comment_id=comment).model_dump(mode="json")
         if name in ("go", "plan"):
             plan = PlanCommand(sender=sender, feedback=text if name == "plan" else "", comment_id=comment)
             return (RunMessage.GO if name == "go" else RunMessage.PLAN), plan.model_dump(mode="json")

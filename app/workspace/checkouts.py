@@ -584,6 +584,16 @@ class Workspace:
         self._hand_over(wt.path)
         return files
 
+    def revert(self, wt: Worktree, sha: str, merge_commit: bool, author: Identity) -> str:
+        """Commit the revert of ``sha`` (a merge commit: against its first parent) on HEAD; returns HEAD."""
+        args = ["revert", "--no-edit", *(["-m", "1"] if merge_commit else []), sha]
+        proc = _in(wt, args, env=identity_env(author), check=False)
+        if proc.returncode != 0:
+            _in(wt, ["revert", "--abort"], check=False)
+            raise WorkspaceError(f"reverting {sha[:7]} failed: " + git.describe(["revert"], proc))
+        self._hand_over(wt.path)
+        return self.head_sha(wt)
+
     def bundle(self, wt: Worktree, bundle: Path) -> str:
         """Write the commits of HEAD since the checkout began (``start_sha``) to ``bundle`` (a git bundle):
         work a push could not deliver, kept so that another try (on any worker) pushes it without redoing

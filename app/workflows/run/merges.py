@@ -7,8 +7,8 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from app.contracts import activities as act
-    from app.contracts.io import BranchInput, MergeInput, RebaseInput, RetargetInput
-    from app.contracts.messages import MergeRequest
+    from app.contracts.io import BranchInput, MergeInput, RebaseInput, RetargetInput, RevertInput
+    from app.contracts.messages import MergeRequest, RevertRequest
     from app.domain.links import attempt_url
     from app.domain.merging import Merge, Refuse, Verifying, WaitFor, merge_plan, waiting_dependents
     from app.domain.replies import merged_note, merged_on_purpose, red_on_github, refused_merge
@@ -74,6 +74,54 @@ async def half_merged(run: Run, rec: TaskRecord, why: str) -> None:
     run.state.notice(
         f"⚠️ This change is half merged across repositories: {done} merged; {this} did not ({why}). Resolve "
         f"that and approve {this} again, or revert what merged (its merge commit) by hand."
+    )
+    await run.publish()
+
+
+def revert_refusal(run: Run) -> str | None:
+    """Why `/otto revert` has nothing to do (the update's validator answers with it), or None."""
+    merged = [t for t in run.state.tasks if t.status == TaskStatus.MERGED]
+    repos = {run.repo_of(t).repo_id for t in run.state.tasks if t.pr_number}
+    if not merged:
+        return "Nothing of this run is merged, so there is nothing to revert."
+    if len(repos) < 2:
+        return (
+            "`/otto revert` is for a change across repositories that merged only in part; revert this one "
+            "by hand."
+        )
+    if all(t.status == TaskStatus.MERGED for t in run.state.tasks if t.pr_number):
+        return "Every part of this change is merged; revert the parts you want by hand."
+    return None
+
+
+async def revert_merged(run: Run, request: RevertRequest) -> None:
+    """A draft PR reverting each merged task's merge commit, in its repository, said in the status."""
+    opened: list[str] = []
+    for rec in [t for t in run.state.tasks if t.status == TaskStatus.MERGED and t.merged_sha and t.pr_number]:
+        where = run.where(rec)
+        assert rec.merged_sha is not None
+        assert rec.pr_number is not None
+        outcome = await run.git_call(
+            act.REVERT_MERGE,
+            RevertInput(
+                run_id=run.state.run_id,
+                repo=where.repo,
+                clone_url=where.clone_url,
+                base_branch=where.base_branch,
+                merge_sha=rec.merged_sha,
+                merge_commit=where.config.merge_method == "merge",
+                branch=f"{rec.branch}-revert",
+                pr_number=rec.pr_number,
+                title=rec.task.title,
+                issue_ref=f"{run.inp.repo.full_name}#{run.inp.issue_number}",
+                asked_by=request.sender,
+            ),
+        )
+        opened.append(f"{where.repo.full_name}#{outcome.pr_number} (reverts #{rec.pr_number})")
+    run.state.notice(
+        f"↩️ @{request.sender} asked to revert what merged: "
+        + (", ".join(opened) if opened else "nothing had a merge commit to revert")
+        + "."
     )
     await run.publish()
 

@@ -27,6 +27,7 @@ with workflow.unsafe.imports_passed_through():
         PlanCommand,
         PullSignal,
         RetryRequest,
+        RevertRequest,
         ReviewSignal,
         RunInput,
         StopRequest,
@@ -155,6 +156,19 @@ class RunWorkflow:
     @merge.validator
     def _validate_merge(self, request: MergeRequest) -> None:
         refusal = merges.merge_refusal(self.run_, request)
+        if refusal is not None:
+            raise ValueError(refusal)
+
+    @workflow.update
+    def revert(self, request: RevertRequest) -> str:
+        """`/otto revert`: revert PRs for what merged of a change set that merged only in part (answered at
+        once; the PRs follow)."""
+        self.run_.spawn(self._handled(merges.revert_merged(self.run_, request)))
+        return "accepted"
+
+    @revert.validator
+    def _validate_revert(self, request: RevertRequest) -> None:
+        refusal = merges.revert_refusal(self.run_)
         if refusal is not None:
             raise ValueError(refusal)
 
