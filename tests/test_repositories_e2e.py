@@ -119,7 +119,11 @@ async def test_the_planner_reads_other_repositories_but_a_private_ones_never_rea
     second, _ = label_new_issue(sim, r, title="Again, privately")
     again = await wait_for_state(otto.client, rid, second, settled)
     assert [x.shown for x in again.linked] == [True, True]
-    (plan2,) = [q for q in otto.world.model.requests if q.role == "plan" and q.run.endswith(f"#{second}")]
+    (plan2,) = [
+        q
+        for q in otto.world.model.requests
+        if q.role == "plan" and q.run == f"{r.owner}/{r.name}#{second}".lower()
+    ]
     assert f"{CANARY}.py" in json.dumps(plan2.body)
 
 
@@ -373,3 +377,36 @@ async def test_a_change_set_half_merged_says_what_merged_where_and_what_did_not(
 def otto_state_notices(otto: Otto, cs: ChangeSet) -> list[str]:
     bodies = [c.body for c in otto.sim.comments(cs.r.owner, cs.r.name, cs.number) if "otto:status" in c.body]
     return [line.removeprefix("> ") for b in bodies for line in b.splitlines() if line.startswith("> ")]
+
+
+async def test_a_private_issue_does_not_plan_tasks_into_a_public_repository_without_its_consent(
+    otto: Otto, repo: Callable[..., Repo]
+) -> None:
+    otto.world.model.load(scenario(SINGLE, SINGLE_AGENTS))
+    r = repo()  # private
+    sim, m = otto.sim, r.maintainer
+    link = f"repositories:\n  - {{repo: {r.owner}/site, access: write}}\n"
+    sim.push_commit(
+        r.owner, r.name, "main", {".github/otto.yml": f"verify: python -m pytest -q\n{link}"}, "Link", m
+    )
+    sim.create_repo(r.owner, "site", {"index.md": "# site\n"}, private=False)
+    sim.set_permission(r.owner, "site", m, "write")
+    number, rid = label_new_issue(sim, r)
+    state = await wait_for_state(otto.client, rid, number, settled)
+    assert [(x.repo, x.access) for x in state.linked] == [(f"{r.owner}/site", "read")]
+    assert (
+        f"🔒 `{r.owner}/site` is public and this issue's repository is private: no task changes it (this "
+        "repository's `share_with:` can allow it)." in state.notices
+    )
+    (plan,) = [
+        q
+        for q in otto.world.model.requests
+        if q.role == "plan" and q.run == f"{r.owner}/{r.name}#{number}".lower()
+    ]
+    assert "Tasks may change this repository" not in json.dumps(plan.body)
+    # with this repository's consent, tasks may change it
+    consent = f"verify: python -m pytest -q\n{link}share_with: [{r.owner}/site]\n"
+    sim.push_commit(r.owner, r.name, "main", {".github/otto.yml": consent}, "Consent", m)
+    second, _ = label_new_issue(sim, r, title="Again")
+    again = await wait_for_state(otto.client, rid, second, settled)
+    assert [(x.repo, x.access) for x in again.linked] == [(f"{r.owner}/site", "write")]

@@ -52,10 +52,20 @@ async def link_repositories(run: Run, private: bool) -> None:
     run.state.linked, said = admit(statuses, labeler, run.inp.repo.full_name)
     for line in said:
         run.state.notice(f"🔗 {line}.")
+    consent = {n.lower() for n in run.m.config.share_with}
     for linked in run.state.linked:
         linked.shown = may_flow(linked, private, run.inp.repo.full_name)
         if not linked.shown:
             run.state.notice(withheld_note(linked) + ".")
+        elif (
+            linked.access == "write" and private and not linked.private and linked.repo.lower() not in consent
+        ):
+            # a task there would carry this private issue's content into a public pull request
+            linked.access = "read"
+            run.state.notice(
+                f"🔒 `{linked.repo}` is public and this issue's repository is private: no task changes it "
+                "(this repository's `share_with:` can allow it)."
+            )
 
 
 async def acquire_slot(run: Run) -> None:
