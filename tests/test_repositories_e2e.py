@@ -321,6 +321,12 @@ async def test_a_change_set_across_two_repositories_checks_the_client_against_th
     assert done.phase.value == "done", done.reason
     assert sim.read_file(r.owner, "api", "main", "api/core.py") == API_HELLO
     assert sim.read_file(r.owner, r.name, "main", "tests/test_uses_api.py") is not None
+    # between the two merges the web task was checked again against the API's merged main
+    web, api = f"{r.owner}/{r.name}#{web_pr.number}", f"{r.owner}/api#{api_pr.number}"
+    again = f"🔁 {web} (t2) checked again against {api} merged"
+    assert f"{again}: ✅ they pass." in done.notices
+    (check,) = [c for c in sim.check_runs(r.owner, r.name, t2.head_sha) if c.name == "otto/verify"]
+    assert f"checked again after {r.owner}/api#{api_pr.number} merged" in check.output["summary"]
     api_merge = sim.pull(r.owner, "api", api_pr.number).merged_at
     web_merge = sim.pull(r.owner, r.name, web_pr.number).merged_at
     assert api_merge is not None

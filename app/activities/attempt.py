@@ -31,7 +31,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,7 +43,7 @@ from app.activities.github import CheckConclusion, repo_client
 from app.agent.loop import Agent, AgentResult, Transcript
 from app.agent.tools import CommandTool, EditorTool
 from app.artifacts import ArtifactStore, attempt_prefix, put_quietly
-from app.contracts.io import AttemptProgress, TaskInput, TaskResult
+from app.contracts.io import AttemptProgress, LinkedMount, TaskInput, TaskResult
 from app.domain.context import ContextPolicy
 from app.domain.links import attempt_url
 from app.domain.logs import tail
@@ -296,20 +296,17 @@ class Attempt:
         wt = self.worktree
         assert wt is not None
         objects = ((wt.objects, SANDBOX_OBJECTS),) if self.svc.sandbox.enabled else ()
-        linked = tuple((other.path, f"{LINKED_ROOT}/{repo}") for repo, other in self.linked.items())
-        return Mounts(workdir=wt.path, home=wt.home, tmp=wt.tmp, ro_binds=objects + linked)
+        return Mounts(workdir=wt.path, home=wt.home, tmp=wt.tmp, ro_binds=objects + linked_binds(self.linked))
 
     async def check_out_linked(self) -> None:
         """The other repositories this attempt may read, each checked out from its own mirror (their files
         only reach the sandbox through :meth:`mounts`, read-only)."""
-        ws, inp = self.svc.workspace, self.inp
+        inp = self.inp
         assert self.identity is not None
-        for link in inp.linked:
-            mirror = await asyncio.to_thread(ws.sync_mirror, link.repo, link.clone_url, self.token)
-            name = f"{inp.run_id}-{inp.task.id}-{inp.attempt}-{link.repo}"
-            self.linked[link.repo] = await asyncio.to_thread(
-                ws.create_worktree, mirror, name, link.branch, [], None, self.identity
-            )
+        prefix = f"{inp.run_id}-{inp.task.id}-{inp.attempt}"
+        self.linked = await check_out_linked(
+            self.svc.workspace, self.token, self.identity, prefix, inp.linked
+        )
 
     def _agent(self) -> Agent:
         s, inp, sandbox = self.svc.settings, self.inp, self.svc.sandbox
@@ -706,6 +703,23 @@ class Attempt:
             await asyncio.to_thread(self.svc.workspace.remove_worktree, self.worktree)
         for other in self.linked.values():
             await asyncio.to_thread(self.svc.workspace.remove_worktree, other)
+
+
+async def check_out_linked(
+    ws: Workspace, token: str, identity: GitIdentity, prefix: str, links: Sequence[LinkedMount]
+) -> dict[str, Worktree]:
+    """A checkout of each other repository (from its own mirror), to be bound read-only into a sandbox."""
+    out: dict[str, Worktree] = {}
+    for link in links:
+        mirror = await asyncio.to_thread(ws.sync_mirror, link.repo, link.clone_url, token)
+        out[link.repo] = await asyncio.to_thread(
+            ws.create_worktree, mirror, f"{prefix}-{link.repo}", link.branch, [], None, identity
+        )
+    return out
+
+
+def linked_binds(linked: dict[str, Worktree]) -> tuple[tuple[Path, str], ...]:
+    return tuple((other.path, f"{LINKED_ROOT}/{repo}") for repo, other in linked.items())
 
 
 def setup_network(settings: Settings, config: RepoConfig) -> bool:

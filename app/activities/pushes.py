@@ -8,7 +8,14 @@ from __future__ import annotations
 import asyncio
 import time
 
-from app.activities.attempt import LOG_TAIL_BYTES, Services, prime_setup, setup_network
+from app.activities.attempt import (
+    LOG_TAIL_BYTES,
+    Services,
+    check_out_linked,
+    linked_binds,
+    prime_setup,
+    setup_network,
+)
 from app.activities.github import CheckConclusion, repo_client
 from app.artifacts import mirrored, run_key
 from app.contracts.io import AttemptProgress, VerifyHeadInput, VerifyHeadResult
@@ -20,6 +27,7 @@ from app.domain.terminal import plain_text
 from app.sandbox import Mounts
 from app.sandbox.proc import command_scope
 from app.verify import VerifyPlan, VerifyResult, resolve_plan, run_verify
+from app.workspace import Worktree
 from app.workspace.checkouts import SANDBOX_OBJECTS
 
 
@@ -41,7 +49,9 @@ async def verify_pushed_head(svc: Services, inp: VerifyHeadInput, try_no: int) -
         worktree = await asyncio.to_thread(
             ws.create_worktree, mirror, name, inp.base_branch, [], inp.branch, identity
         )
+        linked: dict[str, Worktree] = {}
         try:
+            linked = await check_out_linked(ws, token, identity, name, inp.linked)
             with command_scope() as commands:
                 try:
                     primed = None
@@ -60,7 +70,8 @@ async def verify_pushed_head(svc: Services, inp: VerifyHeadInput, try_no: int) -
                     if primed is not None:
                         plan = VerifyPlan(setup=[], verify=plan.verify)
                     objects = ((worktree.objects, SANDBOX_OBJECTS),) if svc.sandbox.enabled else ()
-                    mounts = Mounts(worktree.path, worktree.home, worktree.tmp, ro_binds=objects)
+                    binds = objects + linked_binds(linked)  # never for setup's networked step
+                    mounts = Mounts(worktree.path, worktree.home, worktree.tmp, ro_binds=binds)
                     result: VerifyResult = await asyncio.to_thread(
                         run_verify, svc.sandbox, mounts, plan, s.verify_timeout_s, s.verify_log_limit
                     )
@@ -68,7 +79,8 @@ async def verify_pushed_head(svc: Services, inp: VerifyHeadInput, try_no: int) -
                     commands.cancel()  # the run was stopped: the command running now ends at once
                     raise
         finally:
-            await asyncio.to_thread(ws.remove_worktree, worktree)
+            for other in [worktree, *linked.values()]:
+                await asyncio.to_thread(ws.remove_worktree, other)
         log = redact(result.log, svc.secrets())
         (artifacts / "verify.log").write_text(log, encoding="utf-8")
     conclusion: CheckConclusion = (
@@ -80,12 +92,21 @@ async def verify_pushed_head(svc: Services, inp: VerifyHeadInput, try_no: int) -
         head_sha=inp.sha,
         conclusion=conclusion,
         title="Checks passed" if result.passed else "Checks failed",
-        summary=f"`{'`, `'.join(result.commands) or 'no checks found'}` on {inp.sha[:7]}, pushed by "
-        f"@{inp.pusher}{failing}",
+        summary=f"`{'`, `'.join(result.commands) or 'no checks found'}` on {inp.sha[:7]}, "
+        + (inp.recheck if inp.recheck else f"pushed by @{inp.pusher}")
+        + failing,
         text=f"```\n{plain_text(log)}\n```",
         details_url=run_url(s.public_url, inp.run_id),
     )
     log_tail = tail(plain_text(log), LOG_TAIL_BYTES)
+    if inp.recheck:  # Otto's own head checked again: the check run and the status say so, the body stays
+        return VerifyHeadResult(
+            sha=inp.sha,
+            passed=result.passed,
+            no_checks=result.no_checks,
+            failures=result.failures,
+            log_tail=log_tail,
+        )
     await gh.restate_pull(
         inp.pr_number,
         lambda body: redact(

@@ -156,6 +156,8 @@ class VerifyHeadInput(BaseModel):
     task_id: str
     pr_number: int
     config: RepoConfig
+    linked: list[LinkedMount] = Field(default_factory=list)  # other repositories its checks read
+    recheck: str = ""  # not a person's push: Otto checks its own head again, because of this (said as is)
 
 
 class VerifyHeadResult(BaseModel):

@@ -143,7 +143,12 @@ def mounts_for(run: Run, rec: TaskRecord, deps: list[TaskRecord]) -> list[Linked
     assert ctx is not None
     own = rec.repo.repo_id if rec.repo else 0
     target = run.where(rec)
-    branch_in = {d.repo.repo_id: d.branch for d in deps if d.repo is not None and d.head_sha}
+    # a dependency there not merged yet: its task branch; merged: its repository's default branch has it
+    branch_in = {
+        d.repo.repo_id: d.branch
+        for d in deps
+        if d.repo is not None and d.head_sha and d.status != TaskStatus.MERGED
+    }
     mounts = []
     for link in run.state.linked:
         if link.repo_id == own or not may_flow(link, target.private, target.repo.full_name):

@@ -7,7 +7,14 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from app.contracts import activities as act
-    from app.contracts.io import BranchInput, MergeInput, RebaseInput, RetargetInput, RevertInput
+    from app.contracts.io import (
+        BranchInput,
+        MergeInput,
+        RebaseInput,
+        RetargetInput,
+        RevertInput,
+        VerifyHeadInput,
+    )
     from app.contracts.messages import MergeRequest, RevertRequest
     from app.domain.links import attempt_url
     from app.domain.merging import Merge, Refuse, Verifying, WaitFor, merge_plan, waiting_dependents
@@ -15,6 +22,7 @@ with workflow.unsafe.imports_passed_through():
     from app.domain.run import TaskRecord, TaskStatus
     from app.domain.scheduling import RESOLVED, pr_base, same_repo
     from app.workflows.run.context import Run
+    from app.workflows.run.execution import mounts_for
 
 
 def merge_refusal(run: Run, request: MergeRequest) -> str | None:
@@ -74,6 +82,40 @@ async def half_merged(run: Run, rec: TaskRecord, why: str) -> None:
     run.state.notice(
         f"⚠️ This change is half merged across repositories: {done} merged; {this} did not ({why}). Resolve "
         f"that and approve {this} again, or revert what merged (its merge commit) by hand."
+    )
+    await run.publish()
+
+
+async def recheck(run: Run, rec: TaskRecord, merged_dep: TaskRecord) -> None:
+    """``merged_dep`` (another repository) merged: ``rec``'s checks run again on its head, now against that
+    repository's ``main``, before ``rec`` can merge; the status says how it went."""
+    if rec.status in RESOLVED or rec.status == TaskStatus.RUNNING or not rec.pr_number or not rec.head_sha:
+        return
+    where = run.where(rec)
+    there = f"{run.repo_of(merged_dep).full_name}#{merged_dep.pr_number}"
+    deps = [run.state.record(d) for d in rec.task.depends_on]
+    check = VerifyHeadInput(
+        run_id=run.state.run_id,
+        repo=where.repo,
+        clone_url=where.clone_url,
+        base_branch=where.base_branch,
+        branch=rec.branch,
+        sha=rec.head_sha,
+        pusher="",
+        task_id=rec.task.id,
+        pr_number=rec.pr_number,
+        config=where.config,
+        linked=mounts_for(run, rec, deps),
+        recheck=f"checked again after {there} merged",
+    )
+    result = await run.git_call(act.VERIFY_HEAD, check, step=f"checking {rec.task.id} again")
+    if result.moved:
+        return  # pushed meanwhile: that head's own check answers
+    rec.status = TaskStatus.PASSED if result.passed else TaskStatus.FAILED
+    rec.failures, rec.verify_log_tail = result.failures, result.log_tail
+    verdict = "✅ they pass" if result.passed else "❌ they fail, so it is not merged"
+    run.state.notice(
+        f"🔁 {pr_ref(run, merged_dep, rec)} ({rec.task.id}) checked again against {there} merged: {verdict}."
     )
     await run.publish()
 
@@ -257,6 +299,9 @@ async def merged(run: Run, rec: TaskRecord, merge_sha: str | None) -> list[TaskR
             dep.pr_base = new_base
         if method != "merge" and old_head and dep.status != TaskStatus.RUNNING:
             await rebase_dependent(run, dep, rec, old_head)
+    for dep in run.state.tasks:  # a dependent elsewhere: checked again against the merged main
+        if rec.task.id in dep.task.depends_on and not same_repo(dep, rec):
+            await recheck(run, dep, rec)
     if run.inp.limits.delete_merged_branches:
         await run.github(act.DELETE_BRANCH, BranchInput(repo=run.repo_of(rec), branch=rec.branch))
     await run.publish()

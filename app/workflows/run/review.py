@@ -274,6 +274,7 @@ async def verify_pushed_head(run: Run, rec: TaskRecord, s: PullSignal) -> None:
         task_id=rec.task.id,
         pr_number=rec.pr_number,
         config=where.config,
+        linked=execution.mounts_for(run, rec, [run.state.record(d) for d in rec.task.depends_on]),
     )
     result = await run.git_call(act.VERIFY_HEAD, check, step=f"checking {s.head_sha[:7]}")
     if rec.head_sha != s.head_sha or result.moved:
