@@ -293,7 +293,9 @@ async def test_a_change_set_across_two_repositories_checks_the_client_against_th
             None,
         )
     )
-    assert f"**t1** `{r.owner}/api` Add hello to the API" in status
+    # the plan grouped by repository: the first, then the API's
+    assert status.index(f"**`{r.owner}/{r.name}`**") < status.index("**t2** Greet with the API's hello")
+    assert status.index(f"**`{r.owner}/api`**") < status.index("**t1** Add hello to the API")
 
     # Mission Control shows the set: the repositories, each task's repository and its PR there
     async with httpx.AsyncClient(base_url=otto.server.url, timeout=30) as http:

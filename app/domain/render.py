@@ -138,6 +138,14 @@ def _task_state(r: TaskRecord) -> str:
     return _cell(text)
 
 
+def by_repository(state: RunState) -> list[tuple[str, list[TaskRecord]]]:
+    """The tasks grouped by the repository they change, the issue's first (one group for most runs)."""
+    groups: dict[str, list[TaskRecord]] = {state.repo.full_name: []}
+    for r in state.tasks:
+        groups.setdefault(r.repo.full_name if r.repo else state.repo.full_name, []).append(r)
+    return [(name, records) for name, records in groups.items() if records]
+
+
 def render_status(
     state: RunState, label: str = "otto", run_url: str | None = None, warning: str | None = None
 ) -> str:
@@ -145,6 +153,7 @@ def render_status(
         run_url=run_url,
         marker=status_marker(state.run_id),
         labeling=labeling_of(state.run_id),
+        groups=by_repository(state),
         warning=warning,
         headline=headline(state),
         pr_summary=pr_summary(state),
