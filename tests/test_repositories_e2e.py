@@ -418,3 +418,41 @@ async def test_a_private_issue_does_not_plan_tasks_into_a_public_repository_with
     second, _ = label_new_issue(sim, r, title="Again")
     again = await wait_for_state(otto.client, rid, second, settled)
     assert [(x.repo, x.access) for x in again.linked] == [(f"{r.owner}/site", "write")]
+
+
+async def test_what_a_task_learned_in_a_private_repository_reaches_only_where_that_repository_consents(
+    otto: Otto, repo: Callable[..., Repo]
+) -> None:
+    r = repo()
+    sim, m = otto.sim, r.maintainer
+    sim.repo(r.owner, r.name).private = False  # the issue's repository: public
+    links = f"  - {{repo: {r.owner}/vault, access: write}}\n  - {{repo: {r.owner}/site, access: write}}\n"
+    sim.push_commit(
+        r.owner, r.name, "main", {".github/otto.yml": f"verify: 'true'\nrepositories:\n{links}"}, "Link", m
+    )
+    consent = f"share_with: [{r.owner}/{r.name}]\nverify: 'true'\n"  # the vault consents to the web only
+    sim.create_repo(r.owner, "vault", {"notes.md": "v\n", ".github/otto.yml": consent})
+    sim.create_repo(
+        r.owner, "site", {"index.md": "s\n", ".github/otto.yml": "verify: 'true'\n"}, private=False
+    )
+    for name in ("vault", "site"):
+        sim.set_permission(r.owner, name, m, "write")
+    plan = [
+        {**task("t1", "Note it in the vault"), "repo": f"{r.owner}/vault"},
+        {**task("t2", "Note it on the site", "t1"), "repo": f"{r.owner}/site"},
+        task("t3", "Note it in the web", "t1"),
+    ]
+    agents = {
+        "t1": [create("notes.md", "v2\n"), {"text": f"Vault notes updated; the secret is {CANARY}."}],
+        "t2": [create("index.md", "s2\n"), {"text": "Site updated."}],
+        "t3": [create("NOTES.md", "w\n"), {"text": "Web updated."}],
+    }
+    otto.world.model.load(scenario(plan, agents))
+    number, rid = label_new_issue(sim, r)
+    state = await wait_for_state(otto.client, rid, number, settled)
+    assert [t.status for t in state.tasks] == [TaskStatus.PASSED] * 3
+    asked = {key: json.dumps(otto.world.model.requests_for("agent", key)[0].body) for key in ("t2", "t3")}
+    assert CANARY not in asked["t2"]  # the public site: the vault never consented to it
+    assert CANARY in asked["t3"]  # the web: the vault's own settings consent
+    (site_pr,) = sim.pulls(r.owner, "site")
+    assert CANARY not in (site_pr.body or "")
