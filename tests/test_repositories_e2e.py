@@ -456,3 +456,37 @@ async def test_what_a_task_learned_in_a_private_repository_reaches_only_where_th
     assert CANARY in asked["t3"]  # the web: the vault's own settings consent
     (site_pr,) = sim.pulls(r.owner, "site")
     assert CANARY not in (site_pr.body or "")
+
+
+async def test_plan_approval_and_stop_across_the_set(otto: Otto, repo: Callable[..., Repo]) -> None:
+    r = repo()
+    sim, m = otto.sim, r.maintainer
+    link = f"repositories:\n  - {{repo: {r.owner}/api, access: write}}\nplan_approval: true\n"
+    sim.push_commit(r.owner, r.name, "main", {".github/otto.yml": f"verify: 'true'\n{link}"}, "Link", m)
+    sim.create_repo(r.owner, "api", {"api.py": "X = 1\n", ".github/otto.yml": "verify: 'true'\n"})
+    sim.set_permission(r.owner, "api", m, "write")
+    plan = [{**task("t1", "Change the API"), "repo": f"{r.owner}/api"}, task("t2", "Use it", "t1")]
+    agents = {
+        "t1": [{**create("api.py", "X = 2\n"), "hold": "set-stop"}, {"text": "Changed."}],
+        "t2": [create("use.py", "Y = 1\n"), {"text": "Used."}],
+    }
+    otto.world.model.load(scenario(plan, agents))
+    number, rid = label_new_issue(sim, r)
+    state = await wait_for_state(otto.client, rid, number, lambda s: s.phase.value == "plan_review")
+    assert [(t.task.id, t.repo.full_name if t.repo else None) for t in state.tasks] == [
+        ("t1", f"{r.owner}/api"),
+        ("t2", None),
+    ]
+    sim.comment(r.owner, r.name, number, "/otto go", m)
+    await otto.world.model.held("set-stop")  # the API task's agent is at work
+    sim.comment(r.owner, r.name, number, "/otto stop", m)
+    await wait_for_state(otto.client, rid, number, lambda s: s.stop_requested_by is not None)
+    otto.world.model.release("set-stop")
+    done = await wait_for_state(otto.client, rid, number, lambda s: s.phase.final)
+    assert done.phase.value == "cancelled"
+    assert (done.record("t2").status, done.record("t2").note) == (
+        TaskStatus.SKIPPED,
+        "not started — the run was stopped",
+    )
+    assert sim.pulls(r.owner, "api") == []  # nothing pushed for review in the API
+    assert sim.read_file(r.owner, "api", "main", "api.py") == "X = 1\n"
