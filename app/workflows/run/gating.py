@@ -20,6 +20,7 @@ with workflow.unsafe.imports_passed_through():
     from app.domain.scheduling import NEEDS_DECISION, add_tasks, pending
     from app.workflows.explain import explain
     from app.workflows.run.context import Run
+    from app.workflows.run.flow import pilot_may_reach
 
 Attempt = Callable[..., Awaitable[TaskRecord]]
 
@@ -60,7 +61,7 @@ async def carry_out(run: Run, decision: PilotDecision, attempt: Attempt) -> list
     plan = apply_decision(run.state, decision)
     for d in decision.tasks:  # the analysis goes on the failed task's PR
         rec = run.state.record(d.task_id)
-        if rec.pr_number is not None:
+        if rec.pr_number is not None and pilot_may_reach(run, rec):  # it read every task of the set
             await run.github(
                 act.REPLY,
                 ReplyInput(
@@ -74,7 +75,12 @@ async def carry_out(run: Run, decision: PilotDecision, attempt: Attempt) -> list
     if plan.retries:
         await asyncio.gather(
             *(
-                attempt(run, tid, guidance=strategy, trigger="gate pilot's retry")
+                attempt(
+                    run,
+                    tid,
+                    guidance=strategy if pilot_may_reach(run, run.state.record(tid)) else "",
+                    trigger="gate pilot's retry",
+                )
                 for tid, strategy in plan.retries
             )
         )
