@@ -174,7 +174,8 @@ async def approval(run: Run, rec: TaskRecord, outcome: str) -> None:
     if not workflow.patched(APPROVALS_TOLD):
         return
     who = f"@{rec.approved_by}" if rec.approved_by else "An approval"
-    run.state.notice(f"{who} approved #{rec.pr_number} ({rec.task.id}): {outcome}.")
+    where = f"{rec.repo.full_name}#" if rec.repo else "#"  # the status is on the repository
+    run.state.notice(f"{who} approved {where}{rec.pr_number} ({rec.task.id}): {outcome}.")
     await run.publish()
 
 

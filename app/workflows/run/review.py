@@ -354,9 +354,10 @@ async def on_base_moved(run: Run, s: BaseSignal) -> None:
     rec.conflicts_at = s.sha
     if known:
         return
+    pr = f"{rec.repo.full_name}#{s.pr_number}" if rec.repo else f"#{s.pr_number}"
     text = (
-        f"⚠️ `{s.branch}` moved to {s.sha[:7]} (by @{s.sender}) and #{s.pr_number} ({rec.task.id}) now "
-        f"conflicts with it, so it can't be merged. Comment `/otto retry` on #{s.pr_number}: Otto merges "
+        f"⚠️ `{s.branch}` moved to {s.sha[:7]} (by @{s.sender}) and {pr} ({rec.task.id}) now "
+        f"conflicts with it, so it can't be merged. Comment `/otto retry` on {pr}: Otto merges "
         f"`{s.branch}` into the branch, resolves the conflicts and runs the checks again."
     )
     run.state.notice(text)
