@@ -29,6 +29,7 @@ from app.contracts.messages import (
     StartRun,
 )
 from app.domain.links import RUN_ID
+from app.domain.run import RunState
 from app.settings import Settings
 
 
@@ -54,6 +55,18 @@ class IntakeActivities:
                     return n, active
                 raise
             n, active = n + 1, desc.status == WorkflowExecutionStatus.RUNNING
+            if active and await self._ending(handle):
+                active = False  # its end is written, its last publish on the way: a labeling now is new
+
+    @staticmethod
+    async def _ending(handle: WorkflowHandle[Any, Any]) -> bool:
+        """A run still open in Temporal whose state has already ended (between its final phase and the
+        workflow's close). When the run can't say, it counts as active (a labeling then is a notice)."""
+        try:
+            state = await handle.query(RunMessage.STATUS, result_type=RunState)
+        except Exception:
+            return False
+        return isinstance(state, RunState) and state.phase.final
 
     @activity.defn
     async def start_or_signal_run(self, request: StartRun) -> str:
