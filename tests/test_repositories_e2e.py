@@ -358,6 +358,7 @@ async def test_a_change_set_half_merged_says_what_merged_where_and_what_did_not(
         )
     )
     assert said.startswith(f"⚠️ This change is half merged across repositories: {api} merged; {web} did not (")
+    assert t1.head_sha is not None
     assert f"@{m} approved {api} (t1): ✅ merged {t1.head_sha[:7]}." in otto_state_notices(otto, cs)
     assert said.endswith(
         f"Resolve that and approve {web} again, or revert what merged (its merge commit) by hand."
