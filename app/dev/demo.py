@@ -11,6 +11,7 @@ import asyncio
 import shutil
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from app.contracts.ids import run_workflow_id
@@ -136,11 +137,22 @@ async def run_demo(keep: bool = False, root: Path = Path(".otto/demo"), timeout_
 async def _follow(client: object, world: LocalWorld, number: int, timeout_s: float) -> RunState | None:
     from temporalio.client import Client
 
+    assert isinstance(client, Client)
+    repo_id = world.sim.repo(OWNER, REPO).id
+    return await follow_live(client, run_workflow_id(repo_id, number), _say, timeout_s)
+
+
+async def follow_live(
+    client: object, run_id: str, say: Callable[[str], None], timeout_s: float
+) -> RunState | None:
+    """Print the run's progress as it changes (in words) until it waits for review or ends, no task running
+    (None, or the last state seen, when that takes longer than ``timeout_s``)."""
+    from temporalio.client import Client
+
     from app.workflows.run import RunWorkflow
 
     assert isinstance(client, Client)
-    repo_id = world.sim.repo(OWNER, REPO).id
-    handle = client.get_workflow_handle_for(RunWorkflow.run, run_workflow_id(repo_id, number))
+    handle = client.get_workflow_handle_for(RunWorkflow.run, run_id)
     deadline = time.monotonic() + timeout_s
     last: list[str] = []
     state: RunState | None = None
@@ -152,12 +164,13 @@ async def _follow(client: object, world: LocalWorld, number: int, timeout_s: flo
             continue
         lines = describe(state)
         if lines != last:
-            _say("\n".join(lines))
+            say("\n".join(lines))
             last = lines
-        if state.phase == RunPhase.WAITING_REVIEW or state.phase.final:
+        running = any(t.status == TaskStatus.RUNNING for t in state.tasks)
+        if (state.phase == RunPhase.WAITING_REVIEW or state.phase.final) and not running:
             return state
         await asyncio.sleep(0.2)
-    _say(f"The run did not finish within {timeout_s:.0f}s.")
+    say(f"The run did not settle within {timeout_s:.0f}s.")
     return state
 
 

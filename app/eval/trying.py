@@ -8,13 +8,12 @@ budget rules as a real installation; a real model needs ``ANTHROPIC_API_KEY``.""
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from app.contracts.ids import run_workflow_id
-from app.dev.demo import describe, where_it_is
+from app.dev.demo import follow_live, where_it_is
 from app.domain.links import run_url
 from app.domain.render import plural
 from app.domain.run import RunPhase, RunState, TaskStatus
@@ -64,37 +63,10 @@ async def run_try(
     if link:
         say(f"Mission Control: {link} (sign in as @{env.maintainer} on the simulator's page)")
     sim.add_label(env.owner, name, number, env.settings.trigger_label, env.maintainer)
-    state = await follow_live(env, run_id, say, timeout_s)
+    state = await follow_live(env.client, run_id, say, timeout_s)
     refs = await asyncio.to_thread(fetch_branches, r.path, path)
     summarize(state, refs, path, say)
     return TryResult(state, refs, link)
-
-
-async def follow_live(
-    env: EvalEnv, run_id: str, say: Callable[[str], None], timeout_s: float
-) -> RunState | None:
-    from app.workflows.run import RunWorkflow
-
-    handle = env.client.get_workflow_handle_for(RunWorkflow.run, run_id)
-    deadline = time.monotonic() + timeout_s
-    last: list[str] = []
-    state: RunState | None = None
-    while time.monotonic() < deadline:
-        try:
-            state = await handle.query(RunWorkflow.status)
-        except Exception:  # not started yet
-            await asyncio.sleep(0.2)
-            continue
-        lines = describe(state)
-        if lines != last:
-            say("\n".join(lines))
-            last = lines
-        running = any(t.status == TaskStatus.RUNNING for t in state.tasks)
-        if (state.phase == RunPhase.WAITING_REVIEW or state.phase.final) and not running:
-            return state
-        await asyncio.sleep(0.3)
-    say(f"The run did not settle within {timeout_s:.0f}s.")
-    return state
 
 
 def fetch_branches(bare: Path, repo: Path) -> dict[str, str]:
