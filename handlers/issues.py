@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from app.contracts.messages import IssueClosed, IssueEdited, StartRun, Trigger
 from app.events import IssuesClosed, IssuesEdited, IssuesLabeled, IssuesUnlabeled
 from app.routing import HandlerContext, Outcome, Routes, ignored
@@ -42,19 +44,7 @@ async def edited(ctx: HandlerContext, event: IssuesEdited) -> Outcome:
     fields = sorted(f for f in ("title", "body") if f in event.changes)
     if not fields:
         return ignored("nothing a run reads changed")
-    if is_bot(event.sender):
-        return ignored("edited by a bot")
-    repo = repo_ref(event)
-    if repo is None:
-        return ignored("no installation in payload")
-    request = IssueEdited(
-        repo=repo,
-        issue_number=event.issue.number,
-        sender=event.sender.login,
-        fields=fields,
-        delivery_id=ctx.delivery_id,
-    )
-    return await ctx.hand_off(request, "accepted: a run on this issue is told")
+    return await tell_the_run(ctx, event, fields, "edited by a bot")
 
 
 @routes.register("issues", action="unlabeled")
@@ -62,8 +52,15 @@ async def unlabeled(ctx: HandlerContext, event: IssuesUnlabeled) -> Outcome:
     """The trigger label removed: a run on the issue goes on and says so (removing it stops nothing)."""
     if (event.label.name if event.label else None) != ctx.settings.trigger_label:
         return ignored("not the trigger label")
+    return await tell_the_run(ctx, event, ["label"], "unlabeled by a bot")
+
+
+async def tell_the_run(
+    ctx: HandlerContext, event: IssuesEdited | IssuesUnlabeled, fields: Sequence[str], by_bot: str
+) -> Outcome:
+    """A person changed what a run on the issue reads (``fields``): the run is told and says so."""
     if is_bot(event.sender):
-        return ignored("unlabeled by a bot")
+        return ignored(by_bot)
     repo = repo_ref(event)
     if repo is None:
         return ignored("no installation in payload")
@@ -71,7 +68,7 @@ async def unlabeled(ctx: HandlerContext, event: IssuesUnlabeled) -> Outcome:
         repo=repo,
         issue_number=event.issue.number,
         sender=event.sender.login,
-        fields=["label"],
+        fields=list(fields),
         delivery_id=ctx.delivery_id,
     )
     return await ctx.hand_off(request, "accepted: a run on this issue is told")

@@ -52,6 +52,16 @@ def retry_refusal(run: Run, request: RetryRequest) -> str | None:
     return None
 
 
+def own_task(run: Run, task_id: str, repo_id: int) -> TaskRecord | None:
+    """The task a PR's signal names, if that PR can be its (a PR of another repository naming this task
+    is not)."""
+    try:
+        rec = run.state.record(task_id)
+    except KeyError:
+        return None
+    return rec if run.owns(rec, repo_id) else None
+
+
 async def retry(run: Run, request: RetryRequest) -> None:
     task = next((r for r in run.state.tasks if r.task.id == request.task_id), None)
     # the command's comment, and the answer, are on the task's PR (in its repository) or on the issue
@@ -114,12 +124,9 @@ async def retry(run: Run, request: RetryRequest) -> None:
 
 
 async def on_review(run: Run, s: ReviewSignal) -> None:
-    try:
-        rec = run.state.record(s.task_id)
-    except KeyError:
+    rec = own_task(run, s.task_id, s.repo_id)
+    if rec is None:
         return
-    if not run.owns(rec, s.repo_id):
-        return  # a PR of another repository naming this task: not its PR
     if s.state == "changes_requested":
         if run.m.config.review_feedback:
             request = RetryRequest(
@@ -159,12 +166,9 @@ async def on_review(run: Run, s: ReviewSignal) -> None:
 
 
 async def on_pull_changed(run: Run, s: PullSignal) -> None:
-    try:
-        rec = run.state.record(s.task_id)
-    except KeyError:
+    rec = own_task(run, s.task_id, s.repo_id)
+    if rec is None:
         return
-    if not run.owns(rec, s.repo_id):
-        return  # a PR of another repository naming this task: not its PR
     if s.action == "synchronize":
         if s.head_sha == rec.head_sha:
             return
@@ -331,12 +335,9 @@ async def on_issue_edited(run: Run, edit: EditSignal) -> None:
 async def on_base_moved(run: Run, s: BaseSignal) -> None:
     """The base branch moved: if the task's PR now conflicts with it, say so (on the PR and in the status)
     with the way out; once it no longer conflicts (a person resolved it), the warning goes."""
-    try:
-        rec = run.state.record(s.task_id)
-    except KeyError:
+    rec = own_task(run, s.task_id, s.repo_id)
+    if rec is None:
         return
-    if not run.owns(rec, s.repo_id):
-        return  # a PR of another repository naming this task: not its PR
     if rec.pr_number != s.pr_number or rec.status in RESOLVED or rec.status == TaskStatus.RUNNING:
         return
     mergeable = await run.github(
@@ -366,12 +367,9 @@ async def on_base_moved(run: Run, s: BaseSignal) -> None:
 
 
 async def on_ci_failed(run: Run, s: CiSignal) -> None:
-    try:
-        rec = run.state.record(s.task_id)
-    except KeyError:
+    rec = own_task(run, s.task_id, s.repo_id)
+    if rec is None:
         return
-    if not run.owns(rec, s.repo_id):
-        return  # a PR of another repository naming this task: not its PR
     if s.head_sha != rec.head_sha or rec.status in RESOLVED or rec.status == TaskStatus.RUNNING:
         return  # an old commit, or already being worked on
     if s.head_sha in rec.ci_failed_shas:
